@@ -1,0 +1,354 @@
+//go:build linux || darwin
+
+package baton
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strings"
+	"sync"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// entry is one descriptor the registry owns and will pass on.
+type entry struct {
+	meta fdMeta
+	// fd is the registry's own close-on-exec copy. The application's
+	// listeners and files are separate copies: closing them never affects
+	// what is passed on, and closing this one never affects theirs.
+	fd int
+	// inherited is true for descriptors received from the predecessor;
+	// claimed is true once this generation asked for them. Inherited
+	// descriptors nobody claimed are closed by Ready.
+	inherited, claimed bool
+}
+
+// unixPath returns the file system path of a unix socket entry, or "" for
+// anything else (including abstract sockets, which have no file).
+func (e *entry) unixPath() string {
+	if e.meta.Kind != kindListener && e.meta.Kind != kindPacket {
+		return ""
+	}
+	switch e.meta.Network {
+	case "unix", "unixpacket", "unixgram":
+	default:
+		return ""
+	}
+	p := e.meta.Actual
+	if p == "" {
+		p = e.meta.Address
+	}
+	if p == "" || p[0] == '@' {
+		return ""
+	}
+	return p
+}
+
+// registry holds every descriptor this generation will hand over.
+type registry struct {
+	mu      sync.Mutex
+	entries []*entry
+	closed  bool
+}
+
+func (r *registry) add(e *entry) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		unix.Close(e.fd)
+		return ErrStopped
+	}
+	if e.meta.Name != "" {
+		for _, o := range r.entries {
+			if o.meta.Name == e.meta.Name {
+				unix.Close(e.fd)
+				return fmt.Errorf("baton: a descriptor named %q is already registered", e.meta.Name)
+			}
+		}
+	}
+	r.entries = append(r.entries, e)
+	return nil
+}
+
+// claimAddr finds an inherited, unclaimed socket of kind k on network that
+// was asked for as addr or is bound to addr, so that a listener asked for on
+// port 0 is found again by the same request or by its real port.
+func (r *registry) claimAddr(k fdKind, network, addr string) *entry {
+	for _, e := range r.entries {
+		if !e.inherited || e.claimed || e.meta.Name != "" || e.meta.Kind != k || e.meta.Network != network {
+			continue
+		}
+		if e.meta.Address == addr || e.meta.Actual == addr {
+			e.claimed = true
+			return e
+		}
+	}
+	return nil
+}
+
+func (r *registry) claimName(name string) *entry {
+	for _, e := range r.entries {
+		if e.meta.Name == name {
+			e.claimed = true
+			return e
+		}
+	}
+	return nil
+}
+
+// closeUnclaimed closes inherited descriptors this generation never asked
+// for: whoever used them is gone, and they must not reach the next one.
+func (r *registry) closeUnclaimed() []fdMeta {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var dropped []fdMeta
+	kept := r.entries[:0]
+	for _, e := range r.entries {
+		if e.inherited && !e.claimed {
+			unix.Close(e.fd)
+			dropped = append(dropped, e.meta)
+			continue
+		}
+		kept = append(kept, e)
+	}
+	clear(r.entries[len(kept):])
+	r.entries = kept
+	return dropped
+}
+
+// snapshot returns the descriptors to pass on. They stay valid until
+// closeAll, which the Upgrader never calls during an upgrade.
+func (r *registry) snapshot() ([]fdMeta, []int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	metas := make([]fdMeta, len(r.entries))
+	fds := make([]int, len(r.entries))
+	for i, e := range r.entries {
+		metas[i], fds[i] = e.meta, e.fd
+	}
+	return metas, fds
+}
+
+// closeAll closes every descriptor; with unlink it also removes the files
+// of unix sockets, because no generation will serve them any more.
+func (r *registry) closeAll(unlink bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return
+	}
+	r.closed = true
+	for _, e := range r.entries {
+		if p := e.unixPath(); unlink && p != "" {
+			os.Remove(p)
+		}
+		unix.Close(e.fd)
+	}
+	r.entries = nil
+}
+
+// Listen returns a listener on network ("tcp", "tcp4", "tcp6", "unix" or
+// "unixpacket") and addr: the very socket the previous generation passed on
+// if it had one for that network and address (asked-for or actual),
+// otherwise a new one made with Options.ListenConfig. Either way it is
+// passed on to the next generation.
+//
+// Unix listeners never unlink their socket file on Close: the file belongs
+// to every generation. It is removed by the final Stop.
+func (u *Upgrader) Listen(network, addr string) (net.Listener, error) {
+	switch network {
+	case "tcp", "tcp4", "tcp6", "unix", "unixpacket":
+	default:
+		return nil, &net.OpError{Op: "listen", Net: network, Err: net.UnknownNetworkError(network)}
+	}
+	r := u.reg
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return nil, ErrStopped
+	}
+	if e := r.claimAddr(kindListener, network, addr); e != nil {
+		l, err := listenerFromFd(e.fd, network+":"+addr)
+		if err != nil {
+			return nil, fmt.Errorf("baton: inherited %s listener %s: %w", network, addr, err)
+		}
+		return l, nil
+	}
+	l, err := u.opts.ListenConfig.Listen(context.Background(), network, addr)
+	if err != nil {
+		return nil, err
+	}
+	if ul, ok := l.(*net.UnixListener); ok {
+		ul.SetUnlinkOnClose(false)
+	}
+	fd, err := dupConn(l.(syscall.Conn))
+	if err != nil {
+		l.Close()
+		return nil, err
+	}
+	r.entries = append(r.entries, &entry{
+		meta: fdMeta{Kind: kindListener, Network: network, Address: addr, Actual: l.Addr().String()},
+		fd:   fd,
+	})
+	return l, nil
+}
+
+// ListenPacket is Listen for "udp", "udp4", "udp6" and "unixgram".
+func (u *Upgrader) ListenPacket(network, addr string) (net.PacketConn, error) {
+	switch network {
+	case "udp", "udp4", "udp6", "unixgram":
+	default:
+		return nil, &net.OpError{Op: "listen", Net: network, Err: net.UnknownNetworkError(network)}
+	}
+	r := u.reg
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return nil, ErrStopped
+	}
+	if e := r.claimAddr(kindPacket, network, addr); e != nil {
+		c, err := packetConnFromFd(e.fd, network+":"+addr)
+		if err != nil {
+			return nil, fmt.Errorf("baton: inherited %s socket %s: %w", network, addr, err)
+		}
+		return c, nil
+	}
+	c, err := u.opts.ListenConfig.ListenPacket(context.Background(), network, addr)
+	if err != nil {
+		return nil, err
+	}
+	fd, err := dupConn(c.(syscall.Conn))
+	if err != nil {
+		c.Close()
+		return nil, err
+	}
+	r.entries = append(r.entries, &entry{
+		meta: fdMeta{Kind: kindPacket, Network: network, Address: addr, Actual: c.LocalAddr().String()},
+		fd:   fd,
+	})
+	return c, nil
+}
+
+// Add registers any socket, connection or file under name, so that the
+// next generation can take it with File, Conn, Listener or PacketConn. The
+// Upgrader keeps its own copy of the descriptor: c stays the caller's.
+func (u *Upgrader) Add(name string, c syscall.Conn) error {
+	if name == "" || len(name) > maxNameLen || strings.ContainsAny(name, ":\x00") {
+		return fmt.Errorf("baton: bad descriptor name %q", name)
+	}
+	meta := fdMeta{Name: name, Kind: kindFile}
+	switch v := c.(type) {
+	case *os.File:
+	case net.Listener:
+		meta.Kind, meta.Network, meta.Actual = kindListener, v.Addr().Network(), v.Addr().String()
+	case net.PacketConn:
+		meta.Kind, meta.Network, meta.Actual = kindPacket, v.LocalAddr().Network(), v.LocalAddr().String()
+	case net.Conn:
+		meta.Kind, meta.Network, meta.Actual = kindConn, v.LocalAddr().Network(), v.LocalAddr().String()
+	default:
+		return fmt.Errorf("baton: Add %q: unsupported type %T", name, c)
+	}
+	if meta.Kind != kindFile && !validNetwork(meta.Kind, meta.Network) {
+		return fmt.Errorf("baton: Add %q: %s on network %q cannot be passed on", name, meta.Kind, meta.Network)
+	}
+	fd, err := dupConn(c)
+	if err != nil {
+		return fmt.Errorf("baton: Add %q: %w", name, err)
+	}
+	return u.reg.add(&entry{meta: meta, fd: fd})
+}
+
+// ErrNoSuchName is returned by File, Conn, Listener and PacketConn for a
+// name that neither the predecessor passed on nor Add registered.
+var ErrNoSuchName = errors.New("baton: no descriptor with that name")
+
+func (u *Upgrader) lookup(name string, want fdKind) (*entry, error) {
+	e := u.reg.claimName(name)
+	if e == nil {
+		return nil, fmt.Errorf("%w: %q", ErrNoSuchName, name)
+	}
+	if want != "" && e.meta.Kind != want {
+		return nil, fmt.Errorf("baton: %q is a %s, not a %s", name, e.meta.Kind, want)
+	}
+	return e, nil
+}
+
+// File returns a new *os.File for the descriptor registered as name, of any
+// kind. The caller owns and closes it.
+func (u *Upgrader) File(name string) (*os.File, error) {
+	u.reg.mu.Lock()
+	defer u.reg.mu.Unlock()
+	e, err := u.lookup(name, "")
+	if err != nil {
+		return nil, err
+	}
+	return fileFromFd(e.fd, name)
+}
+
+// Listener returns a new net.Listener for the listener registered as name.
+func (u *Upgrader) Listener(name string) (net.Listener, error) {
+	u.reg.mu.Lock()
+	defer u.reg.mu.Unlock()
+	e, err := u.lookup(name, kindListener)
+	if err != nil {
+		return nil, err
+	}
+	return listenerFromFd(e.fd, name)
+}
+
+// PacketConn returns a new net.PacketConn for the socket registered as name.
+func (u *Upgrader) PacketConn(name string) (net.PacketConn, error) {
+	u.reg.mu.Lock()
+	defer u.reg.mu.Unlock()
+	e, err := u.lookup(name, kindPacket)
+	if err != nil {
+		return nil, err
+	}
+	return packetConnFromFd(e.fd, name)
+}
+
+// Conn returns a new net.Conn for the connection registered as name.
+func (u *Upgrader) Conn(name string) (net.Conn, error) {
+	u.reg.mu.Lock()
+	defer u.reg.mu.Unlock()
+	e, err := u.lookup(name, kindConn)
+	if err != nil {
+		return nil, err
+	}
+	f, err := fileFromFd(e.fd, name)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return net.FileConn(f)
+}
+
+func listenerFromFd(fd int, name string) (net.Listener, error) {
+	f, err := fileFromFd(fd, name)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	l, err := net.FileListener(f)
+	if err != nil {
+		return nil, err
+	}
+	if ul, ok := l.(*net.UnixListener); ok {
+		ul.SetUnlinkOnClose(false)
+	}
+	return l, nil
+}
+
+func packetConnFromFd(fd int, name string) (net.PacketConn, error) {
+	f, err := fileFromFd(fd, name)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return net.FilePacketConn(f)
+}

@@ -1,0 +1,103 @@
+package httpdrain
+
+import (
+	"crypto/tls"
+	"net"
+	"net/http"
+	"time"
+)
+
+// connInfo is what the ConnState hook has learnt about one connection.
+type connInfo struct {
+	state   http.ConnState
+	since   time.Time // of the last transition
+	known   bool      // h2 has been looked up
+	h2      bool      // HTTP/2 negotiated with ALPN: left to GOAWAY
+	closing bool      // the sweep has closed it; StateClosed is on its way
+}
+
+// track is chained into http.Server.ConnState.
+func (s *Server) track(c net.Conn, st http.ConnState) {
+	now := time.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch st {
+	case http.StateHijacked, http.StateClosed:
+		delete(s.conns, c)
+		return
+	}
+	ci := s.conns[c]
+	ci.state, ci.since = st, now
+	if st != http.StateNew && !ci.known {
+		// The first transition after StateNew comes after the TLS
+		// handshake, and a server-side tls.Conn holds its handshake
+		// mutex only during the handshake, so this does not block.
+		ci.known = true
+		if tc, ok := c.(*tls.Conn); ok {
+			ci.h2 = tc.ConnectionState().NegotiatedProtocol == "h2"
+		}
+	}
+	s.conns[c] = ci
+}
+
+// tally is a snapshot of what keeps a drain going.
+type tally struct {
+	serving  int // Serve calls not yet returned
+	http1    int // open connections the sweep looks after
+	h2       int // open HTTP/2 connections
+	hijacked int // connections passed to Hijacked, not yet done
+}
+
+// candidate is a connection the sweep may close, with the time of the
+// transition that made it one.
+type candidate struct {
+	c     net.Conn
+	since time.Time
+}
+
+// sweep closes the HTTP/1 connections that have been idle (or new without a
+// request) for at least the grace period and have nothing in their receive
+// buffer, and counts what remains.
+func (s *Server) sweep(now time.Time) tally {
+	var t tally
+	var cands []candidate
+	s.mu.Lock()
+	t.serving, t.hijacked = s.serving, len(s.hijacked)
+	for c, ci := range s.conns {
+		if ci.h2 {
+			t.h2++
+			continue
+		}
+		t.http1++
+		if ci.closing || ci.state == http.StateActive || now.Sub(ci.since) < s.grace {
+			continue
+		}
+		cands = append(cands, candidate{c, ci.since})
+	}
+	s.mu.Unlock()
+
+	for _, k := range cands {
+		if n, ok := pendingBytes(k.c); ok && n > 0 {
+			// A request is arriving: the connection is about to turn
+			// active and will get "Connection: close".
+			continue
+		}
+		s.mu.Lock()
+		ci, ok := s.conns[k.c]
+		idle := ok && !ci.closing && ci.since.Equal(k.since)
+		if idle {
+			ci.closing = true
+			s.conns[k.c] = ci
+		}
+		s.mu.Unlock()
+		if !idle {
+			continue // it moved on while we looked
+		}
+		// Close, not shutdown(2): the receive buffer is empty, so the
+		// client gets FIN, not RST, and the server's goroutine sees its
+		// read fail and cleans up (StateClosed).
+		k.c.Close()
+		s.log.Debug("httpdrain: closed idle connection", "remote", k.c.RemoteAddr(), "state", ci.state, "idle", now.Sub(k.since))
+	}
+	return t
+}

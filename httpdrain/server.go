@@ -1,0 +1,178 @@
+package httpdrain
+
+import (
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// DefaultIdleGrace is the IdleGrace used when Options.IdleGrace is zero.
+//
+// A keep-alive client under load sends its next request within
+// milliseconds, so it is answered with "Connection: close" long before half
+// a second has passed; a connection silent for that long is most likely
+// parked in a client's pool. Closing it races only with a request sent in
+// the last network round trip, which 500 ms of silence makes unlikely. The
+// value is far below the drain deadlines used in practice (seconds), so idle
+// connections never hold a drain up, and above the round trip of all but
+// the slowest links, so a TLS handshake in progress is not cut.
+const DefaultIdleGrace = 500 * time.Millisecond
+
+// Options configures a Server. The zero value is ready to use.
+type Options struct {
+	// IdleGrace is how long a connection must have been idle, or new with
+	// no request yet, during a drain before Drain closes it. Defaults to
+	// DefaultIdleGrace.
+	IdleGrace time.Duration
+
+	// Logger receives what Drain does. Defaults to nil: silent.
+	Logger *slog.Logger
+}
+
+// Server serves an *http.Server on any number of listeners and drains it
+// without failing requests. Create it with New.
+type Server struct {
+	srv   *http.Server
+	grace time.Duration
+	log   *slog.Logger
+
+	draining   chan struct{} // closed when Drain starts
+	isDraining atomic.Bool   // the same fact, cheap to read on every request
+	started    atomic.Bool   // a Drain call has claimed the drain
+	drained    chan struct{} // closed when the drain is over
+	drainErr   error         // the drain's result, written before drained is closed
+	running    atomic.Int64  // handlers in progress
+
+	// mu guards the tables below. They are written from the ConnState hook
+	// on every connection's goroutine, so a mutex (as in net/http) rather
+	// than an owning goroutine, which would make every transition wait.
+	mu        sync.Mutex
+	listeners map[*net.Listener]struct{} // keyed by address: a Listener need not be comparable
+	serving   int                        // Serve calls that have not returned
+	conns     map[net.Conn]connInfo      // open HTTP connections
+	hijacked  map[*hijack]struct{}       // connections passed to Hijacked
+	finished  bool                       // Drain has returned or hit its deadline
+}
+
+// hijack is one call to Hijacked; a pointer so that the same net.Conn can be
+// registered twice without one done func untracking the other.
+type hijack struct{ c net.Conn }
+
+// New prepares srv to be served and drained: it wraps srv.Handler (nil means
+// http.DefaultServeMux) and chains srv.ConnState, so it must be called before
+// srv serves anything, and srv must then be served only through the
+// returned Server's Serve.
+func New(srv *http.Server, o Options) *Server {
+	s := &Server{
+		srv:       srv,
+		grace:     o.IdleGrace,
+		log:       o.Logger,
+		draining:  make(chan struct{}),
+		drained:   make(chan struct{}),
+		listeners: make(map[*net.Listener]struct{}),
+		conns:     make(map[net.Conn]connInfo),
+		hijacked:  make(map[*hijack]struct{}),
+	}
+	if s.grace <= 0 {
+		s.grace = DefaultIdleGrace
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	h := srv.Handler
+	if h == nil {
+		h = http.DefaultServeMux
+	}
+	srv.Handler = handler{s: s, h: h}
+	next := srv.ConnState
+	srv.ConnState = func(c net.Conn, st http.ConnState) {
+		s.track(c, st)
+		if next != nil {
+			next(c, st)
+		}
+	}
+	return s
+}
+
+// handler wraps the user's handler.
+type handler struct {
+	s *Server
+	h http.Handler
+}
+
+func (h handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	// Counted so that Drain can wait for handlers whose connection is
+	// already gone from ConnState's view: hijacked, or about to be passed
+	// to Hijacked.
+	h.s.running.Add(1)
+	defer h.s.running.Add(-1)
+	if h.s.isDraining.Load() {
+		// net/http closes the connection after this response; on HTTP/2
+		// it sends GOAWAY. The client leaves without losing anything.
+		w.Header().Set("Connection", "close")
+	}
+	h.h.ServeHTTP(w, r)
+}
+
+// Serve accepts connections on l and serves them with the wrapped
+// http.Server, like http.Server.Serve. It may be called for several
+// listeners at once. It always closes l, and returns http.ErrServerClosed
+// once Drain has started.
+//
+// A *net.UnixListener shared with another process must have
+// SetUnlinkOnClose(false), or closing it removes the socket file from under
+// the other process.
+func (s *Server) Serve(l net.Listener) error {
+	s.mu.Lock()
+	if s.isDraining.Load() {
+		s.mu.Unlock()
+		l.Close()
+		return http.ErrServerClosed
+	}
+	key := &l
+	s.listeners[key] = struct{}{}
+	s.serving++
+	s.mu.Unlock()
+
+	err := s.srv.Serve(l)
+
+	s.mu.Lock()
+	delete(s.listeners, key)
+	s.serving--
+	s.mu.Unlock()
+	if s.isDraining.Load() {
+		// Drain closed l: Accept's "use of closed network connection"
+		// is the expected way out, not a failure.
+		return http.ErrServerClosed
+	}
+	return err
+}
+
+// Draining returns a channel that is closed when Drain starts. Handlers of
+// long-lived connections (WebSockets, streams) watch it to say goodbye.
+func (s *Server) Draining() <-chan struct{} { return s.draining }
+
+// Hijacked tracks a connection taken over with http.Hijacker, which
+// net/http no longer sees: Drain waits for it and closes it at its deadline.
+// Call it before the handler returns, and call done once c is closed; done
+// may be called more than once. If Drain has already returned or hit its
+// deadline, Hijacked closes c at once.
+func (s *Server) Hijacked(c net.Conn) (done func()) {
+	h := &hijack{c: c}
+	s.mu.Lock()
+	if s.finished {
+		s.mu.Unlock()
+		c.Close()
+		return func() {}
+	}
+	s.hijacked[h] = struct{}{}
+	s.mu.Unlock()
+	return func() {
+		s.mu.Lock()
+		delete(s.hijacked, h)
+		s.mu.Unlock()
+	}
+}

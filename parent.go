@@ -1,0 +1,150 @@
+//go:build linux || darwin
+
+package baton
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"time"
+)
+
+// parent is what a successor knows of the incumbent that started it.
+type parent struct {
+	pid  int
+	conn *net.UnixConn
+	// generation is the one the incumbent gave this process.
+	generation int
+
+	ack  chan struct{} // closed when the incumbent has committed
+	gone chan struct{} // closed when the incumbent has exited (EOF)
+}
+
+// adoptParent reads the handoff from the incumbent: hello, then every
+// descriptor. On failure it tells the incumbent why (best effort), closes
+// whatever it received, and returns the error; the incumbent keeps serving.
+func adoptParent(fd, ppid int, timeout time.Duration) (*parent, []*entry, error) {
+	conn, err := handoffConn(fd)
+	if err != nil {
+		return nil, nil, err
+	}
+	p := &parent{pid: ppid, conn: conn, ack: make(chan struct{}), gone: make(chan struct{})}
+	entries, err := p.receive(timeout)
+	if err != nil {
+		for _, e := range entries {
+			closeFds([]int{e.fd})
+		}
+		p.abort(err.Error())
+		conn.Close()
+		return nil, nil, fmt.Errorf("baton: handoff from pid %d: %w", ppid, err)
+	}
+	conn.SetDeadline(time.Time{})
+	go p.watch()
+	return p, entries, nil
+}
+
+func (p *parent) receive(timeout time.Duration) (entries []*entry, err error) {
+	p.conn.SetDeadline(time.Now().Add(timeout))
+	typ, body, fds, err := recvFrame(p.conn)
+	if err != nil {
+		return nil, err
+	}
+	if typ != frameHello || len(fds) > 0 {
+		closeFds(fds)
+		return nil, protoErrorf("want hello first, got %q frame with %d descriptors", typ, len(fds))
+	}
+	hello, err := parseHello(body)
+	if err != nil {
+		return nil, err
+	}
+	if hello.PID != p.pid {
+		return nil, protoErrorf("hello from pid %d, but the parent is %d", hello.PID, p.pid)
+	}
+	p.generation = hello.Generation
+	for got := 0; got < hello.Fds; {
+		typ, body, fds, err := recvFrame(p.conn)
+		if err != nil {
+			return entries, err
+		}
+		if typ != frameFds {
+			closeFds(fds)
+			return entries, protoErrorf("want fds, got %q frame", typ)
+		}
+		metas, err := parseFds(body, len(fds))
+		if err == nil && got+len(fds) > hello.Fds {
+			err = protoErrorf("received %d descriptors, hello announced %d", got+len(fds), hello.Fds)
+		}
+		if err != nil {
+			closeFds(fds)
+			return entries, err
+		}
+		for i, m := range metas {
+			entries = append(entries, &entry{meta: m, fd: fds[i], inherited: true})
+		}
+		got += len(fds)
+	}
+	return entries, nil
+}
+
+// watch reads until the incumbent acknowledges ready and then until it is
+// gone. Anything else from it is a protocol error and ends the watch too.
+func (p *parent) watch() {
+	defer close(p.gone)
+	for {
+		typ, _, fds, err := recvFrame(p.conn)
+		closeFds(fds)
+		if err != nil || typ != frameAck {
+			return
+		}
+		select {
+		case <-p.ack:
+			return // a second ack: protocol error
+		default:
+			close(p.ack)
+		}
+	}
+}
+
+func (p *parent) abort(reason string) {
+	if len(reason) > maxReasonLen {
+		reason = reason[:maxReasonLen]
+	}
+	if frame, err := encodeFrame(frameAbort, abortMsg{Reason: reason}); err == nil {
+		p.conn.SetWriteDeadline(time.Now().Add(time.Second))
+		sendFrame(p.conn, frame, nil)
+	}
+}
+
+// errParentSilent reports an incumbent that neither acknowledged ready nor
+// exited in time: it may be stopped (SIGSTOP) or wedged.
+var errParentSilent = errors.New("predecessor neither acknowledged ready nor exited")
+
+// ready tells the incumbent this generation is ready and waits until it
+// has committed to draining. An incumbent that is gone counts as committed:
+// there is nobody else to serve.
+func (p *parent) ready(timeout time.Duration) error {
+	frame, err := encodeFrame(frameReady, readyMsg{PID: os.Getpid()})
+	if err != nil {
+		return err
+	}
+	p.conn.SetWriteDeadline(time.Now().Add(timeout))
+	if err := sendFrame(p.conn, frame, nil); err != nil {
+		select {
+		case <-p.gone:
+			return nil
+		default:
+			return fmt.Errorf("baton: telling the predecessor we are ready: %w", err)
+		}
+	}
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case <-p.ack:
+		return nil
+	case <-p.gone:
+		return nil
+	case <-t.C:
+		return errParentSilent
+	}
+}

@@ -1,0 +1,128 @@
+//go:build linux || darwin
+
+package baton
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+)
+
+// initialWD is the working directory the process started in. Relative
+// paths (the executable, the PID file) are resolved against it, so a
+// program that changes directory still finds them; successors start there
+// too. It is the one piece of package state, and the process fixes it.
+var initialWD, _ = os.Getwd()
+
+func absFromInitial(p string) string {
+	if p == "" || filepath.IsAbs(p) || initialWD == "" {
+		return p
+	}
+	return filepath.Join(initialWD, p)
+}
+
+// executable applies the policy documented on Options.Executable.
+func (o *Options) executable() (string, error) {
+	if o.Executable != "" {
+		p := absFromInitial(o.Executable)
+		return p, checkExecutable(p)
+	}
+	var p string
+	switch arg0 := os.Args[0]; {
+	case strings.Contains(arg0, "/"):
+		p = absFromInitial(arg0)
+	default:
+		lp, err := exec.LookPath(arg0)
+		if err != nil {
+			p = ""
+		} else {
+			p = absFromInitial(lp)
+		}
+	}
+	if p != "" {
+		if _, err := os.Stat(p); err == nil {
+			return p, checkExecutable(p)
+		}
+	}
+	// os.Args[0] is gone: "go run" removed its temporary binary, or a
+	// deploy deleted the old file. Run the binary this process runs.
+	if runtime.GOOS == "linux" {
+		const self = "/proc/self/exe"
+		return self, checkExecutable(self)
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return os.Args[0], fmt.Errorf("%s not found and the running binary is unknown: %w", os.Args[0], err)
+	}
+	return self, checkExecutable(self)
+}
+
+// successorEnv is this process's environment without baton's private
+// variables, plus the handoff variable for the successor.
+func successorEnv(handoffFd int) []string {
+	env := os.Environ()
+	out := make([]string, 0, len(env)+1)
+	for _, kv := range env {
+		if strings.HasPrefix(kv, envHandoff+"=") {
+			continue
+		}
+		out = append(out, kv)
+	}
+	return append(out, formatHandoffEnv(handoffFd, os.Getpid()))
+}
+
+// pidFile writes a PID file atomically: a temporary file in the same
+// directory, renamed over the old one, so a reader never sees a partial or
+// empty file.
+type pidFile struct {
+	path string // absolute
+}
+
+// prepare writes pid to a temporary file and returns it for commit. It
+// fails early — before the predecessor is told to drain — if the directory
+// is not writable.
+func (p pidFile) prepare(pid int) (tmp string, err error) {
+	f, err := os.CreateTemp(filepath.Dir(p.path), "."+filepath.Base(p.path)+".*")
+	if err != nil {
+		return "", fmt.Errorf("baton: PID file: %w", err)
+	}
+	tmp = f.Name()
+	_, err = f.WriteString(strconv.Itoa(pid) + "\n")
+	if err == nil {
+		err = f.Chmod(0o644)
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return "", fmt.Errorf("baton: PID file: %w", err)
+	}
+	return tmp, nil
+}
+
+func (p pidFile) commit(tmp string) error {
+	if err := os.Rename(tmp, p.path); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("baton: PID file: %w", err)
+	}
+	return nil
+}
+
+// removeIfOurs removes the file only if it still names pid: after a handover
+// it names the successor and must stay.
+func (p pidFile) removeIfOurs(pid int) {
+	b, err := os.ReadFile(p.path)
+	if err != nil || !bytes.Equal(bytes.TrimSpace(b), []byte(strconv.Itoa(pid))) {
+		return
+	}
+	os.Remove(p.path)
+}

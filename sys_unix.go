@@ -1,0 +1,217 @@
+//go:build linux || darwin
+
+package baton
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// dupFd returns a close-on-exec duplicate of fd.
+func dupFd(fd int) (int, error) {
+	nfd, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		return -1, os.NewSyscallError("fcntl(F_DUPFD_CLOEXEC)", err)
+	}
+	return nfd, nil
+}
+
+// dupConn duplicates the descriptor behind c.
+//
+// It goes through SyscallConn, never (*os.File).Fd or (*net.TCPListener).File:
+// those may switch the shared open file description to blocking mode, and
+// then every process holding the socket — including the other generation —
+// blocks in accept(2).
+func dupConn(c syscall.Conn) (int, error) {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return -1, err
+	}
+	nfd := -1
+	var dupErr error
+	if err := rc.Control(func(fd uintptr) { nfd, dupErr = dupFd(int(fd)) }); err != nil {
+		return -1, err
+	}
+	return nfd, dupErr
+}
+
+// fileFromFd wraps a duplicate of fd in an *os.File the caller owns.
+//
+// A socket that is already non-blocking stays so: os.NewFile only remembers
+// to restore blocking mode in Fd for descriptors it switched itself, so the
+// net.File* calls that use Fd on the result leave the shared description
+// alone.
+func fileFromFd(fd int, name string) (*os.File, error) {
+	nfd, err := dupFd(fd)
+	if err != nil {
+		return nil, err
+	}
+	return os.NewFile(uintptr(nfd), name), nil
+}
+
+// socketpair returns our end as a *net.UnixConn and the successor's end as
+// an *os.File to place in its descriptor table.
+func socketpair() (*net.UnixConn, *os.File, error) {
+	// ForkLock: no fork may see these descriptors before they are
+	// close-on-exec (darwin has no SOCK_CLOEXEC).
+	syscall.ForkLock.RLock()
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM, 0)
+	if err == nil {
+		unix.CloseOnExec(fds[0])
+		unix.CloseOnExec(fds[1])
+	}
+	syscall.ForkLock.RUnlock()
+	if err != nil {
+		return nil, nil, os.NewSyscallError("socketpair", err)
+	}
+	local := os.NewFile(uintptr(fds[0]), "baton-handoff")
+	defer local.Close()
+	c, err := net.FileConn(local)
+	if err != nil {
+		unix.Close(fds[1])
+		return nil, nil, err
+	}
+	return c.(*net.UnixConn), os.NewFile(uintptr(fds[1]), "baton-handoff-successor"), nil
+}
+
+// handoffConn adopts the inherited end of the socketpair.
+func handoffConn(fd int) (*net.UnixConn, error) {
+	typ, err := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_TYPE)
+	if err != nil {
+		return nil, fmt.Errorf("baton: inherited handoff descriptor %d: %w", fd, os.NewSyscallError("getsockopt", err))
+	}
+	if typ != unix.SOCK_STREAM {
+		return nil, fmt.Errorf("baton: inherited handoff descriptor %d is not a stream socket", fd)
+	}
+	f := os.NewFile(uintptr(fd), "baton-handoff")
+	defer f.Close()
+	c, err := net.FileConn(f)
+	if err != nil {
+		return nil, fmt.Errorf("baton: inherited handoff descriptor %d: %w", fd, err)
+	}
+	uc, ok := c.(*net.UnixConn)
+	if !ok {
+		c.Close()
+		return nil, fmt.Errorf("baton: inherited handoff descriptor %d is not a unix socket", fd)
+	}
+	return uc, nil
+}
+
+// sendFrame writes one frame; fds, if any, ride on its first byte.
+func sendFrame(c *net.UnixConn, frame []byte, fds []int) error {
+	var oob []byte
+	if len(fds) > 0 {
+		oob = unix.UnixRights(fds...)
+	}
+	n, _, err := c.WriteMsgUnix(frame, oob, nil)
+	if err != nil {
+		return err
+	}
+	// A stream socket may take part of a large frame; the rest follows
+	// without ancillary data.
+	_, err = c.Write(frame[n:])
+	return err
+}
+
+// recvFrame reads one frame and the descriptors attached to it. The
+// descriptors are close-on-exec (net asks for MSG_CMSG_CLOEXEC, or sets it
+// right after on systems without it). On error, any received descriptor is
+// closed.
+func recvFrame(c *net.UnixConn) (typ byte, body []byte, fds []int, err error) {
+	defer func() {
+		if err != nil {
+			closeFds(fds)
+			fds = nil
+		}
+	}()
+	var h [frameHeaderLen]byte
+	oob := make([]byte, unix.CmsgSpace(maxFdsPerFrame*4))
+	for got := 0; got < len(h); {
+		n, oobn, flags, _, err := c.ReadMsgUnix(h[got:], oob)
+		if oobn > 0 {
+			more, perr := parseRights(oob[:oobn])
+			fds = append(fds, more...)
+			if perr != nil {
+				return 0, nil, fds, perr
+			}
+		}
+		if flags&unix.MSG_CTRUNC != 0 {
+			return 0, nil, fds, protoErrorf("descriptors truncated (MSG_CTRUNC): more than %d in one frame, or the descriptor limit was reached", maxFdsPerFrame)
+		}
+		if err != nil {
+			if got > 0 && errors.Is(err, io.EOF) {
+				err = io.ErrUnexpectedEOF
+			}
+			return 0, nil, fds, err
+		}
+		if n == 0 {
+			return 0, nil, fds, io.EOF
+		}
+		got += n
+	}
+	typ, size, err := parseHeader(h[:])
+	if err != nil {
+		return 0, nil, fds, err
+	}
+	body = make([]byte, size)
+	if _, err := io.ReadFull(c, body); err != nil {
+		if errors.Is(err, io.EOF) {
+			err = io.ErrUnexpectedEOF
+		}
+		return 0, nil, fds, err
+	}
+	return typ, body, fds, nil
+}
+
+func parseRights(oob []byte) ([]int, error) {
+	msgs, err := unix.ParseSocketControlMessage(oob)
+	if err != nil {
+		return nil, protoErrorf("control message: %v", err)
+	}
+	var fds []int
+	for _, m := range msgs {
+		if m.Header.Level != unix.SOL_SOCKET || m.Header.Type != unix.SCM_RIGHTS {
+			continue
+		}
+		more, err := unix.ParseUnixRights(&m)
+		if err != nil {
+			return fds, protoErrorf("rights: %v", err)
+		}
+		fds = append(fds, more...)
+	}
+	return fds, nil
+}
+
+func closeFds(fds []int) {
+	for _, fd := range fds {
+		unix.Close(fd)
+	}
+}
+
+// validFd reports whether fd is open; used to pass a closed stdin/stdout/
+// stderr on as closed rather than failing the start.
+func validFd(fd int) bool {
+	_, err := unix.FcntlInt(uintptr(fd), unix.F_GETFD, 0)
+	return err == nil
+}
+
+// checkExecutable reports why path cannot be started, or nil.
+func checkExecutable(path string) error {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return err
+	}
+	if !fi.Mode().IsRegular() {
+		return fmt.Errorf("%s is not a regular file", path)
+	}
+	if err := unix.Access(path, unix.X_OK); err != nil {
+		return fmt.Errorf("%s is not executable: %w", path, err)
+	}
+	return nil
+}

@@ -1,0 +1,38 @@
+//go:build !linux && !darwin
+
+package baton
+
+import (
+	"context"
+	"errors"
+	"net"
+	"os"
+	"syscall"
+)
+
+// Upgrader is not supported on this system: New returns ErrNotSupported.
+type Upgrader struct{}
+
+// New returns ErrNotSupported on this system.
+func New(opts Options) (*Upgrader, error) { return nil, ErrNotSupported }
+
+// ErrNoSuchName is returned by File, Conn, Listener and PacketConn for a
+// name that neither the predecessor passed on nor Add registered.
+var ErrNoSuchName = errors.New("baton: no descriptor with that name")
+
+func (u *Upgrader) Generation() int                                   { return 1 }
+func (u *Upgrader) HasParent() bool                                   { return false }
+func (u *Upgrader) Exit() <-chan struct{}                             { return nil }
+func (u *Upgrader) WaitForParent(ctx context.Context) error           { return nil }
+func (u *Upgrader) Ready() error                                      { return ErrNotSupported }
+func (u *Upgrader) Upgrade() error                                    { return ErrNotSupported }
+func (u *Upgrader) Stop()                                             {}
+func (u *Upgrader) Listen(network, addr string) (net.Listener, error) { return nil, ErrNotSupported }
+func (u *Upgrader) ListenPacket(network, addr string) (net.PacketConn, error) {
+	return nil, ErrNotSupported
+}
+func (u *Upgrader) Add(name string, c syscall.Conn) error          { return ErrNotSupported }
+func (u *Upgrader) File(name string) (*os.File, error)             { return nil, ErrNotSupported }
+func (u *Upgrader) Listener(name string) (net.Listener, error)     { return nil, ErrNotSupported }
+func (u *Upgrader) PacketConn(name string) (net.PacketConn, error) { return nil, ErrNotSupported }
+func (u *Upgrader) Conn(name string) (net.Conn, error)             { return nil, ErrNotSupported }
