@@ -152,6 +152,10 @@ func serverMain() {
 		}
 	}()
 
+	// Signals are wired before anyone is told we are ready: a SIGHUP's
+	// default action would kill us.
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT)
 	check(upg.Ready())
 	fmt.Printf("ready gen=%d pid=%d tcp=%s udp=%s\n", gen, os.Getpid(), tcp.Addr(), udp.LocalAddr())
 	if fail == "ready-exit" {
@@ -164,8 +168,6 @@ func serverMain() {
 		}
 	}()
 
-	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT)
 	go func() {
 		for s := range sigs {
 			if s == syscall.SIGHUP {

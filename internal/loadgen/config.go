@@ -97,8 +97,9 @@ type Config struct {
 
 	// Progress, if not nil, is called after each upgrade, about every
 	// 100ms, and one last time with Done set before Run returns. Calls
-	// come from a single goroutine, one at a time; a slow Progress delays
-	// the next call, never the load.
+	// come from a single goroutine, one at a time. It should return
+	// quickly: the call after an upgrade holds up the next upgrade (never
+	// the load).
 	Progress func(Progress)
 }
 
@@ -147,7 +148,9 @@ func (c *Config) settings() (settings, error) {
 	}
 	s.url = u
 	s.target = newTarget(u)
-	s.slow = newTarget(withDelay(u, s.slowDelay))
+	if s.slowDelay >= 0 {
+		s.slow = newTarget(withDelay(u, s.slowDelay))
+	}
 
 	if c.Upgrade == nil {
 		return s, errors.New("loadgen: Config.Upgrade is nil; want a func that performs one upgrade")

@@ -53,8 +53,8 @@
 // refusing server does not turn the clients into busy loops and the counts
 // say for how long the server was broken rather than how fast the CPU is.
 //
-// If a body holds pid=<n> (the demo server writes the pid that served the
-// request), the Report counts requests per pid: across N upgrades a server
+// If the first KiB of a body holds pid=<n> (the demo server writes the pid
+// that served the request), the Report counts requests per pid: across N upgrades a server
 // that really replaced itself shows N+1 pids.
 //
 // # Bounds

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"slices"
 	"syscall"
 )
 
@@ -24,9 +25,10 @@ var classNames = [numClasses]string{"refused", "reset", "eof", "timeout", "non-2
 
 func (c class) String() string { return classNames[c] }
 
-// classify sorts a request's error into a class. The order matters: a reset
-// can surface wrapped in the same *net.OpError as a timeout would, and a
-// status error is not a transport error at all.
+// classify sorts a request's error into a class by its cause, looking
+// through the wrapping added by net and by client. ETIMEDOUT (the kernel
+// gave up on the connection) reports itself as a timeout and is counted with
+// our own deadlines.
 func classify(err error) class {
 	var se *StatusError
 	if errors.As(err, &se) {
@@ -59,8 +61,8 @@ type Failures struct {
 	// Statuses counts the non-200 responses by status code.
 	Statuses map[int]int64 `json:"statuses,omitempty"`
 
-	// Examples holds up to ExamplesPerClass error strings for each class
-	// seen, keyed by class name: "refused", "reset", "eof", "timeout",
+	// Examples holds up to ExamplesPerClass distinct error strings for
+	// each class seen, keyed by class name: "refused", "reset", "eof", "timeout",
 	// "non-200", "other".
 	Examples map[string][]string `json:"examples,omitempty"`
 }
@@ -100,8 +102,10 @@ func (f *Failures) add(err error) {
 	f.example(c.String(), err.Error())
 }
 
+// example keeps msg if there is room and it is not already kept: a thousand
+// copies of "connection refused" say no more than one.
 func (f *Failures) example(name, msg string) {
-	if len(f.Examples[name]) >= ExamplesPerClass {
+	if len(f.Examples[name]) >= ExamplesPerClass || slices.Contains(f.Examples[name], msg) {
 		return
 	}
 	if f.Examples == nil {

@@ -172,15 +172,19 @@ func (r *Report) WriteText(w io.Writer) error {
 		fmt.Fprintf(&b, "%-15s %s\n", key, fmt.Sprintf(format, args...))
 	}
 	u := r.Upgrades
-	line("upgrades", "%d ok, %d failed; took p50 %s, p99 %s, max %s", u.OK, u.Failed, short(u.P50), short(u.P99), short(u.Max))
+	if u.OK+u.Failed == 0 {
+		line("upgrades", "none done")
+	} else {
+		line("upgrades", "%d ok, %d failed; took p50 %s, p99 %s, max %s", u.OK, u.Failed, short(u.P50), short(u.P99), short(u.Max))
+	}
 	if s := r.Slow; s != nil {
 		line("slow requests", "%d ok, %d failed (delay %s); %d still in flight when their upgrade returned",
 			s.OK, s.Failed, short(s.Delay), s.Spanning)
 	} else {
 		line("slow requests", "none")
 	}
-	line("latency", "steady         %s", r.Steady)
-	line("", "near upgrades  %s", r.NearUpgrade)
+	line("latency", "steady         %s", latencyText(r.Steady))
+	line("", "near upgrades  %s", latencyText(r.NearUpgrade))
 	if len(r.PIDs) == 0 {
 		line("pids", "none found in bodies")
 	}
@@ -233,7 +237,7 @@ func (r *Report) WriteText(w io.Writer) error {
 	return err
 }
 
-func (l Latency) String() string {
+func latencyText(l Latency) string {
 	if l.Requests == 0 {
 		return "no requests"
 	}

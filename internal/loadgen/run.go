@@ -53,8 +53,9 @@ type Progress struct {
 // Upgrade, …) and for a server that gave no response during warmup
 // (ErrNoResponse); then the Report is nil. Everything else, including
 // failed requests and failed upgrades, is in the Report. When ctx is done
-// Run stops at once, requests in flight are dropped uncounted, and the
-// Report, marked Stopped, covers what came before.
+// Run stops as soon as Upgrade, if it is running, has returned; requests in
+// flight are dropped uncounted, and the Report, marked Stopped, covers what
+// came before.
 func Run(ctx context.Context, c Config) (*Report, error) {
 	s, err := c.settings()
 	if err != nil {
@@ -133,13 +134,15 @@ func (r *run) run(ctx context.Context) (*Report, error) {
 	stopped := r.pause(ctx, r.warmup)
 	warmupEnd := time.Since(r.t0)
 	if ctx.Err() == nil && r.answered.Load() == 0 {
+		// Abort rather than let requests finish: a server that does not
+		// answer would hold finish for a whole RequestTimeout.
 		abort()
 		finish()
-		last := "none"
+		why := "no request finished"
 		if p := r.lastErr.Load(); p != nil {
-			last = *p
+			why = "last error: " + *p
 		}
-		return nil, fmt.Errorf("%w from %s in %v of load (last error: %s)", ErrNoResponse, r.url, warmupEnd.Round(time.Millisecond), last)
+		return nil, fmt.Errorf("%w from %s in %v of load (%s)", ErrNoResponse, r.url, warmupEnd.Round(time.Millisecond), why)
 	}
 
 	var ups []upgradeRecord

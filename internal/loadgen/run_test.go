@@ -421,8 +421,8 @@ func TestRunNoResponse(t *testing.T) {
 	}()
 
 	for _, tc := range []struct{ name, addr, want string }{
-		{"refused", closed, "connection refused"},
-		{"mute", mute.Addr().String(), "last error: none"},
+		{"refused", closed, "(last error: dial tcp " + closed + ": connect: connection refused)"},
+		{"mute", mute.Addr().String(), "(no request finished)"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
