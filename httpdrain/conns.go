@@ -11,6 +11,7 @@ import (
 type connInfo struct {
 	state   http.ConnState
 	since   time.Time // of the last transition
+	seq     uint64    // counts transitions: tells the sweep the conn moved on
 	known   bool      // h2 has been looked up
 	h2      bool      // HTTP/2 negotiated with ALPN: left to GOAWAY
 	closing bool      // the sweep has closed it; StateClosed is on its way
@@ -27,7 +28,7 @@ func (s *Server) track(c net.Conn, st http.ConnState) {
 		return
 	}
 	ci := s.conns[c]
-	ci.state, ci.since = st, now
+	ci.state, ci.since, ci.seq = st, now, ci.seq+1
 	if st != http.StateNew && !ci.known {
 		// The first transition after StateNew comes after the TLS
 		// handshake, and a server-side tls.Conn holds its handshake
@@ -42,17 +43,15 @@ func (s *Server) track(c net.Conn, st http.ConnState) {
 
 // tally is a snapshot of what keeps a drain going.
 type tally struct {
-	serving  int // Serve calls not yet returned
-	http1    int // open connections the sweep looks after
-	h2       int // open HTTP/2 connections
-	hijacked int // connections passed to Hijacked, not yet done
+	serving int // Serve calls not yet returned
+	http1   int // open connections the sweep looks after
+	h2      int // open HTTP/2 connections
 }
 
-// candidate is a connection the sweep may close, with the time of the
-// transition that made it one.
+// candidate is a connection the sweep may close, as it was when seen.
 type candidate struct {
-	c     net.Conn
-	since time.Time
+	c  net.Conn
+	ci connInfo
 }
 
 // sweep closes the HTTP/1 connections that have been idle (or new without a
@@ -62,7 +61,7 @@ func (s *Server) sweep(now time.Time) tally {
 	var t tally
 	var cands []candidate
 	s.mu.Lock()
-	t.serving, t.hijacked = s.serving, len(s.hijacked)
+	t.serving = s.serving
 	for c, ci := range s.conns {
 		if ci.h2 {
 			t.h2++
@@ -72,7 +71,7 @@ func (s *Server) sweep(now time.Time) tally {
 		if ci.closing || ci.state == http.StateActive || now.Sub(ci.since) < s.grace {
 			continue
 		}
-		cands = append(cands, candidate{c, ci.since})
+		cands = append(cands, candidate{c, ci})
 	}
 	s.mu.Unlock()
 
@@ -84,7 +83,7 @@ func (s *Server) sweep(now time.Time) tally {
 		}
 		s.mu.Lock()
 		ci, ok := s.conns[k.c]
-		idle := ok && !ci.closing && ci.since.Equal(k.since)
+		idle := ok && !ci.closing && ci.seq == k.ci.seq
 		if idle {
 			ci.closing = true
 			s.conns[k.c] = ci
@@ -97,7 +96,7 @@ func (s *Server) sweep(now time.Time) tally {
 		// client gets FIN, not RST, and the server's goroutine sees its
 		// read fail and cleans up (StateClosed).
 		k.c.Close()
-		s.log.Debug("httpdrain: closed idle connection", "remote", k.c.RemoteAddr(), "state", ci.state, "idle", now.Sub(k.since))
+		s.log.Debug("httpdrain: closed idle connection", "remote", k.c.RemoteAddr(), "state", ci.state, "idle", now.Sub(ci.since))
 	}
 	return t
 }

@@ -1,4 +1,4 @@
-// Package httpdrain serves an [net/http.Server] and drains it without failing
+// Package httpdrain serves a [net/http.Server] and drains it without failing
 // a single request, so that a server handing its listening sockets to a
 // successor can step down while clients that never retry see no error, both
 // those that open a connection per request and those that keep connections
@@ -17,7 +17,8 @@
 // [New] takes over srv.Handler and srv.ConnState (chaining the previous
 // ConnState hook), so it must be called before srv serves anything. Serve
 // through [Server.Serve], never srv.Serve, ListenAndServe or their TLS forms:
-// Drain must know every listener.
+// Drain must know every listener. For TLS, pass a listener made with
+// [crypto/tls.NewListener], with "h2" in its NextProtos for HTTP/2.
 //
 // # Why plain Shutdown is not enough
 //
@@ -36,9 +37,10 @@
 //     a reset or EOF. SetKeepAlivesEnabled(false) closes idle connections the
 //     same way.
 //
-// Measured with the handoff test of this package: plain Shutdown loses a
-// handful of requests per twenty handoffs on fresh connections and dozens on
-// keep-alive connections; Drain loses none.
+// Measured with this package's handoff test (16 clients, 20 handoffs, two
+// servers on one socket, 2 CPUs, -race): plain Shutdown failed 55 to 109
+// requests on fresh connections and 318 to 321 on keep-alive ones (one per
+// client per handoff), out of 5,000 to 24,000; Drain failed none.
 //
 // # How Drain works
 //
@@ -56,11 +58,12 @@
 //     closed, but only if its receive buffer is empty (ioctl FIONREAD): a
 //     connection with bytes pending is about to become active and will get a
 //     "Connection: close" response instead.
-//  4. When no connection, hijacked connection or handler remains, it calls
-//     srv.Shutdown, which then has nothing left to drop, and returns nil. At
-//     the deadline of its context it calls srv.Close, closes the hijacked
-//     connections passed to [Server.Hijacked], and returns a
-//     [*DeadlineError] that says how many it closed.
+//  4. When no HTTP/1 connection remains it calls srv.Shutdown, which then
+//     has no request left to drop (it sends GOAWAY to HTTP/2 connections,
+//     see below). Once no hijacked connection is left and no handler runs,
+//     it returns nil. At the deadline of its context it calls srv.Close,
+//     closes the hijacked connections passed to [Server.Hijacked], and
+//     returns a [*DeadlineError] that says how many it closed.
 //
 // Closing an idle keep-alive connection always races with a request the
 // client may have just sent: bytes still on the wire when the close happens
@@ -78,7 +81,9 @@
 // that connection, and once no HTTP/1 connection remains Drain calls
 // srv.Shutdown, which sends GOAWAY to the rest and waits for their streams.
 // GOAWAY tells the client which streams were not processed, so it can resend
-// them safely. Unencrypted HTTP/2 (http.Protocols.SetUnencryptedHTTP2) cannot
+// them safely. net/http closes such a connection up to a second after its
+// GOAWAY, to let the client stop sending first, so an idle HTTP/2
+// connection adds about a second to a drain. Unencrypted HTTP/2 (http.Protocols.SetUnencryptedHTTP2) cannot
 // be told apart from HTTP/1 through ConnState; such connections are closed
 // by the idle sweep like HTTP/1 ones.
 //

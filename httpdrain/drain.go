@@ -18,7 +18,7 @@ const pollInterval = 5 * time.Millisecond
 type DeadlineError struct {
 	Active   int   // HTTP connections still open at the deadline, closed with http.Server.Close
 	Hijacked int   // connections passed to Hijacked, closed at the deadline
-	Running  int   // handlers still running after the connections were closed
+	Running  int   // handlers still running once the connections were closed: deaf to their request's context
 	Err      error // the context's error
 }
 
@@ -27,7 +27,10 @@ func (e *DeadlineError) Error() string {
 	if e.Running > 0 {
 		msg += fmt.Sprintf("; handlers still running: %d", e.Running)
 	}
-	return msg + ": " + e.Err.Error()
+	if e.Err != nil {
+		msg += ": " + e.Err.Error()
+	}
+	return msg
 }
 
 func (e *DeadlineError) Unwrap() error { return e.Err }
@@ -89,10 +92,7 @@ func (s *Server) drain(ctx context.Context) error {
 			shut = true
 			continue
 		}
-		if shut && t.hijacked == 0 && s.running.Load() == 0 {
-			s.mu.Lock()
-			s.finished = true
-			s.mu.Unlock()
+		if shut && s.done() {
 			s.log.Info("httpdrain: drained", "took", time.Since(start))
 			return nil
 		}
@@ -102,6 +102,23 @@ func (s *Server) drain(ctx context.Context) error {
 			return s.deadline(ctx)
 		}
 	}
+}
+
+// done reports whether no handler runs and no hijacked connection is left,
+// and if so marks the drain finished. Handlers are counted first: a handler
+// calls Hijacked before it returns, so once none runs, every hijacked
+// connection is in the table.
+func (s *Server) done() bool {
+	if s.running.Load() != 0 {
+		return false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.hijacked) != 0 {
+		return false
+	}
+	s.finished = true
+	return true
 }
 
 // deadline closes everything that is left.

@@ -291,8 +291,8 @@ func TestHandoff(t *testing.T) {
 				oldSide += r.oldSide[i]
 				newSide += r.newSide[i]
 			}
-			t.Logf("httpdrain: %d handoffs, %d requests served, %d failed (%v); during handoffs the old generation answered %d and the new one %d",
-				handoffs, r.ok, r.failed.total(), &r.failed, oldSide, newSide)
+			t.Logf("%s, httpdrain: %d handoffs, %d requests served, %d failed (%v); during handoffs the old generations answered %d and the new ones %d",
+				mode.name, handoffs, r.ok, r.failed.total(), &r.failed, oldSide, newSide)
 			if n := r.failed.total(); n != 0 {
 				t.Errorf("httpdrain: %d requests failed, want 0: %v", n, &r.failed)
 			}
@@ -317,8 +317,8 @@ func TestHandoff(t *testing.T) {
 			// The naive way, for contrast: plain Shutdown. Its losses
 			// are racy, so they are reported, not asserted.
 			n := runHandoffs(t, mode.keepAlive, true)
-			t.Logf("plain Shutdown: %d handoffs, %d requests served, %d failed (%v), %d slow requests went wrong",
-				handoffs, n.ok, n.failed.total(), &n.failed, len(n.slowErrs))
+			t.Logf("%s, plain Shutdown: %d handoffs, %d requests served, %d failed (%v), %d slow requests went wrong",
+				mode.name, handoffs, n.ok, n.failed.total(), &n.failed, len(n.slowErrs))
 		})
 	}
 }
