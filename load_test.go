@@ -1,0 +1,86 @@
+//go:build linux
+
+package baton_test
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/batonhq/baton/internal/loadgen"
+	"github.com/batonhq/baton/internal/proctest"
+)
+
+// upgradeFunc returns a loadgen upgrade step: SIGHUP to the serving
+// generation, then wait until the next one is ready.
+func (s *server) upgradeFunc() func(context.Context) error {
+	var mu sync.Mutex
+	return func(ctx context.Context) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if err := syscall.Kill(s.pid, syscall.SIGHUP); err != nil {
+			return fmt.Errorf("SIGHUP to pid %d: %w", s.pid, err)
+		}
+		next := s.gen + 1
+		line, err := s.proc.WaitLine(fmt.Sprintf("ready gen=%d ", next), 30*time.Second)
+		if err != nil {
+			return err
+		}
+		s.gen = next
+		s.pid, _ = strconv.Atoi(proctest.Field(line, "pid"))
+		s.pids = append(s.pids, s.pid)
+		proctest.Track(s.t, s.pid, 15*time.Second)
+		return nil
+	}
+}
+
+// The core claim, counted: 16 clients that never retry, 20 upgrades, a
+// slow request crossing each one, and not one failure — with a new
+// connection per request and with keep-alive connections.
+func TestZeroFailedRequestsUnderLoad(t *testing.T) {
+	for _, mode := range []loadgen.Mode{loadgen.Fresh, loadgen.KeepAlive} {
+		t.Run(string(mode), func(t *testing.T) {
+			s := startServer(t)
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			rep, err := loadgen.Run(ctx, loadgen.Config{
+				URL:       s.url("/"),
+				Clients:   16,
+				Modes:     []loadgen.Mode{mode},
+				Upgrades:  20,
+				Upgrade:   s.upgradeFunc(),
+				Warmup:    300 * time.Millisecond,
+				Settle:    100 * time.Millisecond,
+				SlowDelay: 300 * time.Millisecond,
+			})
+			if err != nil {
+				t.Fatalf("loadgen.Run: %v", err)
+			}
+			var b strings.Builder
+			rep.WriteText(&b)
+			t.Logf("\n%s", b.String())
+			if rep.Failed() {
+				t.Errorf("%s", rep.Verdict())
+			}
+			if rep.Upgrades.OK != 20 {
+				t.Errorf("%d of 20 upgrades succeeded", rep.Upgrades.OK)
+			}
+			if rep.Slow == nil || rep.Slow.OK != 20 || rep.Slow.Failed != 0 {
+				t.Errorf("slow requests: %+v; want 20 completed", rep.Slow)
+			}
+			// The load really reached many generations, not just the last.
+			if len(rep.PIDs) < 15 {
+				t.Errorf("requests were served by %d generations; want most of the 21", len(rep.PIDs))
+			}
+			if rep.Requests < 1000 {
+				t.Errorf("only %d requests were made: the load is too light to mean anything", rep.Requests)
+			}
+			s.stop()
+		})
+	}
+}
