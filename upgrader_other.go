@@ -36,3 +36,6 @@ func (u *Upgrader) File(name string) (*os.File, error)             { return nil,
 func (u *Upgrader) Listener(name string) (net.Listener, error)     { return nil, ErrNotSupported }
 func (u *Upgrader) PacketConn(name string) (net.PacketConn, error) { return nil, ErrNotSupported }
 func (u *Upgrader) Conn(name string) (net.Conn, error)             { return nil, ErrNotSupported }
+
+// HandleSignals does nothing on this system.
+func (u *Upgrader) HandleSignals() {}

@@ -1,0 +1,45 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+
+	"github.com/batonhq/baton/internal/demoserver"
+)
+
+const usage = `Usage: baton <command> [flags]
+
+baton replaces a network server — new binary, new config — without refusing,
+resetting or dropping a single connection.
+
+Commands:
+  demo          run the demo server under load through repeated upgrades
+                and report every failed request (there should be none)
+  demo-server   the demo server alone (what "baton demo" runs)
+  help          this text
+
+Run "baton <command> -h" for a command's flags.
+`
+
+// run is the whole CLI; main only wires the process to it.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	u := ui{stdout: stdout, stderr: stderr}
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return exitUsage
+	}
+	switch cmd, rest := args[0], args[1:]; cmd {
+	case "demo":
+		return runDemo(ctx, u, rest)
+	case "demo-server":
+		return demoserver.Main("baton demo-server", rest, stderr)
+	case "help", "-h", "-help", "--help":
+		fmt.Fprint(stdout, usage)
+		return exitOK
+	default:
+		u.errorf("unknown command %q", cmd)
+		u.hint(`run "baton help" for the list of commands`)
+		return exitUsage
+	}
+}
