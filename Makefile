@@ -1,0 +1,55 @@
+# make test: what CI runs (.ci/run). It installs what it needs, then checks
+# formatting, vets, and runs every test with the race detector.
+GO ?= go
+
+.PHONY: test deps fmt-check vet cross unit bench-smoke bench bench-peers fuzz demo
+
+test: deps fmt-check vet cross unit bench-smoke
+
+# Go modules for both modules. (Debian packages for the supervisor tests
+# will be installed here too.)
+deps:
+	$(GO) mod download
+	cd bench && $(GO) mod download
+
+fmt-check:
+	@out=$$(gofmt -l . ); if [ -n "$$out" ]; then echo "gofmt: not formatted:"; echo "$$out"; exit 1; fi
+
+vet:
+	$(GO) vet ./...
+	cd bench && $(GO) vet ./...
+
+# The package must build (and New return ErrNotSupported) everywhere, and
+# work on macOS.
+cross:
+	GOOS=darwin $(GO) vet ./...
+	GOOS=windows $(GO) build ./...
+	GOOS=freebsd $(GO) build ./...
+
+# Every test, fuzz seed corpora included, with the race detector.
+unit:
+	$(GO) test -race -count=1 -timeout 15m ./...
+
+# The benchmarks run once each, so they cannot rot.
+bench-smoke:
+	$(GO) test -run '^$$' -bench . -benchtime 2x -timeout 5m .
+	cd bench && $(GO) test -run '^$$' -bench . -benchtime 2x -timeout 5m .
+
+# Handoff time and idle cost, baton alone.
+bench:
+	$(GO) test -run '^$$' -bench . -benchtime 20x -count 5 .
+
+# baton against cloudflare/tableflip, side by side in one run.
+bench-peers:
+	cd bench && $(GO) test -run '^$$' -bench . -benchtime 20x -count 5 .
+
+# Long fuzzing, FUZZTIME per target (not part of make test; the seeds are).
+FUZZTIME ?= 2m
+fuzz:
+	@for t in $$($(GO) test -list 'Fuzz.*' . | grep ^Fuzz); do \
+		$(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) . || exit 1; done
+	@for t in $$($(GO) test -list 'Fuzz.*' ./internal/loadgen | grep ^Fuzz); do \
+		$(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) ./internal/loadgen || exit 1; done
+
+demo:
+	$(GO) run ./cmd/baton demo

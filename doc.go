@@ -1,0 +1,103 @@
+// Package baton lets a network server replace itself — new binary, new
+// config — without refusing, resetting or dropping a single connection.
+//
+// Every restart is a handoff between two generations of one service. The
+// incumbent holds the listening sockets and serves. Upgrade starts a
+// successor and hands it the very same sockets (never a re-bind: with
+// SO_REUSEPORT each socket has its own accept queue, and whatever waits in
+// the old one is reset when it closes). The successor takes them with the
+// same Listen calls the first generation used, initialises, and calls
+// Ready. Only then is the incumbent's Exit channel closed: it stops
+// accepting, drains in-flight work (see package httpdrain) and exits. If
+// the successor exits, crashes, hangs past Options.UpgradeTimeout or
+// speaks the protocol wrong, it is killed and reaped, Upgrade returns a
+// *ChildError saying why, and the incumbent serves on as if nothing had
+// happened.
+//
+// # Use
+//
+//	upg, err := baton.New(baton.Options{PIDFile: "/run/app.pid"})
+//	if err != nil { ... }          // a malformed handoff: exit, the incumbent serves on
+//	defer upg.Stop()
+//	ln, err := upg.Listen("tcp", ":8080") // inherited, or new on first start
+//	srv := httpdrain.New(&http.Server{Handler: h}, httpdrain.Options{})
+//	go srv.Serve(ln)
+//	upg.HandleSignals()            // SIGHUP upgrades, SIGTERM and SIGINT stop
+//	if err := upg.Ready(); err != nil { ... }
+//	<-upg.Exit()                   // a successor is ready, or Stop was called
+//	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+//	defer cancel()
+//	srv.Drain(ctx)
+//
+// A listener asked for on port 0 is found again in the successor by the
+// same request or by its real port. Anything else — a connection, a packet
+// socket, a file — is passed on by name with Add and taken back with File,
+// Conn, Listener or PacketConn.
+//
+// # The handoff protocol
+//
+// The incumbent creates a Unix stream socketpair and starts the successor
+// with one end as descriptor 3 and BATON_HANDOFF=3:<incumbent pid> in its
+// environment. New reads the variable, removes it from the environment (so
+// nothing the successor starts inherits it) and ignores it unless the pid
+// is its parent's. Then, in frames of a 1-byte type, a 4-byte big-endian
+// length and a JSON body of at most 1 MiB:
+//
+//	incumbent → successor   hello  {version, generation, pid, fds}
+//	incumbent → successor   fds    [{name, kind, network, address, actual}…]
+//	                               with at most 128 descriptors as SCM_RIGHTS
+//	                               on the frame's first byte, until all are sent
+//	successor → incumbent   ready  {pid}   or   abort {reason}
+//	incumbent → successor   ack    the incumbent has committed and drains
+//
+// The receiver reads exactly one frame at a time, so descriptors never
+// arrive with the wrong frame; it receives them close-on-exec, treats
+// MSG_CTRUNC as an error, and closes everything it received on any error.
+// Whatever is malformed — a bad header, an oversized body, a count that
+// does not match the descriptors, an unknown version — is a *ProtocolError:
+// the successor aborts with the reason, the incumbent kills it and reports
+// it. EOF on the socket means the other side is gone: the successor's
+// WaitForParent returns when the incumbent has exited.
+//
+// # Invariants
+//
+//   - At most one upgrade runs at a time; a concurrent Upgrade returns
+//     ErrUpgradeInProgress, and Upgrade before Ready returns ErrNotReady.
+//   - The incumbent is told to drain only after the successor is ready.
+//   - Shared sockets stay non-blocking: descriptors are duplicated through
+//     SyscallConn, never through (*os.File).Fd, which would switch the
+//     shared open file description to blocking mode for every process
+//     holding it. Nothing ever calls shutdown(2) on a passed socket.
+//   - Unix socket files survive handoffs (unlink-on-close is off) and are
+//     removed only by the final Stop of a generation that handed over to
+//     nobody. The PID file likewise.
+//   - The PID file is written atomically (a temporary file renamed over
+//     it). The successor prepares it before it says ready — an unwritable
+//     directory fails the successor, not the service — and renames it in
+//     once the incumbent has acknowledged: the file always names a live,
+//     ready generation.
+//   - A failed successor is killed and reaped; a successful one is reaped
+//     by the incumbent if it ever exits while the incumbent still runs.
+//
+// # Which binary the successor runs
+//
+// See Options.Executable: os.Args[0], resolved against the working
+// directory the process started in (or looked up in PATH), symlinks not
+// resolved — so a "current -> releases/N" layout runs the release current
+// points at when Upgrade is called — and, if that file is gone (as with
+// "go run"), the running binary. The file is checked before anything
+// starts. The successor gets the same arguments, the initial working
+// directory, and the environment minus baton's private variables.
+//
+// # A systemd unit
+//
+//	[Service]
+//	ExecStart=/usr/local/bin/app -pid-file /run/app.pid
+//	ExecReload=/bin/kill -HUP $MAINPID
+//	PIDFile=/run/app.pid
+//
+// # Platforms
+//
+// Linux and macOS. Elsewhere the package compiles and New returns
+// ErrNotSupported.
+package baton
