@@ -43,6 +43,7 @@ func TestMain(m *testing.M) {
 //	SRV_READY_DELAY "<gen>:<duration>" — generation <gen> sleeps before Ready
 //	SRV_SOCKETS    extra TCP listeners to open (for benchmarks)
 //	SRV_DRAIN      drain deadline
+//	SRV_CHDIR      directory to change to right after New
 //
 // It serves HTTP on a TCP and a unix listener: GET / answers
 // "pid=… gen=… fds=… data=… handoff=…", ?delay= sleeps first, POST /upgrade
@@ -66,6 +67,10 @@ func serverMain() {
 		os.Exit(3)
 	}
 	gen := upg.Generation()
+	if d := os.Getenv("SRV_CHDIR"); d != "" {
+		// The executable and the PID file must still be found.
+		check(os.Chdir(d))
+	}
 	fail := genSetting(gen, "SRV_FAIL")
 	if fail != "" && os.Getenv("SRV_FAIL_ONCE") != "" {
 		if err := os.Remove(filepath.Join(dir, "fail-once")); err != nil {
@@ -123,8 +128,9 @@ func serverMain() {
 			time.Sleep(d)
 		}
 		_, handoff := os.LookupEnv("BATON_HANDOFF")
-		fmt.Fprintf(w, "pid=%d gen=%d fds=%d data=%s handoff=%t\n",
-			os.Getpid(), gen, proctest.FdCount(os.Getpid()), data, handoff)
+		exe, _ := os.Readlink("/proc/self/exe")
+		fmt.Fprintf(w, "pid=%d gen=%d fds=%d data=%s handoff=%t exe=%s\n",
+			os.Getpid(), gen, proctest.FdCount(os.Getpid()), data, handoff, exe)
 	})
 	mux.HandleFunc("POST /upgrade", func(w http.ResponseWriter, r *http.Request) {
 		if err := upg.Upgrade(); err != nil {

@@ -73,6 +73,16 @@ type Proc struct {
 // killed, with a goroutine dump first, if it outlives the test's deadline.
 func Start(t testing.TB, helper string, env []string, args ...string) *Proc {
 	t.Helper()
+	cmd := exec.Command(os.Args[0], args...)
+	cmd.Env = append(os.Environ(), env...)
+	return StartCommand(t, helper, cmd)
+}
+
+// StartCommand is Start for a command the caller prepared: another copy of
+// the test binary, another argv[0], another working directory. cmd.Env, if
+// set, must include os.Environ() for the helper to behave like the tests.
+func StartCommand(t testing.TB, helper string, cmd *exec.Cmd) *Proc {
+	t.Helper()
 	if _, ok := helpers[helper]; !ok {
 		t.Fatalf("proctest.Start: no helper %q registered", helper)
 	}
@@ -83,8 +93,10 @@ func Start(t testing.TB, helper string, env []string, args ...string) *Proc {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	cmd := exec.Command(os.Args[0], args...)
-	cmd.Env = append(append(os.Environ(), envHelper+"="+helper), env...)
+	if cmd.Env == nil {
+		cmd.Env = os.Environ()
+	}
+	cmd.Env = append(cmd.Env, envHelper+"="+helper)
 	cmd.Stdout, cmd.Stderr = f, f
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("proctest.Start(%s): %v", helper, err)
