@@ -134,9 +134,10 @@ func (r *registry) snapshot() ([]fdMeta, []int) {
 	return metas, fds
 }
 
-// closeAll closes every descriptor; with unlink it also removes the files
-// of unix sockets, because no generation will serve them any more.
-func (r *registry) closeAll(unlink bool) {
+// closeAll closes every descriptor. With unlinkOwn it also removes the
+// files of unix sockets this generation created, and with unlinkInherited
+// those of inherited ones: no generation will serve them any more.
+func (r *registry) closeAll(unlinkOwn, unlinkInherited bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.closed {
@@ -144,6 +145,10 @@ func (r *registry) closeAll(unlink bool) {
 	}
 	r.closed = true
 	for _, e := range r.entries {
+		unlink := unlinkOwn
+		if e.inherited {
+			unlink = unlinkInherited
+		}
 		if p := e.unixPath(); unlink && p != "" {
 			os.Remove(p)
 		}

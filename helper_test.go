@@ -37,7 +37,8 @@ func TestMain(m *testing.M) {
 //	SRV_TIMEOUT    Options.UpgradeTimeout
 //	SRV_EXE        Options.Executable
 //	SRV_FAIL       "<gen>:<how>" — generation <gen> fails: exit (before
-//	               Listen), exit-listen (after Listen, before Ready), hang,
+//	               Listen), exit-listen (after Listen, before Ready), stop
+//	               (Stop, then exit, before Ready), hang,
 //	               ready-exit (exits right after Ready); only once if the
 //	               file SRV_DIR/fail-once exists (it is removed).
 //	SRV_READY_DELAY "<gen>:<duration>" — generation <gen> sleeps before Ready
@@ -111,6 +112,11 @@ func serverMain() {
 		extra = append(extra, l)
 	}
 
+	if fail == "stop" {
+		fmt.Fprintln(os.Stderr, "stopping on purpose before Ready")
+		upg.Stop()
+		os.Exit(10)
+	}
 	if fail == "exit-listen" {
 		fmt.Fprintln(os.Stderr, "failing on purpose after Listen")
 		os.Exit(8)

@@ -275,8 +275,10 @@ func (u *Upgrader) upgrade() (*child, error) {
 // successor is killed), refuses further upgrades and closes Exit. If no
 // successor took over, this is the final stop of the service: the files of
 // unix sockets are removed, and the PID file too if it still names this
-// process. Stop does not close the application's listeners; draining them
-// is the application's job. Calling it again does nothing.
+// process. (A successor stopped before Ready removes only the socket
+// files it created: its predecessor still serves the inherited ones.) Stop
+// does not close the application's listeners; draining them is the
+// application's job. Calling it again does nothing.
 func (u *Upgrader) Stop() {
 	u.mu.Lock()
 	if u.stopped {
@@ -292,13 +294,15 @@ func (u *Upgrader) Stop() {
 	}
 
 	u.mu.Lock()
-	final := !u.handedOver
+	final, served := !u.handedOver, u.ready
 	if final {
 		close(u.exitC)
 	}
 	u.mu.Unlock()
 
-	u.reg.closeAll(final)
+	// A successor that stops before it was ready leaves the inherited
+	// socket files alone: its predecessor still serves them.
+	u.reg.closeAll(final, final && served)
 	if final && u.pid.path != "" {
 		u.pid.removeIfOurs(os.Getpid())
 	}

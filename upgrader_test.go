@@ -239,6 +239,7 @@ func TestFailingSuccessorKeepsIncumbent(t *testing.T) {
 	}{
 		{"exit before Listen", []string{"SRV_FAIL=2:exit"}, []string{"exit status 7"}},
 		{"exit before Ready", []string{"SRV_FAIL=2:exit-listen"}, []string{"exit status 8"}},
+		{"Stop before Ready", []string{"SRV_FAIL=2:stop"}, []string{"exit status 10"}},
 		{"hang", []string{"SRV_FAIL=2:hang", "SRV_TIMEOUT=1s"}, []string{"not ready after 1s", "successor not ready in time"}},
 		{"missing binary", []string{"SRV_EXE=/nonexistent/server"}, []string{"/nonexistent/server", "no such file"}},
 		{"not executable", []string{"SRV_EXE=" + notExec}, []string{"not executable"}},
@@ -259,6 +260,10 @@ func TestFailingSuccessorKeepsIncumbent(t *testing.T) {
 			}
 			if got := s.servingPid(); got != s.pid {
 				t.Errorf("after the failed upgrade, pid %d serves; want the incumbent %d", got, s.pid)
+			}
+			// The unix socket file is still there, still served by it.
+			if got := unixGet(t, filepath.Join(s.dir, "s.sock")); !strings.Contains(got, "pid="+strconv.Itoa(s.pid)) {
+				t.Errorf("after the failed upgrade, GET over the unix socket = %q, want pid=%d", got, s.pid)
 			}
 			// The failed successor was killed and reaped: no child left.
 			for pid, st := range proctest.Children(s.pid) {
