@@ -91,16 +91,6 @@ func (r *registry) claimAddr(k fdKind, network, addr string) *entry {
 	return nil
 }
 
-func (r *registry) claimName(name string) *entry {
-	for _, e := range r.entries {
-		if e.meta.Name == name {
-			e.claimed = true
-			return e
-		}
-	}
-	return nil
-}
-
 // closeUnclaimed closes inherited descriptors this generation never asked
 // for: whoever used them is gone, and they must not reach the next one.
 func (r *registry) closeUnclaimed() []fdMeta {
@@ -241,7 +231,9 @@ func (u *Upgrader) ListenPacket(network, addr string) (net.PacketConn, error) {
 
 // Add registers any socket, connection or file under name, so that the
 // next generation can take it with File, Conn, Listener or PacketConn. The
-// Upgrader keeps its own copy of the descriptor: c stays the caller's.
+// Upgrader keeps its own copy of the descriptor: c stays the caller's,
+// except that a *net.UnixListener no longer removes its socket file on
+// Close (the file belongs to every generation, as with Listen).
 func (u *Upgrader) Add(name string, c syscall.Conn) error {
 	if name == "" || len(name) > maxNameLen || strings.ContainsAny(name, ":\x00") {
 		return fmt.Errorf("baton: bad descriptor name %q", name)
@@ -251,8 +243,17 @@ func (u *Upgrader) Add(name string, c syscall.Conn) error {
 	case *os.File:
 	case net.Listener:
 		meta.Kind, meta.Network, meta.Actual = kindListener, v.Addr().Network(), v.Addr().String()
+		if ul, ok := v.(*net.UnixListener); ok {
+			// The socket file belongs to every generation; see Listen.
+			ul.SetUnlinkOnClose(false)
+		}
 	case net.PacketConn:
+		// *net.UnixConn has ReadFrom and WriteTo whatever its socket
+		// type: a stream unix connection is a conn, not a packet socket.
 		meta.Kind, meta.Network, meta.Actual = kindPacket, v.LocalAddr().Network(), v.LocalAddr().String()
+		if !validNetwork(kindPacket, meta.Network) {
+			meta.Kind = kindConn
+		}
 	case net.Conn:
 		meta.Kind, meta.Network, meta.Actual = kindConn, v.LocalAddr().Network(), v.LocalAddr().String()
 	default:
@@ -272,15 +273,21 @@ func (u *Upgrader) Add(name string, c syscall.Conn) error {
 // name that neither the predecessor passed on nor Add registered.
 var ErrNoSuchName = errors.New("baton: no descriptor with that name")
 
+// lookup claims the descriptor registered as name if it is of kind want
+// (any kind if want is ""). A lookup of the wrong kind claims nothing, so
+// Ready still closes what nobody really took.
 func (u *Upgrader) lookup(name string, want fdKind) (*entry, error) {
-	e := u.reg.claimName(name)
-	if e == nil {
-		return nil, fmt.Errorf("%w: %q", ErrNoSuchName, name)
+	for _, e := range u.reg.entries {
+		if e.meta.Name != name {
+			continue
+		}
+		if want != "" && e.meta.Kind != want {
+			return nil, fmt.Errorf("baton: %q is a %s, not a %s", name, e.meta.Kind, want)
+		}
+		e.claimed = true
+		return e, nil
 	}
-	if want != "" && e.meta.Kind != want {
-		return nil, fmt.Errorf("baton: %q is a %s, not a %s", name, e.meta.Kind, want)
-	}
-	return e, nil
+	return nil, fmt.Errorf("%w: %q", ErrNoSuchName, name)
 }
 
 // File returns a new *os.File for the descriptor registered as name, of any

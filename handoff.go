@@ -8,6 +8,7 @@ import (
 	"io"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 )
 
 // The handoff protocol, spoken over one end of a Unix stream socketpair.
@@ -195,9 +196,16 @@ func parseFds(body []byte, nfds int) ([]fdMeta, error) {
 	if nfds == 0 || nfds > maxFdsPerFrame {
 		return nil, protoErrorf("fds frame with %d descriptors (want 1 to %d)", nfds, maxFdsPerFrame)
 	}
+	names := map[string]bool{}
 	for i, m := range metas {
 		if err := m.validate(); err != nil {
 			return nil, protoErrorf("descriptor %d: %v", i, err)
+		}
+		if m.Name != "" {
+			if names[m.Name] {
+				return nil, protoErrorf("descriptor %d: name %q used twice", i, m.Name)
+			}
+			names[m.Name] = true
 		}
 	}
 	return metas, nil
@@ -255,10 +263,19 @@ func parseAbort(body []byte) (abortMsg, error) {
 	if err := decodeJSON(frameAbort, body, &m); err != nil {
 		return m, err
 	}
-	if len(m.Reason) > maxReasonLen {
-		m.Reason = m.Reason[:maxReasonLen]
-	}
+	m.Reason = truncate(m.Reason, maxReasonLen)
 	return m, nil
+}
+
+// truncate cuts s to at most n bytes without splitting a UTF-8 sequence.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
 }
 
 // The successor learns where its end of the socketpair is from one private

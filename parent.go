@@ -5,6 +5,7 @@ package baton
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"time"
@@ -65,7 +66,10 @@ func (p *parent) receive(timeout time.Duration) (entries []*entry, err error) {
 	for got := 0; got < hello.Fds; {
 		typ, body, fds, err := recvFrame(p.conn)
 		if err != nil {
-			return entries, err
+			if errors.Is(err, io.EOF) {
+				err = io.ErrUnexpectedEOF
+			}
+			return entries, fmt.Errorf("after %d of %d descriptors: %w", got, hello.Fds, err)
 		}
 		if typ != frameFds {
 			closeFds(fds)
@@ -107,9 +111,7 @@ func (p *parent) watch() {
 }
 
 func (p *parent) abort(reason string) {
-	if len(reason) > maxReasonLen {
-		reason = reason[:maxReasonLen]
-	}
+	reason = truncate(reason, maxReasonLen)
 	if frame, err := encodeFrame(frameAbort, abortMsg{Reason: reason}); err == nil {
 		p.conn.SetWriteDeadline(time.Now().Add(time.Second))
 		sendFrame(p.conn, frame, nil)
