@@ -53,7 +53,51 @@ func (e *entry) unixPath() string {
 type registry struct {
 	mu      sync.Mutex
 	entries []*entry
-	closed  bool
+	// The indexes keep a generation's lookups linear in the number of
+	// descriptors, not quadratic: a successor may claim thousands.
+	byName map[string]*entry
+	byAddr map[addrKey][]*entry // inherited, unnamed: by asked-for and actual address
+	closed bool
+}
+
+type addrKey struct {
+	kind             fdKind
+	network, address string
+}
+
+// index adds e to the lookup indexes; the caller holds r.mu.
+func (r *registry) index(e *entry) {
+	if e.meta.Name != "" {
+		if r.byName == nil {
+			r.byName = map[string]*entry{}
+		}
+		r.byName[e.meta.Name] = e
+		return
+	}
+	if !e.inherited {
+		return
+	}
+	if r.byAddr == nil {
+		r.byAddr = map[addrKey][]*entry{}
+	}
+	for i, a := range []string{e.meta.Address, e.meta.Actual} {
+		if a == "" || i == 1 && a == e.meta.Address {
+			continue
+		}
+		k := addrKey{e.meta.Kind, e.meta.Network, a}
+		r.byAddr[k] = append(r.byAddr[k], e)
+	}
+}
+
+// inherit registers the descriptors received from the predecessor.
+func (r *registry) inherit(es []*entry) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, e := range es {
+		e.inherited = true
+		r.entries = append(r.entries, e)
+		r.index(e)
+	}
 }
 
 func (r *registry) add(e *entry) error {
@@ -63,31 +107,32 @@ func (r *registry) add(e *entry) error {
 		unix.Close(e.fd)
 		return ErrStopped
 	}
-	if e.meta.Name != "" {
-		for _, o := range r.entries {
-			if o.meta.Name == e.meta.Name {
-				unix.Close(e.fd)
-				return fmt.Errorf("baton: a descriptor named %q is already registered", e.meta.Name)
-			}
-		}
+	if _, dup := r.byName[e.meta.Name]; dup && e.meta.Name != "" {
+		unix.Close(e.fd)
+		return fmt.Errorf("baton: a descriptor named %q is already registered", e.meta.Name)
 	}
 	r.entries = append(r.entries, e)
+	r.index(e)
 	return nil
 }
 
 // claimAddr finds an inherited, unclaimed socket of kind k on network that
 // was asked for as addr or is bound to addr, so that a listener asked for on
-// port 0 is found again by the same request or by its real port.
+// port 0 is found again by the same request or by its real port. Several
+// asked for the same way are claimed in the order they were passed on.
 func (r *registry) claimAddr(k fdKind, network, addr string) *entry {
-	for _, e := range r.entries {
-		if !e.inherited || e.claimed || e.meta.Name != "" || e.meta.Kind != k || e.meta.Network != network {
-			continue
-		}
-		if e.meta.Address == addr || e.meta.Actual == addr {
+	key := addrKey{k, network, addr}
+	list := r.byAddr[key]
+	for len(list) > 0 {
+		e := list[0]
+		list = list[1:]
+		if !e.claimed {
 			e.claimed = true
+			r.byAddr[key] = list
 			return e
 		}
 	}
+	delete(r.byAddr, key)
 	return nil
 }
 
@@ -102,12 +147,18 @@ func (r *registry) closeUnclaimed() []fdMeta {
 		if e.inherited && !e.claimed {
 			unix.Close(e.fd)
 			dropped = append(dropped, e.meta)
+			if e.meta.Name != "" {
+				delete(r.byName, e.meta.Name)
+			}
 			continue
 		}
 		kept = append(kept, e)
 	}
 	clear(r.entries[len(kept):])
 	r.entries = kept
+	// Every inherited socket is claimed or closed: nothing to find by
+	// address any more.
+	r.byAddr = nil
 	return dropped
 }
 
@@ -134,6 +185,7 @@ func (r *registry) closeAll(unlinkOwn, unlinkInherited bool) {
 		return
 	}
 	r.closed = true
+	r.byName, r.byAddr = nil, nil
 	for _, e := range r.entries {
 		unlink := unlinkOwn
 		if e.inherited {
@@ -277,17 +329,15 @@ var ErrNoSuchName = errors.New("baton: no descriptor with that name")
 // (any kind if want is ""). A lookup of the wrong kind claims nothing, so
 // Ready still closes what nobody really took.
 func (u *Upgrader) lookup(name string, want fdKind) (*entry, error) {
-	for _, e := range u.reg.entries {
-		if e.meta.Name != name {
-			continue
-		}
-		if want != "" && e.meta.Kind != want {
-			return nil, fmt.Errorf("baton: %q is a %s, not a %s", name, e.meta.Kind, want)
-		}
-		e.claimed = true
-		return e, nil
+	e := u.reg.byName[name]
+	if e == nil {
+		return nil, fmt.Errorf("%w: %q", ErrNoSuchName, name)
 	}
-	return nil, fmt.Errorf("%w: %q", ErrNoSuchName, name)
+	if want != "" && e.meta.Kind != want {
+		return nil, fmt.Errorf("baton: %q is a %s, not a %s", name, e.meta.Kind, want)
+	}
+	e.claimed = true
+	return e, nil
 }
 
 // File returns a new *os.File for the descriptor registered as name, of any

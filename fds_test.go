@@ -79,10 +79,8 @@ func inherit(t *testing.T, u *Upgrader, meta fdMeta, c interface {
 		ul.SetUnlinkOnClose(false)
 	}
 	c.Close()
-	e := &entry{meta: meta, fd: fd, inherited: true}
-	u.reg.mu.Lock()
-	u.reg.entries = append(u.reg.entries, e)
-	u.reg.mu.Unlock()
+	e := &entry{meta: meta, fd: fd}
+	u.reg.inherit([]*entry{e})
 	return e
 }
 

@@ -91,7 +91,7 @@ func newUpgrader(opts Options) (*Upgrader, error) {
 		return nil, err
 	}
 	u.parent, u.gen = p, p.generation
-	u.reg.entries = entries
+	u.reg.inherit(entries)
 	u.log.Info("took over from predecessor", "generation", u.gen, "predecessor", ppid, "fds", len(entries))
 	return u, nil
 }
