@@ -83,7 +83,7 @@ func startChild(path string, generation int, metas []fdMeta, fds []int, deadline
 // handshake sends hello and the descriptors, then reads the successor's
 // answer.
 func (c *child) handshake(generation int, metas []fdMeta, fds []int) (readyMsg, error) {
-	hello, err := encodeFrame(frameHello, helloMsg{
+	body, err := encodeHello(helloMsg{
 		Version:    protocolVersion,
 		Generation: generation,
 		PID:        os.Getpid(),
@@ -92,12 +92,20 @@ func (c *child) handshake(generation int, metas []fdMeta, fds []int) (readyMsg, 
 	if err != nil {
 		return readyMsg{}, err
 	}
+	hello, err := encodeFrame(frameHello, body)
+	if err != nil {
+		return readyMsg{}, err
+	}
 	if err := sendFrame(c.conn, hello, nil); err != nil {
 		return readyMsg{}, fmt.Errorf("sending hello: %w", err)
 	}
 	for len(fds) > 0 {
 		n := min(len(fds), maxFdsPerFrame)
-		frame, err := encodeFrame(frameFds, metas[:n])
+		body, err := encodeFds(metas[:n])
+		if err != nil {
+			return readyMsg{}, err
+		}
+		frame, err := encodeFrame(frameFds, body)
 		if err != nil {
 			return readyMsg{}, err
 		}
@@ -121,11 +129,7 @@ func (c *child) handshake(generation int, metas []fdMeta, fds []int) (readyMsg, 
 	case frameReady:
 		return parseReady(body)
 	case frameAbort:
-		m, err := parseAbort(body)
-		if err != nil {
-			return readyMsg{}, err
-		}
-		return readyMsg{}, fmt.Errorf("refused the handoff: %s", m.Reason)
+		return readyMsg{}, fmt.Errorf("refused the handoff: %s", parseAbort(body).Reason)
 	default:
 		return readyMsg{}, protoErrorf("unexpected %q frame from successor", typ)
 	}
@@ -134,7 +138,7 @@ func (c *child) handshake(generation int, metas []fdMeta, fds []int) (readyMsg, 
 // ack tells the successor that this generation has committed to the
 // handover and drains. After it, the successor owns the service.
 func (c *child) ack() error {
-	frame, err := encodeFrame(frameAck, struct{}{})
+	frame, err := encodeFrame(frameAck, nil)
 	if err != nil {
 		return err
 	}

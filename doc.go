@@ -41,14 +41,36 @@
 // environment. New reads the variable, removes it from the environment (so
 // nothing the successor starts inherits it) and ignores it unless the pid
 // is its parent's. Then, in frames of a 1-byte type, a 4-byte big-endian
-// length and a JSON body of at most 1 MiB:
+// length and a binary body of at most 1 MiB:
 //
-//	incumbent → successor   hello  {version, generation, pid, fds}
-//	incumbent → successor   fds    [{name, kind, network, address, actual}…]
-//	                               with at most 128 descriptors as SCM_RIGHTS
-//	                               on the frame's first byte, until all are sent
-//	successor → incumbent   ready  {pid}   or   abort {reason}
-//	incumbent → successor   ack    the incumbent has committed and drains
+//	incumbent → successor   hello  'H'
+//	incumbent → successor   fds    'F'  with at most 128 descriptors as
+//	                                    SCM_RIGHTS on the frame's first byte,
+//	                                    until all are sent
+//	successor → incumbent   ready  'R'   or   abort 'X'
+//	incumbent → successor   ack    'A'  the incumbent has committed and drains
+//
+// Integers are unsigned and big-endian; a string is a u16 length and that
+// many bytes. The bodies:
+//
+//	hello   version u16 (1), generation u32 (≥ 1), incumbent pid u32,
+//	        number of descriptors to follow u32 (at most 1<<20)
+//	fds     count u16 (1 to 128, the descriptors attached), then per
+//	        descriptor: kind u8 (1 listener, 2 packet, 3 conn, 4 file),
+//	        name (≤ 255 bytes), network (≤ 16), address asked for (≤ 4096),
+//	        actual address (≤ 4096); an empty string is an absent field
+//	ready   successor pid u32
+//	abort   the reason, the whole body: UTF-8, at most 4096 bytes
+//	ack     empty
+//
+// Parsing is strict: every body must have exactly its layout, with no
+// trailing bytes; a string longer than its limit or than what is left, a
+// kind code other than these, a file without a name, a name used twice (in
+// one frame or across frames), a network that does not suit the kind are
+// all errors. Only the abort reason is taken as it
+// comes: it is cut to 4096 bytes between characters, invalid UTF-8
+// replaced. The version leads the hello so that any later layout is told
+// apart from this one.
 //
 // The receiver reads exactly one frame at a time, so descriptors never
 // arrive with the wrong frame; it receives them close-on-exec, treats

@@ -1187,9 +1187,13 @@ func TestFrameDescriptors(t *testing.T) {
 			for i := range metas {
 				metas[i] = fdMeta{Name: "f" + strconv.Itoa(i), Kind: kindFile, Address: strings.Repeat("a", tc.address)}
 			}
-			frame, err := encodeFrame(frameFds, metas)
-			if err != nil {
-				t.Fatal(err)
+			var frame []byte
+			if tc.nfds == 0 {
+				// encodeFds refuses a frame of no descriptors; the
+				// transport must still carry one.
+				frame = mustFrame(t, frameFds, []byte(fdsBody(0)), nil)
+			} else {
+				frame = fdsFrame(t, metas)
 			}
 			sent := sendAsync(a, frame, slices.Repeat([]int{fd}, tc.nfds))
 			typ, body, fds, err := recvFrame(b)
@@ -1228,10 +1232,10 @@ func TestFramesBackToBack(t *testing.T) {
 	}
 	defer r.Close()
 	defer w.Close()
-	hello, _ := encodeFrame(frameHello, helloMsg{Version: 1, Generation: 2, PID: 1, Fds: 3})
-	fds1, _ := encodeFrame(frameFds, []fdMeta{{Name: "r", Kind: kindFile}})
-	fds2, _ := encodeFrame(frameFds, []fdMeta{{Name: "w", Kind: kindFile}, {Name: "r2", Kind: kindFile}})
-	ack, _ := encodeFrame(frameAck, struct{}{})
+	hello := helloFrame(t, helloMsg{Version: 1, Generation: 2, PID: 1, Fds: 3})
+	fds1 := fdsFrame(t, []fdMeta{{Name: "r", Kind: kindFile}})
+	fds2 := fdsFrame(t, []fdMeta{{Name: "w", Kind: kindFile}, {Name: "r2", Kind: kindFile}})
+	ack := ackFrame(t)
 	for _, s := range []struct {
 		frame []byte
 		fds   []int
@@ -1277,7 +1281,7 @@ func TestRecvFrameErrorsCloseDescriptors(t *testing.T) {
 	}
 	defer f.Close()
 	fd := int(f.Fd())
-	frame, _ := encodeFrame(frameFds, []fdMeta{{Name: "n", Kind: kindFile}})
+	frame := fdsFrame(t, []fdMeta{{Name: "n", Kind: kindFile}})
 
 	cases := []struct {
 		name  string

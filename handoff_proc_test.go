@@ -4,7 +4,6 @@ package baton_test
 
 import (
 	"encoding/binary"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -35,9 +34,38 @@ func wireFrame(typ byte, body string) []byte {
 	return append(b, body...)
 }
 
+// wireHello is a hello frame: version u16, generation u32, pid u32, fds u32.
 func wireHello(version, generation, pid, fds int) []byte {
-	return wireFrame('H', fmt.Sprintf(`{"version":%d,"generation":%d,"pid":%d,"fds":%d}`, version, generation, pid, fds))
+	b := binary.BigEndian.AppendUint16(nil, uint16(version))
+	b = binary.BigEndian.AppendUint32(b, uint32(generation))
+	b = binary.BigEndian.AppendUint32(b, uint32(pid))
+	b = binary.BigEndian.AppendUint32(b, uint32(fds))
+	return wireFrame('H', string(b))
 }
+
+// wireMeta describes one descriptor in an fds frame; kind is its code on
+// the wire (1 listener, 2 packet, 3 conn, 4 file).
+type wireMeta struct {
+	kind                           byte
+	name, network, address, actual string
+}
+
+// wireFds is an fds frame: a u16 count, then per descriptor its kind code
+// and four strings, each a u16 length and the bytes.
+func wireFds(metas ...wireMeta) []byte {
+	b := binary.BigEndian.AppendUint16(nil, uint16(len(metas)))
+	for _, m := range metas {
+		b = append(b, m.kind)
+		for _, s := range []string{m.name, m.network, m.address, m.actual} {
+			b = binary.BigEndian.AppendUint16(b, uint16(len(s)))
+			b = append(b, s...)
+		}
+	}
+	return wireFrame('F', string(b))
+}
+
+// file is the wire description of a file passed on as name.
+func file(name string) wireMeta { return wireMeta{kind: 4, name: name} }
 
 // startSuccessor starts the server helper the way Upgrade starts a
 // successor: its end of a socketpair at descriptor 3 and
@@ -85,11 +113,7 @@ func readAbort(t *testing.T, c *net.UnixConn) string {
 	if _, err := io.ReadFull(c, body); err != nil {
 		t.Fatalf("reading the abort frame's body: %v", err)
 	}
-	var m struct{ Reason string }
-	if err := json.Unmarshal(body, &m); err != nil {
-		t.Fatalf("abort frame body %q: %v", body, err)
-	}
-	return m.Reason
+	return string(body) // the body is the reason
 }
 
 // A successor handed something malformed refuses it: it tells the
@@ -124,25 +148,44 @@ func TestSuccessorRefusesMalformedHandoff(t *testing.T) {
 	}{
 		{"garbage", []func(*net.UnixConn) error{write([]byte("GARBAGE IN\r\n"))}, "unknown frame type 'G'"},
 		{"oversized hello", []func(*net.UnixConn) error{write([]byte("H\x00\x20\x00\x00{}"))}, "H frame of 2097152 bytes exceeds the limit of 1048576"},
-		{"hello not JSON", []func(*net.UnixConn) error{write(wireFrame('H', "hello"))}, "H frame: invalid character"},
+		{"hello cut short", []func(*net.UnixConn) error{write(wireFrame('H', string(wireHello(1, 2, me, 0)[5:5+13])))}, "H frame of 13 bytes, want 14"},
+		{"hello with a byte too many", []func(*net.UnixConn) error{write(wireFrame('H', string(wireHello(1, 2, me, 0)[5:])+"\x00"))}, "H frame of 15 bytes, want 14"},
+		// An incumbent from before the binary encoding sends JSON; the
+		// first two bytes, '{"', read as a version.
+		{"hello in JSON", []func(*net.UnixConn) error{write(wireFrame('H', fmt.Sprintf(`{"version":1,"generation":2,"pid":%d,"fds":0}`, me)))}, "incumbent speaks version 31522, this binary speaks 1"},
 		{"version 99", []func(*net.UnixConn) error{write(wireHello(99, 2, me, 0))}, "incumbent speaks version 99, this binary speaks 1"},
 		{"hello from another pid", []func(*net.UnixConn) error{write(wireHello(1, 2, me+1, 0))}, fmt.Sprintf("hello from pid %d, but the parent is %d", me+1, me)},
-		{"descriptors before hello", []func(*net.UnixConn) error{withFds(wireFrame('F', `[{"name":"n","kind":"file"}]`), 1)}, "want hello first, got 'F' frame with 1 descriptors"},
+		{"descriptors before hello", []func(*net.UnixConn) error{withFds(wireFds(file("n")), 1)}, "want hello first, got 'F' frame with 1 descriptors"},
 		{"two descriptors announced, then EOF", []func(*net.UnixConn) error{write(wireHello(1, 2, me, 2)), hangUp}, "0 of 2 descriptors"},
 		{
 			"metadata disagrees with the descriptors",
-			[]func(*net.UnixConn) error{write(wireHello(1, 2, me, 1)), withFds(wireFrame('F', `[{"name":"a","kind":"file"},{"name":"b","kind":"file"}]`), 1)},
+			[]func(*net.UnixConn) error{write(wireHello(1, 2, me, 1)), withFds(wireFds(file("a"), file("b")), 1)},
 			"fds frame describes 2 descriptors but carried 1",
 		},
 		{
 			"more descriptors than announced",
-			[]func(*net.UnixConn) error{write(wireHello(1, 2, me, 1)), withFds(wireFrame('F', `[{"name":"a","kind":"file"},{"name":"b","kind":"file"}]`), 2)},
+			[]func(*net.UnixConn) error{write(wireHello(1, 2, me, 1)), withFds(wireFds(file("a"), file("b")), 2)},
 			"received 2 descriptors, hello announced 1",
 		},
 		{
 			"bad descriptor metadata",
-			[]func(*net.UnixConn) error{write(wireHello(1, 2, me, 1)), withFds(wireFrame('F', `[{"kind":"listener","network":"udp"}]`), 1)},
+			[]func(*net.UnixConn) error{write(wireHello(1, 2, me, 1)), withFds(wireFds(wireMeta{kind: 1, network: "udp"}), 1)},
 			`descriptor 0: listener on unknown network "udp"`,
+		},
+		{
+			"unknown kind code",
+			[]func(*net.UnixConn) error{write(wireHello(1, 2, me, 1)), withFds(wireFds(wireMeta{kind: 7, name: "x"}), 1)},
+			"descriptor 0: unknown kind code 7",
+		},
+		{
+			"trailing bytes after the descriptors",
+			[]func(*net.UnixConn) error{write(wireHello(1, 2, me, 1)), withFds(wireFrame('F', string(wireFds(file("a"))[5:])+"zz"), 1)},
+			"F frame: 2 bytes after the last descriptor",
+		},
+		{
+			"a name used in two frames",
+			[]func(*net.UnixConn) error{write(wireHello(1, 2, me, 3)), withFds(wireFds(file("a"), file("b")), 2), withFds(wireFds(file("a")), 1)},
+			`descriptor 2: name "a" already used by descriptor 0`,
 		},
 	}
 	for _, tc := range cases {

@@ -3,11 +3,12 @@ package baton
 import (
 	"bytes"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"testing/iotest"
@@ -92,10 +93,64 @@ func TestParseHeader(t *testing.T) {
 	}
 }
 
+// Bodies are built by hand too, field by field, as doc.go lays them out.
+
+func u8(v byte) string    { return string([]byte{v}) }
+func u16(v uint16) string { return string(binary.BigEndian.AppendUint16(nil, v)) }
+func u32(v uint32) string { return string(binary.BigEndian.AppendUint32(nil, v)) }
+
+// str is a string field: a u16 length, then the bytes.
+func str(s string) string { return u16(uint16(len(s))) + s }
+
+func helloBody(version uint16, generation, pid, fds uint32) string {
+	return u16(version) + u32(generation) + u32(pid) + u32(fds)
+}
+
+// metaBody is one descriptor of an fds body.
+func metaBody(kind byte, name, network, address, actual string) string {
+	return u8(kind) + str(name) + str(network) + str(address) + str(actual)
+}
+
+// fdsBody is an fds body: count, then the descriptors as given.
+func fdsBody(count uint16, metas ...string) string {
+	return u16(count) + strings.Join(metas, "")
+}
+
+// helloFrame, fdsFrame and ackFrame are whole frames from the package's
+// encoders, for tests about what carries them.
+func helloFrame(t testing.TB, m helloMsg) []byte {
+	t.Helper()
+	body, err := encodeHello(m)
+	return mustFrame(t, frameHello, body, err)
+}
+
+func fdsFrame(t testing.TB, metas []fdMeta) []byte {
+	t.Helper()
+	body, err := encodeFds(metas)
+	return mustFrame(t, frameFds, body, err)
+}
+
+func ackFrame(t testing.TB) []byte {
+	t.Helper()
+	return mustFrame(t, frameAck, nil, nil)
+}
+
+func mustFrame(t testing.TB, typ byte, body []byte, err error) []byte {
+	t.Helper()
+	if err != nil {
+		t.Fatalf("encoding the body of a %c frame: %v", typ, err)
+	}
+	b, err := encodeFrame(typ, body)
+	if err != nil {
+		t.Fatalf("encodeFrame(%q, %d bytes): %v", typ, len(body), err)
+	}
+	return b
+}
+
 func TestReadFrame(t *testing.T) {
 	t.Parallel()
-	hello := frame('H', `{"version":1,"generation":2,"pid":10,"fds":1}`)
-	fds := frame('F', `[{"kind":"file","name":"f"}]`)
+	hello := frame('H', helloBody(1, 2, 10, 1))
+	fds := frame('F', fdsBody(1, metaBody(codeFile, "f", "", "", "")))
 	type want struct {
 		typ  byte
 		body string
@@ -113,16 +168,16 @@ func TestReadFrame(t *testing.T) {
 		{name: "empty body", stream: frame('A', ""), frames: []want{{'A', ""}}, sentinel: io.EOF},
 		{
 			name:     "frames back to back",
-			stream:   bytes.Join([][]byte{hello, fds, frame('R', `{"pid":3}`), frame('A', `{}`)}, nil),
-			frames:   []want{{'H', string(hello[5:])}, {'F', string(fds[5:])}, {'R', `{"pid":3}`}, {'A', `{}`}},
+			stream:   bytes.Join([][]byte{hello, fds, frame('R', u32(3)), frame('A', "")}, nil),
+			frames:   []want{{'H', string(hello[5:])}, {'F', string(fds[5:])}, {'R', u32(3)}, {'A', ""}},
 			sentinel: io.EOF,
 		},
 		{name: "short header", stream: []byte("H\x00\x00"), sentinel: io.ErrUnexpectedEOF},
 		{name: "short header after a frame", stream: append(bytes.Clone(hello), 'F', 0), frames: []want{{'H', string(hello[5:])}}, sentinel: io.ErrUnexpectedEOF},
-		{name: "header without body", stream: header('R', 9), sentinel: io.ErrUnexpectedEOF},
+		{name: "header without body", stream: header('R', 4), sentinel: io.ErrUnexpectedEOF},
 		{name: "truncated body", stream: hello[:len(hello)-1], sentinel: io.ErrUnexpectedEOF},
-		{name: "unknown type", stream: frame('?', "{}"), err: "proto:unknown frame type '?'", left: 2},
-		{name: "body over the limit", stream: append(header('F', maxFrameBody+1), "[]"...), err: "proto:F frame of 1048577 bytes exceeds the limit of 1048576", left: 2},
+		{name: "unknown type", stream: frame('?', "\x00\x01"), err: "proto:unknown frame type '?'", left: 2},
+		{name: "body over the limit", stream: append(header('F', maxFrameBody+1), "\x00\x01"...), err: "proto:F frame of 1048577 bytes exceeds the limit of 1048576", left: 2},
 		{name: "garbage", stream: []byte("GET / HTTP/1.1\r\n"), err: "proto:unknown frame type 'G'", left: 11},
 	}
 	for _, tc := range cases {
@@ -163,9 +218,10 @@ func TestReadFrame(t *testing.T) {
 // stream socket may, and pass the reader's own errors on.
 func TestReadFrameReaders(t *testing.T) {
 	t.Parallel()
-	stream := append(frame('H', `{"version":1}`), frame('A', `{}`)...)
+	hello := helloBody(1, 2, 3, 0)
+	stream := append(frame('H', hello), frame('A', "")...)
 	r := iotest.OneByteReader(bytes.NewReader(stream))
-	for _, want := range []string{`{"version":1}`, `{}`} {
+	for _, want := range []string{hello, ""} {
 		if _, body, err := readFrame(r); err != nil || string(body) != want {
 			t.Fatalf("readFrame(one byte at a time) = %q, %v; want %q", body, err, want)
 		}
@@ -178,13 +234,15 @@ func TestReadFrameReaders(t *testing.T) {
 	if _, _, err := readFrame(iotest.ErrReader(boom)); err != boom {
 		t.Errorf("readFrame(reader failing with %v) = %v; want that error", boom, err)
 	}
-	half := io.MultiReader(bytes.NewReader(frame('R', `{"pid":1}`)[:7]), iotest.ErrReader(boom))
+	half := io.MultiReader(bytes.NewReader(frame('R', u32(1))[:7]), iotest.ErrReader(boom))
 	if _, _, err := readFrame(half); err != boom {
 		t.Errorf("readFrame(reader failing mid-body with %v) = %v; want that error", boom, err)
 	}
 }
 
-func TestEncodeFrame(t *testing.T) {
+// The encoders lay the bodies out exactly as doc.go says, and what they
+// produce, framed and read back, parses to what was encoded.
+func TestEncode(t *testing.T) {
 	t.Parallel()
 	hello := helloMsg{Version: protocolVersion, Generation: 3, PID: 1234, Fds: 130}
 	metas := []fdMeta{
@@ -196,94 +254,183 @@ func TestEncodeFrame(t *testing.T) {
 	ready := readyMsg{PID: 99}
 	abort := abortMsg{Reason: "config: \"x\" is not valid\n\u00e9"}
 
-	roundTrip := func(typ byte, v any) []byte {
+	// roundTrip frames body as typ, reads it back, and checks that the body
+	// is the wire layout want.
+	roundTrip := func(typ byte, body []byte, err error, want string) []byte {
 		t.Helper()
-		b, err := encodeFrame(typ, v)
-		if err != nil {
-			t.Fatalf("encodeFrame(%q, %+v): %v", typ, v, err)
-		}
+		b := mustFrame(t, typ, body, err)
 		r := bytes.NewReader(b)
-		gotTyp, body, err := readFrame(r)
+		gotTyp, got, err := readFrame(r)
 		if err != nil || gotTyp != typ || r.Len() != 0 {
-			t.Fatalf("readFrame(encodeFrame(%q, %+v)) = %q, %v with %d bytes left; want %q, nil, 0", typ, v, gotTyp, err, r.Len(), typ)
+			t.Fatalf("readFrame of an encoded %c frame = %q, %v with %d bytes left; want %q, nil, 0", typ, gotTyp, err, r.Len(), typ)
 		}
-		return body
-	}
-	if got, err := parseHello(roundTrip(frameHello, hello)); err != nil || got != hello {
-		t.Errorf("hello round trip: %+v, %v; want %+v", got, err, hello)
-	}
-	if got, err := parseFds(roundTrip(frameFds, metas), len(metas)); err != nil || !reflect.DeepEqual(got, metas) {
-		t.Errorf("fds round trip: %+v, %v; want %+v", got, err, metas)
-	}
-	if got, err := parseReady(roundTrip(frameReady, ready)); err != nil || got != ready {
-		t.Errorf("ready round trip: %+v, %v; want %+v", got, err, ready)
-	}
-	if got, err := parseAbort(roundTrip(frameAbort, abort)); err != nil || got != abort {
-		t.Errorf("abort round trip: %+v, %v; want %+v", got, err, abort)
-	}
-	if body := roundTrip(frameAck, struct{}{}); string(body) != "{}" {
-		t.Errorf("ack body %q, want {}", body)
-	}
-	// Names and addresses are optional in the metadata and stay out of
-	// the JSON when empty.
-	if body := roundTrip(frameFds, []fdMeta{{Name: "f", Kind: kindFile}}); string(body) != `[{"name":"f","kind":"file"}]` {
-		t.Errorf("fds body %s, want the empty fields left out", body)
+		if string(got) != want {
+			t.Errorf("%c body\n %q\nwant\n %q", typ, got, want)
+		}
+		return got
 	}
 
-	if _, err := encodeFrame(frameAbort, abortMsg{Reason: strings.Repeat("x", maxFrameBody)}); err == nil ||
-		!strings.Contains(err.Error(), "X frame of 1048589 bytes exceeds the limit of 1048576") {
+	body, err := encodeHello(hello)
+	if got, err := parseHello(roundTrip(frameHello, body, err, helloBody(1, 3, 1234, 130))); err != nil || got != hello {
+		t.Errorf("hello round trip: %+v, %v; want %+v", got, err, hello)
+	}
+	body, err = encodeFds(metas)
+	wantFds := fdsBody(4,
+		metaBody(1, "", "tcp", "127.0.0.1:0", "127.0.0.1:40123"),
+		metaBody(2, "", "unixgram", "/run/x.sock", "/run/x.sock"),
+		metaBody(3, "db", "tcp", "", "10.0.0.1:5432"),
+		metaBody(4, "log <&>", "", "", ""))
+	if got, err := parseFds(roundTrip(frameFds, body, err, wantFds), len(metas)); err != nil || !reflect.DeepEqual(got, metas) {
+		t.Errorf("fds round trip: %+v, %v; want %+v", got, err, metas)
+	}
+	body, err = encodeReady(ready)
+	if got, err := parseReady(roundTrip(frameReady, body, err, "\x00\x00\x00\x63")); err != nil || got != ready {
+		t.Errorf("ready round trip: %+v, %v; want %+v", got, err, ready)
+	}
+	if got := parseAbort(roundTrip(frameAbort, encodeAbort(abort), nil, abort.Reason)); got != abort {
+		t.Errorf("abort round trip: %+v; want %+v", got, abort)
+	}
+	if err := parseAck(roundTrip(frameAck, nil, nil, "")); err != nil {
+		t.Errorf("ack round trip: %v", err)
+	}
+
+	// The limits themselves go through.
+	big := []fdMeta{{
+		Name:    strings.Repeat("n", maxNameLen),
+		Kind:    kindListener,
+		Network: "unixpacket",
+		Address: strings.Repeat("a", maxAddressLen),
+		Actual:  strings.Repeat("b", maxAddressLen),
+	}}
+	if body, err := encodeFds(big); err != nil {
+		t.Errorf("encodeFds of descriptors at every limit: %v", err)
+	} else if got, err := parseFds(body, 1); err != nil || !reflect.DeepEqual(got, big) {
+		t.Errorf("parseFds(encodeFds(descriptors at every limit)) = %v; want them back", err)
+	}
+	limits := helloMsg{Version: 1, Generation: math.MaxInt32, PID: math.MaxInt32, Fds: maxFds}
+	if body, err := encodeHello(limits); err != nil {
+		t.Errorf("encodeHello(%+v): %v", limits, err)
+	} else if got, err := parseHello(body); err != nil || got != limits {
+		t.Errorf("parseHello(encodeHello(%+v)) = %+v, %v", limits, got, err)
+	}
+
+	// A reason is cut to the limit between characters, and made valid
+	// UTF-8, before it is sent.
+	long := encodeAbort(abortMsg{Reason: strings.Repeat("r", maxReasonLen-1) + "é" + strings.Repeat("x", maxFrameBody)})
+	if want := strings.Repeat("r", maxReasonLen-1); string(long) != want {
+		t.Errorf("encodeAbort of a long reason: %d bytes ending %q; want %d bytes ending %q", len(long), tail(string(long)), len(want), tail(want))
+	}
+	if got, want := string(encodeAbort(abortMsg{Reason: "bad \xff byte"})), "bad \uFFFD byte"; got != want {
+		t.Errorf("encodeAbort of invalid UTF-8 = %q, want %q", got, want)
+	}
+
+	if _, err := encodeFrame(frameAbort, make([]byte, maxFrameBody+1)); err == nil ||
+		!strings.Contains(err.Error(), "X frame of 1048577 bytes exceeds the limit of 1048576") {
 		t.Errorf("encodeFrame of a body over the limit: %v; want it refused with the size and the limit", err)
 	}
-	if _, err := encodeFrame(frameReady, make(chan int)); err == nil {
-		t.Errorf("encodeFrame of a channel: no error, want the JSON error")
+	if b, err := encodeFrame(frameFds, make([]byte, maxFrameBody)); err != nil || len(b) != frameHeaderLen+maxFrameBody {
+		t.Errorf("encodeFrame of a body at the limit: %d bytes, %v; want %d bytes", len(b), err, frameHeaderLen+maxFrameBody)
+	}
+}
+
+// An encoder refuses what its parser would refuse, and what its field
+// cannot hold: the incumbent never sends what its successor must reject.
+func TestEncodeRefuses(t *testing.T) {
+	t.Parallel()
+	hello := func(v, g, p, n int) error { _, err := encodeHello(helloMsg{v, g, p, n}); return err }
+	fds := func(metas ...fdMeta) error { _, err := encodeFds(metas); return err }
+	ready := func(pid int) error { _, err := encodeReady(readyMsg{pid}); return err }
+	file := fdMeta{Name: "f", Kind: kindFile}
+	cases := []struct {
+		name string
+		err  error
+		want string
+	}{
+		{"hello version 2", hello(2, 1, 1, 0), "proto:incumbent speaks version 2, this binary speaks 1"},
+		{"hello version 65537", hello(1<<16+1, 1, 1, 0), "proto:incumbent speaks version 65537"},
+		{"hello generation 0", hello(1, 0, 1, 0), "proto:bad generation 0"},
+		{"hello generation over 31 bits", hello(1, 1<<31, 1, 0), "proto:bad generation 2147483648"},
+		{"hello generation over 32 bits", hello(1, 1<<32+1, 1, 0), "proto:bad generation 4294967297"},
+		{"hello pid 0", hello(1, 1, 0, 0), "proto:bad incumbent pid 0"},
+		{"hello pid -1", hello(1, 1, -1, 0), "proto:bad incumbent pid -1"},
+		{"hello fds -1", hello(1, 1, 1, -1), "proto:bad descriptor count -1"},
+		{"hello fds over the limit", hello(1, 1, 1, maxFds+1), "proto:bad descriptor count 1048577"},
+		{"no descriptors", fds(), "proto:fds frame with 0 descriptors (want 1 to 128)"},
+		{"too many descriptors", fds(slices.Repeat([]fdMeta{{Kind: kindListener, Network: "tcp"}}, maxFdsPerFrame+1)...), "proto:fds frame with 129 descriptors"},
+		{"kind without a code", fds(fdMeta{Name: "x", Kind: "pipe"}), `proto:descriptor 0: unknown kind "pipe"`},
+		{"name over the limit", fds(fdMeta{Name: strings.Repeat("n", maxNameLen+1), Kind: kindFile}), "proto:descriptor 0: name of 256 bytes"},
+		{"network over the limit", fds(fdMeta{Name: "f", Kind: kindFile, Network: strings.Repeat("t", maxNetworkLen+1)}), "proto:descriptor 0: network of 17 bytes"},
+		{"address over 16 bits", fds(file, fdMeta{Kind: kindListener, Network: "unix", Address: strings.Repeat("a", 1<<16)}), "proto:descriptor 1: address too long"},
+		{"actual over the limit", fds(fdMeta{Kind: kindListener, Network: "unix", Actual: strings.Repeat("a", maxAddressLen+1)}), "proto:descriptor 0: address too long"},
+		{"bad network", fds(fdMeta{Kind: kindPacket, Network: "tcp"}), `proto:descriptor 0: packet on unknown network "tcp"`},
+		{"name twice", fds(file, fdMeta{Kind: kindListener, Network: "tcp"}, file), `proto:descriptor 2: name "f" used twice`},
+		{"ready pid 0", ready(0), "proto:ready from bad pid 0"},
+		{"ready pid over 32 bits", ready(1<<32 + 5), "proto:ready from bad pid 4294967301"},
+	}
+	for _, tc := range cases {
+		checkErr(t, tc.name, tc.err, tc.want)
 	}
 }
 
 func TestParseHello(t *testing.T) {
 	t.Parallel()
+	valid := helloBody(1, 2, 100, 3)
 	cases := []struct {
+		name string
 		body string
 		want helloMsg
 		err  string
 	}{
-		{`{"version":1,"generation":2,"pid":100,"fds":3}`, helloMsg{1, 2, 100, 3}, ""},
-		{`{"version":1,"generation":1,"pid":1,"fds":0}`, helloMsg{1, 1, 1, 0}, ""},
-		{`{"version":1,"generation":9,"pid":7,"fds":1048576}`, helloMsg{1, 9, 7, maxFds}, ""},
-		// A later incumbent may say more; this one ignores what it does not know.
-		{`{"version":1,"generation":2,"pid":100,"fds":3,"features":["x"],"extra":{"a":null}}`, helloMsg{1, 2, 100, 3}, ""},
-		{`{"version":99,"generation":2,"pid":100,"fds":3}`, helloMsg{}, "proto:incumbent speaks version 99, this binary speaks 1"},
-		{`{"generation":2,"pid":100,"fds":3}`, helloMsg{}, "proto:incumbent speaks version 0"},
-		{`{"version":1,"generation":0,"pid":100,"fds":3}`, helloMsg{}, "proto:bad generation 0"},
-		{`{"version":1,"generation":-4,"pid":100,"fds":3}`, helloMsg{}, "proto:bad generation -4"},
-		{`{"version":1,"generation":2,"pid":0,"fds":3}`, helloMsg{}, "proto:bad incumbent pid 0"},
-		{`{"version":1,"generation":2,"pid":-1,"fds":3}`, helloMsg{}, "proto:bad incumbent pid -1"},
-		{`{"version":1,"generation":2,"pid":100,"fds":-1}`, helloMsg{}, "proto:bad descriptor count -1"},
-		{`{"version":1,"generation":2,"pid":100,"fds":1048577}`, helloMsg{}, "proto:bad descriptor count 1048577"},
-		{`{"version":1,"generation":2,"pid":100,"fds":1.5}`, helloMsg{}, "proto:H frame: json: cannot unmarshal number 1.5"},
-		{`{"version":1,"generation":1e30,"pid":100,"fds":1}`, helloMsg{}, "proto:H frame: json: cannot unmarshal number 1e30"},
-		{`{"version":"1","generation":2,"pid":100,"fds":3}`, helloMsg{}, "proto:H frame: json: cannot unmarshal string"},
-		{`[1,2,100,3]`, helloMsg{}, "proto:H frame: json: cannot unmarshal array"},
-		{`null`, helloMsg{}, "proto:incumbent speaks version 0"},
-		{`hello`, helloMsg{}, "proto:H frame: invalid character 'h'"},
-		{``, helloMsg{}, "proto:H frame: unexpected end of JSON input"},
-		{`{"version":1,"generation":2,"pid":100,"fds":3}{}`, helloMsg{}, "proto:H frame: invalid character '{' after top-level value"},
+		{"valid", valid, helloMsg{1, 2, 100, 3}, ""},
+		{"smallest", helloBody(1, 1, 1, 0), helloMsg{1, 1, 1, 0}, ""},
+		{"largest", helloBody(1, math.MaxInt32, math.MaxInt32, maxFds), helloMsg{1, math.MaxInt32, math.MaxInt32, maxFds}, ""},
+
+		{"version 99", helloBody(99, 2, 100, 3), helloMsg{}, "proto:incumbent speaks version 99, this binary speaks 1"},
+		{"version 0", helloBody(0, 2, 100, 3), helloMsg{}, "proto:incumbent speaks version 0"},
+		// The version is judged before the length: a later incumbent's
+		// hello may be longer or shorter, and must be reported as such.
+		{"version 2, longer", helloBody(2, 2, 100, 3) + "more", helloMsg{}, "proto:incumbent speaks version 2, this binary speaks 1"},
+		{"version 2, shorter", u16(2) + u32(2), helloMsg{}, "proto:incumbent speaks version 2"},
+		// An incumbent from before the binary encoding sends JSON: '{"'.
+		{"JSON", `{"version":1,"generation":2,"pid":100,"fds":3}`, helloMsg{}, "proto:incumbent speaks version 31522, this binary speaks 1"},
+
+		{"generation 0", helloBody(1, 0, 100, 3), helloMsg{}, "proto:bad generation 0"},
+		{"generation over 31 bits", helloBody(1, 1<<31, 100, 3), helloMsg{}, "proto:bad generation 2147483648"},
+		{"generation all ones", helloBody(1, 1<<32-1, 100, 3), helloMsg{}, "proto:bad generation 4294967295"},
+		{"pid 0", helloBody(1, 2, 0, 3), helloMsg{}, "proto:bad incumbent pid 0"},
+		{"pid over 31 bits", helloBody(1, 2, 1<<31, 3), helloMsg{}, "proto:bad incumbent pid 2147483648"},
+		{"pid all ones", helloBody(1, 2, 1<<32-1, 3), helloMsg{}, "proto:bad incumbent pid 4294967295"},
+		{"fds over the limit", helloBody(1, 2, 100, maxFds+1), helloMsg{}, "proto:bad descriptor count 1048577"},
+		{"fds all ones", helloBody(1, 2, 100, 1<<32-1), helloMsg{}, "proto:bad descriptor count 4294967295"},
+
+		{"empty", "", helloMsg{}, "proto:H frame of 0 bytes, want 14"},
+		{"one byte", "\x00", helloMsg{}, "proto:H frame of 1 bytes, want 14"},
+		{"version only", u16(1), helloMsg{}, "proto:H frame of 2 bytes, want 14"},
+		{"last byte missing", valid[:13], helloMsg{}, "proto:H frame of 13 bytes, want 14"},
+		{"trailing byte", valid + "\x00", helloMsg{}, "proto:H frame of 15 bytes, want 14"},
+		{"two hellos", valid + valid, helloMsg{}, "proto:H frame of 28 bytes, want 14"},
 	}
 	for _, tc := range cases {
-		got, err := parseHello([]byte(tc.body))
-		call := fmt.Sprintf("parseHello(%s)", tc.body)
-		checkErr(t, call, err, tc.err)
-		if err == nil && got != tc.want {
-			t.Errorf("%s = %+v, want %+v", call, got, tc.want)
-		}
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := parseHello([]byte(tc.body))
+			call := fmt.Sprintf("parseHello(%q)", tc.body)
+			checkErr(t, call, err, tc.err)
+			if got != tc.want {
+				t.Errorf("%s = %+v, want %+v", call, got, tc.want)
+			}
+		})
 	}
 }
 
 func TestParseFds(t *testing.T) {
 	t.Parallel()
-	listener := `{"kind":"listener","network":"tcp","address":"127.0.0.1:0","actual":"127.0.0.1:40000"}`
-	file := `{"name":"data","kind":"file"}`
-	many := func(n int) string { return "[" + strings.TrimSuffix(strings.Repeat(listener+",", n), ",") + "]" }
-	meta := func(fields string) string { return "[{" + fields + "}]" }
+	listener := metaBody(codeListener, "", "tcp", "127.0.0.1:0", "127.0.0.1:40000")
+	file := metaBody(codeFile, "data", "", "", "")
+	many := func(n int) string { return fdsBody(uint16(n), slices.Repeat([]string{listener}, n)...) }
+	// one is a body of one descriptor of kind k with these fields.
+	one := func(k byte, name, network, address, actual string) string {
+		return fdsBody(1, metaBody(k, name, network, address, actual))
+	}
 	long := func(n int) string { return strings.Repeat("a", n) }
 
 	cases := []struct {
@@ -293,58 +440,77 @@ func TestParseFds(t *testing.T) {
 		want int // descriptors described, if no error
 		err  string
 	}{
-		{"one listener", "[" + listener + "]", 1, 1, ""},
-		{"every kind", `[` + listener + `,` + file + `,
-			{"kind":"packet","network":"udp","address":":53","actual":"[::]:53"},
-			{"name":"peer","kind":"conn","network":"unix","actual":"/run/a.sock"},
-			{"kind":"listener","network":"unix","address":"@abstract"}]`, 5, 5, ""},
-		{"unknown fields", `[{"name":"data","kind":"file","mode":"0644"}]`, 1, 1, ""},
+		{"one listener", many(1), 1, 1, ""},
+		{"every kind", fdsBody(5, listener, file,
+			metaBody(codePacket, "", "udp", ":53", "[::]:53"),
+			metaBody(codeConn, "peer", "unix", "", "/run/a.sock"),
+			metaBody(codeListener, "", "unix", "@abstract", "")), 5, 5, ""},
 		{"the most in one frame", many(maxFdsPerFrame), maxFdsPerFrame, maxFdsPerFrame, ""},
 
 		{"more metadata than descriptors", many(2), 1, 0, "proto:fds frame describes 2 descriptors but carried 1"},
 		{"more descriptors than metadata", many(1), 3, 0, "proto:fds frame describes 1 descriptors but carried 3"},
 		{"metadata without descriptors", many(1), 0, 0, "proto:fds frame describes 1 descriptors but carried 0"},
-		{"empty", `[]`, 0, 0, "proto:fds frame with 0 descriptors (want 1 to 128)"},
-		{"null", `null`, 0, 0, "proto:fds frame with 0 descriptors (want 1 to 128)"},
+		{"count of 0", fdsBody(0), 0, 0, "proto:fds frame with 0 descriptors (want 1 to 128)"},
 		{"too many in one frame", many(maxFdsPerFrame + 1), maxFdsPerFrame + 1, 0, "proto:fds frame with 129 descriptors (want 1 to 128)"},
+		{"empty", "", 0, 0, "proto:F frame of 0 bytes, too short for the descriptor count"},
+		{"half a count", "\x00", 1, 0, "proto:F frame of 1 bytes, too short for the descriptor count"},
+		// An incumbent from before the binary encoding sends JSON: '[{'.
+		{"JSON", `[{"name":"data","kind":"file"}]`, 1, 0, "proto:fds frame describes 23419 descriptors but carried 1"},
 
-		{"unknown kind", meta(`"kind":"socket","network":"tcp"`), 1, 0, `proto:descriptor 0: unknown kind "socket"`},
-		{"no kind", meta(`"network":"tcp","address":":80"`), 1, 0, `proto:descriptor 0: unknown kind ""`},
-		{"kind in capitals", meta(`"kind":"LISTENER","network":"tcp"`), 1, 0, `unknown kind "LISTENER"`},
-		{"bad second descriptor", "[" + listener + `,{"kind":"pipe"}]`, 2, 0, `proto:descriptor 1: unknown kind "pipe"`},
-		{"file without name", meta(`"kind":"file"`), 1, 0, "proto:descriptor 0: file without a name"},
-		{"listener with neither name nor network", meta(`"kind":"listener","address":":80"`), 1, 0, "proto:descriptor 0: listener with neither name nor network"},
-		{"conn with neither name nor network", meta(`"kind":"conn"`), 1, 0, "conn with neither name nor network"},
-		{"named listener without network", meta(`"name":"l","kind":"listener"`), 1, 1, ""},
+		{"count larger than the body", fdsBody(3, listener), 3, 0, "proto:descriptor 1: truncated before its kind"},
+		{"trailing byte", fdsBody(1, file) + "\x00", 1, 0, "proto:F frame: 1 bytes after the last descriptor"},
+		{"one descriptor more than counted", fdsBody(1, file, listener), 1, 0, fmt.Sprintf("proto:F frame: %d bytes after the last descriptor", len(listener))},
 
-		{"listener on tcp6", meta(`"kind":"listener","network":"tcp6"`), 1, 1, ""},
-		{"listener on unixpacket", meta(`"kind":"listener","network":"unixpacket"`), 1, 1, ""},
-		{"listener on udp", meta(`"kind":"listener","network":"udp"`), 1, 0, `proto:descriptor 0: listener on unknown network "udp"`},
-		{"listener on unixgram", meta(`"kind":"listener","network":"unixgram"`), 1, 0, `network "unixgram"`},
-		{"packet on udp4", meta(`"kind":"packet","network":"udp4"`), 1, 1, ""},
-		{"packet on unixgram", meta(`"kind":"packet","network":"unixgram"`), 1, 1, ""},
-		{"packet on tcp", meta(`"kind":"packet","network":"tcp"`), 1, 0, `proto:descriptor 0: packet on unknown network "tcp"`},
-		{"packet on unix", meta(`"kind":"packet","network":"unix"`), 1, 0, `network "unix"`},
-		{"conn on tcp", meta(`"kind":"conn","network":"tcp"`), 1, 1, ""},
-		{"conn on udp6", meta(`"kind":"conn","network":"udp6"`), 1, 1, ""},
-		{"conn on unixgram", meta(`"kind":"conn","network":"unixgram"`), 1, 1, ""},
-		{"conn on ip", meta(`"kind":"conn","network":"ip4:icmp"`), 1, 0, `proto:descriptor 0: conn on unknown network "ip4:icmp"`},
-		{"named conn on bad network", meta(`"name":"c","kind":"conn","network":"sctp"`), 1, 0, `network "sctp"`},
+		{"kind code 0", one(0, "", "tcp", ":80", ""), 1, 0, "proto:descriptor 0: unknown kind code 0"},
+		{"kind code 5", one(5, "x", "", "", ""), 1, 0, "proto:descriptor 0: unknown kind code 5"},
+		{"kind code 255", one(255, "x", "", "", ""), 1, 0, "proto:descriptor 0: unknown kind code 255"},
+		{"kind as a letter", one('L', "", "tcp", "", ""), 1, 0, "proto:descriptor 0: unknown kind code 76"},
+		{"bad second descriptor", fdsBody(2, listener, metaBody(9, "", "", "", "")), 2, 0, "proto:descriptor 1: unknown kind code 9"},
+		{"file without name", one(codeFile, "", "", "", ""), 1, 0, "proto:descriptor 0: file without a name"},
+		{"listener with neither name nor network", one(codeListener, "", "", ":80", ""), 1, 0, "proto:descriptor 0: listener with neither name nor network"},
+		{"conn with neither name nor network", one(codeConn, "", "", "", ""), 1, 0, "conn with neither name nor network"},
+		{"named listener without network", one(codeListener, "l", "", "", ""), 1, 1, ""},
+		{"name used twice", fdsBody(3, file, listener, file), 3, 0, `proto:descriptor 2: name "data" used twice`},
+		{"two unnamed on one address", fdsBody(2, listener, listener), 2, 2, ""},
 
-		{"name at the limit", meta(`"name":"` + long(maxNameLen) + `","kind":"file"`), 1, 1, ""},
-		{"name over the limit", meta(`"name":"` + long(maxNameLen+1) + `","kind":"file"`), 1, 0, "proto:descriptor 0: name of 256 bytes"},
-		{"address at the limit", meta(`"kind":"listener","network":"unix","address":"` + long(maxAddressLen) + `"`), 1, 1, ""},
-		{"address over the limit", meta(`"kind":"listener","network":"unix","address":"` + long(maxAddressLen+1) + `"`), 1, 0, "proto:descriptor 0: address too long"},
-		{"actual over the limit", meta(`"kind":"listener","network":"unix","actual":"` + long(maxAddressLen+1) + `"`), 1, 0, "proto:descriptor 0: address too long"},
+		{"listener on tcp6", one(codeListener, "", "tcp6", "", ""), 1, 1, ""},
+		{"listener on unixpacket", one(codeListener, "", "unixpacket", "", ""), 1, 1, ""},
+		{"listener on udp", one(codeListener, "", "udp", "", ""), 1, 0, `proto:descriptor 0: listener on unknown network "udp"`},
+		{"listener on unixgram", one(codeListener, "", "unixgram", "", ""), 1, 0, `network "unixgram"`},
+		{"packet on udp4", one(codePacket, "", "udp4", "", ""), 1, 1, ""},
+		{"packet on unixgram", one(codePacket, "", "unixgram", "", ""), 1, 1, ""},
+		{"packet on tcp", one(codePacket, "", "tcp", "", ""), 1, 0, `proto:descriptor 0: packet on unknown network "tcp"`},
+		{"packet on unix", one(codePacket, "", "unix", "", ""), 1, 0, `network "unix"`},
+		{"conn on tcp", one(codeConn, "", "tcp", "", ""), 1, 1, ""},
+		{"conn on udp6", one(codeConn, "", "udp6", "", ""), 1, 1, ""},
+		{"conn on unixgram", one(codeConn, "", "unixgram", "", ""), 1, 1, ""},
+		{"conn on ip", one(codeConn, "", "ip4:icmp", "", ""), 1, 0, `proto:descriptor 0: conn on unknown network "ip4:icmp"`},
+		{"named conn on bad network", one(codeConn, "c", "sctp", "", ""), 1, 0, `network "sctp"`},
+		{"network in capitals", one(codeListener, "", "TCP", "", ""), 1, 0, `network "TCP"`},
 
-		{"not JSON", `[listener]`, 1, 0, "proto:F frame: invalid character 'l'"},
-		{"object, not array", listener, 1, 0, "proto:F frame: json: cannot unmarshal object"},
-		{"kind is a number", `[{"kind":1}]`, 1, 0, "proto:F frame: json: cannot unmarshal number"},
+		{"name at the limit", one(codeFile, long(maxNameLen), "", "", ""), 1, 1, ""},
+		{"name over the limit", one(codeFile, long(maxNameLen+1), "", "", ""), 1, 0, "proto:descriptor 0: name of 256 bytes exceeds the limit of 255"},
+		{"network at the limit", one(codeFile, "f", long(maxNetworkLen), "", ""), 1, 1, ""},
+		{"network over the limit", one(codeListener, "", long(maxNetworkLen+1), "", ""), 1, 0, "proto:descriptor 0: network of 17 bytes exceeds the limit of 16"},
+		{"address at the limit", one(codeListener, "", "unix", long(maxAddressLen), ""), 1, 1, ""},
+		{"address over the limit", one(codeListener, "", "unix", long(maxAddressLen+1), ""), 1, 0, "proto:descriptor 0: address of 4097 bytes exceeds the limit of 4096"},
+		{"actual at the limit", one(codeListener, "", "unix", "", long(maxAddressLen)), 1, 1, ""},
+		{"actual over the limit", one(codeListener, "", "unix", "", long(maxAddressLen+1)), 1, 0, "proto:descriptor 0: actual address of 4097 bytes exceeds the limit of 4096"},
+
+		// A length is held to its limit before it is held to what is
+		// left, so a huge one is reported as such.
+		{"name length all ones", fdsBody(1, u8(codeFile)+u16(1<<16-1)+"x"), 1, 0, "proto:descriptor 0: name of 65535 bytes exceeds the limit of 255"},
+		{"name longer than the rest", fdsBody(1, u8(codeFile)+u16(10)+"abc"), 1, 0, "proto:descriptor 0: name of 10 bytes, but only 3 left"},
+		{"network longer than the rest", fdsBody(1, u8(codeListener)+str("")+u16(3)+"tc"), 1, 0, "proto:descriptor 0: network of 3 bytes, but only 2 left"},
+		{"address longer than the rest", fdsBody(1, u8(codeListener)+str("")+str("tcp")+u16(4096)), 1, 0, "proto:descriptor 0: address of 4096 bytes, but only 0 left"},
+		{"actual longer than the rest", fdsBody(2, listener, u8(codeListener)+str("")+str("tcp")+str(":80")+u16(20)+":80"), 2, 0, "proto:descriptor 1: actual address of 20 bytes, but only 3 left"},
+		{"cut in a length", fdsBody(1, u8(codeFile)+"\x00"), 1, 0, "proto:descriptor 0: truncated in the length of its name"},
+		{"cut before the actual address", fdsBody(1, u8(codeListener)+str("")+str("tcp")+str(":80")), 1, 0, "proto:descriptor 0: truncated in the length of its actual address"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := parseFds([]byte(tc.body), tc.nfds)
-			call := fmt.Sprintf("parseFds(%.80s, %d)", tc.body, tc.nfds)
+			call := fmt.Sprintf("parseFds(%.80q, %d)", tc.body, tc.nfds)
 			checkErr(t, call, err, tc.err)
 			if err != nil && got != nil {
 				t.Errorf("%s returned %d descriptions with the error; want nil", call, len(got))
@@ -356,59 +522,85 @@ func TestParseFds(t *testing.T) {
 	}
 }
 
+// Every prefix of a valid fds body is refused, and so is the body with
+// any byte more.
+func TestParseFdsCut(t *testing.T) {
+	t.Parallel()
+	body := fdsBody(2,
+		metaBody(codeListener, "", "tcp", "127.0.0.1:0", "127.0.0.1:40000"),
+		metaBody(codeConn, "peer", "unix", "", "@x"))
+	if _, err := parseFds([]byte(body), 2); err != nil {
+		t.Fatalf("parseFds(%q, 2): %v", body, err)
+	}
+	for n := range len(body) {
+		if got, err := parseFds([]byte(body[:n]), 2); err == nil {
+			t.Errorf("parseFds of the first %d of %d bytes accepted %+v", n, len(body), got)
+		} else {
+			checkErr(t, fmt.Sprintf("parseFds(%q, 2)", body[:n]), err, "proto:")
+		}
+	}
+	for _, b := range []byte{0, 1, 'x', 0xff} {
+		if got, err := parseFds([]byte(body+string(b)), 2); err == nil {
+			t.Errorf("parseFds of the body and a byte %#x accepted %+v", b, got)
+		}
+	}
+}
+
 func TestParseReady(t *testing.T) {
 	t.Parallel()
 	cases := []struct {
+		name string
 		body string
 		pid  int
 		err  string
 	}{
-		{`{"pid":4242}`, 4242, ""},
-		{`{"pid":1,"note":"warm"}`, 1, ""},
-		{`{"pid":0}`, 0, "proto:ready from bad pid 0"},
-		{`{"pid":-7}`, 0, "proto:ready from bad pid -7"},
-		{`{}`, 0, "proto:ready from bad pid 0"},
-		{`{"pid":"4242"}`, 0, "proto:R frame: json: cannot unmarshal string"},
-		{`{x}`, 0, "proto:R frame: invalid character 'x'"},
+		{"pid", u32(4242), 4242, ""},
+		{"pid 1", u32(1), 1, ""},
+		{"largest pid", u32(math.MaxInt32), math.MaxInt32, ""},
+		{"pid 0", u32(0), 0, "proto:ready from bad pid 0"},
+		{"pid over 31 bits", u32(1 << 31), 0, "proto:ready from bad pid 2147483648"},
+		{"pid all ones", u32(1<<32 - 1), 0, "proto:ready from bad pid 4294967295"},
+		{"empty", "", 0, "proto:R frame of 0 bytes, want 4"},
+		{"short", "\x00\x00\x10", 0, "proto:R frame of 3 bytes, want 4"},
+		{"trailing byte", u32(4242) + "\x00", 0, "proto:R frame of 5 bytes, want 4"},
+		{"JSON", `{"pid":4242}`, 0, "proto:R frame of 12 bytes, want 4"},
 	}
 	for _, tc := range cases {
-		got, err := parseReady([]byte(tc.body))
-		call := fmt.Sprintf("parseReady(%s)", tc.body)
-		checkErr(t, call, err, tc.err)
-		if err == nil && got.PID != tc.pid {
-			t.Errorf("%s = %+v, want pid %d", call, got, tc.pid)
-		}
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := parseReady([]byte(tc.body))
+			call := fmt.Sprintf("parseReady(%q)", tc.body)
+			checkErr(t, call, err, tc.err)
+			if got.PID != tc.pid {
+				t.Errorf("%s = %+v, want pid %d", call, got, tc.pid)
+			}
+		})
 	}
 }
 
 func TestParseAbort(t *testing.T) {
 	t.Parallel()
-	reason := func(s string) string { b, _ := json.Marshal(abortMsg{Reason: s}); return string(b) }
 	cases := []struct {
 		name string
 		body string
 		want string
-		err  string
 	}{
-		{"reason", `{"reason":"listen tcp :80: permission denied"}`, "listen tcp :80: permission denied", ""},
-		{"no reason", `{}`, "", ""},
-		{"unknown fields", `{"reason":"x","code":3}`, "x", ""},
-		{"at the limit", reason(strings.Repeat("r", maxReasonLen)), strings.Repeat("r", maxReasonLen), ""},
-		{"long reason is cut", reason(strings.Repeat("r", 3*maxReasonLen)), strings.Repeat("r", maxReasonLen), ""},
+		{"reason", "listen tcp :80: permission denied", "listen tcp :80: permission denied"},
+		{"no reason", "", ""},
+		{"lines and quotes", "config:\n\t\"x\" is bad", "config:\n\t\"x\" is bad"},
+		{"looks like JSON", `{"reason":"x"}`, `{"reason":"x"}`},
+		{"at the limit", strings.Repeat("r", maxReasonLen), strings.Repeat("r", maxReasonLen)},
+		{"long reason is cut", strings.Repeat("r", 3*maxReasonLen), strings.Repeat("r", maxReasonLen)},
 		// A cut must not split a character: the reason ends up in errors
 		// and logs, and a torn rune is invalid UTF-8 there.
-		{"cut between characters", reason(strings.Repeat("r", maxReasonLen-1) + "ééé"), strings.Repeat("r", maxReasonLen-1), ""},
-		{"reason is a number", `{"reason":3}`, "", "proto:X frame: json: cannot unmarshal number"},
-		{"not JSON", `killed`, "", "proto:X frame: invalid character 'k'"},
+		{"cut between characters", strings.Repeat("r", maxReasonLen-1) + "ééé", strings.Repeat("r", maxReasonLen-1)},
+		{"invalid UTF-8 replaced", "bad \xff\xfe byte", "bad \uFFFD byte"},
+		{"torn rune at the end", "cut é"[:5], "cut \uFFFD"},
+		{"replacement pushed past the limit", strings.Repeat("r", maxReasonLen-1) + "\xff", strings.Repeat("r", maxReasonLen-1)},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := parseAbort([]byte(tc.body))
-			call := fmt.Sprintf("parseAbort(%.60s…)", tc.body)
-			checkErr(t, call, err, tc.err)
-			if err != nil {
-				return
-			}
+			got := parseAbort([]byte(tc.body))
+			call := fmt.Sprintf("parseAbort(%.60q…)", tc.body)
 			if got.Reason != tc.want {
 				t.Errorf("%s: reason of %d bytes ending %q, want %d bytes ending %q",
 					call, len(got.Reason), tail(got.Reason), len(tc.want), tail(tc.want))
@@ -421,6 +613,31 @@ func TestParseAbort(t *testing.T) {
 }
 
 func tail(s string) string { return s[max(0, len(s)-8):] }
+
+func TestParseAck(t *testing.T) {
+	t.Parallel()
+	checkErr(t, `parseAck("")`, parseAck(nil), "")
+	checkErr(t, `parseAck("{}")`, parseAck([]byte("{}")), "proto:A frame of 2 bytes, want 0")
+	checkErr(t, `parseAck("\x00")`, parseAck([]byte{0}), "proto:A frame of 1 bytes, want 0")
+}
+
+// Kind codes are part of the protocol: they must not change.
+func TestKindCodes(t *testing.T) {
+	t.Parallel()
+	for k, c := range map[fdKind]byte{kindListener: 1, kindPacket: 2, kindConn: 3, kindFile: 4, "": 0, "pipe": 0} {
+		if got := k.code(); got != c {
+			t.Errorf("fdKind(%q).code() = %d, want %d", k, got, c)
+		}
+		if got, ok := kindOf(c); c != 0 && (!ok || got != k) {
+			t.Errorf("kindOf(%d) = %q, %v; want %q, true", c, got, ok, k)
+		}
+	}
+	for _, c := range []byte{0, 5, 'l', 255} {
+		if got, ok := kindOf(c); ok {
+			t.Errorf("kindOf(%d) = %q, true; want no kind", c, got)
+		}
+	}
+}
 
 func TestParseHandoffEnv(t *testing.T) {
 	t.Parallel()
@@ -515,17 +732,19 @@ func FuzzReadFrames(f *testing.F) {
 			if cap(body) > maxFrameBody {
 				t.Fatalf("frame %d: a body of %d bytes (capacity %d) got past the limit of %d", i, len(body), cap(body), maxFrameBody)
 			}
-			if end := len(stream) - r.Len(); end != start+frameHeaderLen+len(body) {
+			end := len(stream) - r.Len()
+			if end != start+frameHeaderLen+len(body) {
 				t.Fatalf("frame %d of %d body bytes: read bytes %d to %d of the stream; want up to %d", i, len(body), start, end, start+frameHeaderLen+len(body))
 			}
-			checkFrame(t, typ, body)
+			checkFrame(t, stream[start:end], typ, body)
 		}
 	})
 }
 
-// checkFrame parses one frame. Whatever the parser accepts must satisfy the
-// protocol's limits and survive encodeFrame and the parser again unchanged.
-func checkFrame(t *testing.T, typ byte, body []byte) {
+// checkFrame parses one frame, raw as it came, header and all. Whatever
+// the parser accepts must satisfy the protocol's limits, and its encoder
+// must give back the very same bytes: there is one encoding of each message.
+func checkFrame(t *testing.T, raw []byte, typ byte, body []byte) {
 	switch typ {
 	case frameHello:
 		m, err := parseHello(body)
@@ -535,18 +754,21 @@ func checkFrame(t *testing.T, typ byte, body []byte) {
 		if m.Version != protocolVersion || m.Generation < 1 || m.PID < 1 || m.Fds < 0 || m.Fds > maxFds {
 			t.Fatalf("parseHello(%q) accepted %+v", body, m)
 		}
-		reparse(t, typ, m, parseHello)
+		enc, err := encodeHello(m)
+		sameFrame(t, raw, typ, enc, err, m)
 	case frameFds:
 		// The stream carries no descriptors: pretend the frame came with
-		// as many as it describes.
-		var raw []json.RawMessage
-		json.Unmarshal(body, &raw)
-		metas, err := parseFds(body, len(raw))
+		// as many as it says it describes.
+		nfds := 0
+		if len(body) >= 2 {
+			nfds = int(binary.BigEndian.Uint16(body))
+		}
+		metas, err := parseFds(body, nfds)
 		if err != nil {
 			return
 		}
 		if len(metas) < 1 || len(metas) > maxFdsPerFrame {
-			t.Fatalf("parseFds(%q, %d) accepted %d descriptors", body, len(raw), len(metas))
+			t.Fatalf("parseFds(%q, %d) accepted %d descriptors", body, nfds, len(metas))
 		}
 		for i, m := range metas {
 			if err := m.validate(); err != nil {
@@ -556,7 +778,8 @@ func checkFrame(t *testing.T, typ byte, body []byte) {
 		if _, err := parseFds(body, len(metas)+1); err == nil {
 			t.Fatalf("parseFds(%q, %d) accepted metadata for %d descriptors", body, len(metas)+1, len(metas))
 		}
-		reparse(t, typ, metas, func(b []byte) ([]fdMeta, error) { return parseFds(b, len(metas)) })
+		enc, err := encodeFds(metas)
+		sameFrame(t, raw, typ, enc, err, metas)
 	case frameReady:
 		m, err := parseReady(body)
 		if err != nil {
@@ -565,43 +788,45 @@ func checkFrame(t *testing.T, typ byte, body []byte) {
 		if m.PID < 1 {
 			t.Fatalf("parseReady(%q) accepted %+v", body, m)
 		}
-		reparse(t, typ, m, parseReady)
+		enc, err := encodeReady(m)
+		sameFrame(t, raw, typ, enc, err, m)
 	case frameAbort:
-		m, err := parseAbort(body)
-		if err != nil {
-			return
-		}
+		m := parseAbort(body)
 		if len(m.Reason) > maxReasonLen || !utf8.ValidString(m.Reason) {
-			t.Fatalf("parseAbort(%.80q) accepted a reason of %d bytes ending %q; want at most %d bytes of valid UTF-8",
+			t.Fatalf("parseAbort(%.80q) gave a reason of %d bytes ending %q; want at most %d bytes of valid UTF-8",
 				body, len(m.Reason), tail(m.Reason), maxReasonLen)
 		}
-		reparse(t, typ, m, parseAbort)
+		enc := encodeAbort(m)
+		if len(body) <= maxReasonLen && utf8.Valid(body) {
+			// Taken as it came: it must go out as it came.
+			sameFrame(t, raw, typ, enc, nil, m)
+		} else if again := parseAbort(enc); again != m {
+			// Cut or mended: it must stay so.
+			t.Fatalf("abort reason %.80q changed through encodeAbort to %.80q", m.Reason, again.Reason)
+		}
 	case frameAck:
-		// The body carries nothing; the successor does not parse it.
+		if parseAck(body) != nil {
+			return
+		}
+		sameFrame(t, raw, typ, nil, nil, struct{}{})
 	default:
 		t.Fatalf("readFrame returned a frame of unknown type %q", typ)
 	}
 }
 
-// reparse encodes v as a frame of typ, reads it back and parses it with
-// parse: the result must equal v.
-func reparse[T any](t *testing.T, typ byte, v T, parse func([]byte) (T, error)) {
+// sameFrame checks that body, encoded from v (or failing with err), framed
+// as typ gives back raw.
+func sameFrame(t *testing.T, raw []byte, typ byte, body []byte, err error, v any) {
 	t.Helper()
-	b, err := encodeFrame(typ, v)
 	if err != nil {
-		t.Fatalf("encodeFrame(%q, %+v) of an accepted frame: %v", typ, v, err)
+		t.Fatalf("%c frame %+v, accepted, is refused by its encoder: %v", typ, v, err)
 	}
-	r := bytes.NewReader(b)
-	gotTyp, body, err := readFrame(r)
-	if err != nil || gotTyp != typ || r.Len() != 0 {
-		t.Fatalf("readFrame(encodeFrame(%q, %+v)) = %q, %v, %d bytes left", typ, v, gotTyp, err, r.Len())
-	}
-	got, err := parse(body)
+	b, err := encodeFrame(typ, body)
 	if err != nil {
-		t.Fatalf("%c frame %+v, accepted once, is refused after encodeFrame: %v", typ, v, err)
+		t.Fatalf("encodeFrame(%q, %d bytes) of an accepted frame: %v", typ, len(body), err)
 	}
-	if !reflect.DeepEqual(got, v) {
-		t.Fatalf("%c frame changed through encodeFrame:\n got %+v\nwant %+v", typ, got, v)
+	if !bytes.Equal(b, raw) {
+		t.Fatalf("%c frame %+v encodes differently from what was accepted:\n got %.200q\nwant %.200q", typ, v, b, raw)
 	}
 }
 

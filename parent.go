@@ -63,6 +63,9 @@ func (p *parent) receive(timeout time.Duration) (entries []*entry, err error) {
 		return nil, protoErrorf("hello from pid %d, but the parent is %d", hello.PID, p.pid)
 	}
 	p.generation = hello.Generation
+	// parseFds catches a name used twice within one frame; this catches
+	// one used again in a later frame. The value is the first user's index.
+	names := make(map[string]int)
 	for got := 0; got < hello.Fds; {
 		typ, body, fds, err := recvFrame(p.conn)
 		if err != nil {
@@ -79,6 +82,9 @@ func (p *parent) receive(timeout time.Duration) (entries []*entry, err error) {
 		if err == nil && got+len(fds) > hello.Fds {
 			err = protoErrorf("received %d descriptors, hello announced %d", got+len(fds), hello.Fds)
 		}
+		if err == nil {
+			err = checkNames(names, metas, got)
+		}
 		if err != nil {
 			closeFds(fds)
 			return entries, err
@@ -91,14 +97,30 @@ func (p *parent) receive(timeout time.Duration) (entries []*entry, err error) {
 	return entries, nil
 }
 
+// checkNames checks that no name in metas, the descriptions of descriptors
+// first, first+1, …, was used by an earlier one, and records them in names
+// with their indexes.
+func checkNames(names map[string]int, metas []fdMeta, first int) error {
+	for i, m := range metas {
+		if m.Name == "" {
+			continue
+		}
+		if j, ok := names[m.Name]; ok {
+			return protoErrorf("descriptor %d: name %q already used by descriptor %d", first+i, m.Name, j)
+		}
+		names[m.Name] = first + i
+	}
+	return nil
+}
+
 // watch reads until the incumbent acknowledges ready and then until it is
 // gone. Anything else from it is a protocol error and ends the watch too.
 func (p *parent) watch() {
 	defer close(p.gone)
 	for {
-		typ, _, fds, err := recvFrame(p.conn)
+		typ, body, fds, err := recvFrame(p.conn)
 		closeFds(fds)
-		if err != nil || typ != frameAck {
+		if err != nil || typ != frameAck || parseAck(body) != nil {
 			return
 		}
 		select {
@@ -111,8 +133,7 @@ func (p *parent) watch() {
 }
 
 func (p *parent) abort(reason string) {
-	reason = truncate(reason, maxReasonLen)
-	if frame, err := encodeFrame(frameAbort, abortMsg{Reason: reason}); err == nil {
+	if frame, err := encodeFrame(frameAbort, encodeAbort(abortMsg{Reason: reason})); err == nil {
 		p.conn.SetWriteDeadline(time.Now().Add(time.Second))
 		sendFrame(p.conn, frame, nil)
 	}
@@ -126,7 +147,11 @@ var errParentSilent = errors.New("predecessor neither acknowledged ready nor exi
 // has committed to draining. An incumbent that is gone counts as committed:
 // there is nobody else to serve.
 func (p *parent) ready(timeout time.Duration) error {
-	frame, err := encodeFrame(frameReady, readyMsg{PID: os.Getpid()})
+	body, err := encodeReady(readyMsg{PID: os.Getpid()})
+	if err != nil {
+		return err
+	}
+	frame, err := encodeFrame(frameReady, body)
 	if err != nil {
 		return err
 	}
