@@ -340,77 +340,62 @@ func (u *Upgrader) lookup(name string, want fdKind) (*entry, error) {
 	return e, nil
 }
 
+// claimed claims the descriptor registered as name, of kind want (any kind
+// if ""), and builds the value the caller asked for from a copy of it.
+func claimed[T any](u *Upgrader, name string, want fdKind, build func(fd int, name string) (T, error)) (T, error) {
+	u.reg.mu.Lock()
+	defer u.reg.mu.Unlock()
+	e, err := u.lookup(name, want)
+	if err != nil {
+		var zero T
+		return zero, err
+	}
+	return build(e.fd, name)
+}
+
 // File returns a new *os.File for the descriptor registered as name, of any
 // kind. The caller owns and closes it.
 func (u *Upgrader) File(name string) (*os.File, error) {
-	u.reg.mu.Lock()
-	defer u.reg.mu.Unlock()
-	e, err := u.lookup(name, "")
-	if err != nil {
-		return nil, err
-	}
-	return fileFromFd(e.fd, name)
+	return claimed(u, name, "", fileFromFd)
 }
 
 // Listener returns a new net.Listener for the listener registered as name.
 func (u *Upgrader) Listener(name string) (net.Listener, error) {
-	u.reg.mu.Lock()
-	defer u.reg.mu.Unlock()
-	e, err := u.lookup(name, kindListener)
-	if err != nil {
-		return nil, err
-	}
-	return listenerFromFd(e.fd, name)
+	return claimed(u, name, kindListener, listenerFromFd)
 }
 
 // PacketConn returns a new net.PacketConn for the socket registered as name.
 func (u *Upgrader) PacketConn(name string) (net.PacketConn, error) {
-	u.reg.mu.Lock()
-	defer u.reg.mu.Unlock()
-	e, err := u.lookup(name, kindPacket)
-	if err != nil {
-		return nil, err
-	}
-	return packetConnFromFd(e.fd, name)
+	return claimed(u, name, kindPacket, packetConnFromFd)
 }
 
 // Conn returns a new net.Conn for the connection registered as name.
 func (u *Upgrader) Conn(name string) (net.Conn, error) {
-	u.reg.mu.Lock()
-	defer u.reg.mu.Unlock()
-	e, err := u.lookup(name, kindConn)
+	return claimed(u, name, kindConn, func(fd int, name string) (net.Conn, error) {
+		return fromFd(fd, name, net.FileConn)
+	})
+}
+
+// fromFd builds a net value from a copy of fd; the net package makes its own
+// copy in turn, so the intermediate *os.File is closed at once.
+func fromFd[T any](fd int, name string, conv func(*os.File) (T, error)) (T, error) {
+	f, err := fileFromFd(fd, name)
 	if err != nil {
-		return nil, err
-	}
-	f, err := fileFromFd(e.fd, name)
-	if err != nil {
-		return nil, err
+		var zero T
+		return zero, err
 	}
 	defer f.Close()
-	return net.FileConn(f)
+	return conv(f)
 }
 
 func listenerFromFd(fd int, name string) (net.Listener, error) {
-	f, err := fileFromFd(fd, name)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	l, err := net.FileListener(f)
-	if err != nil {
-		return nil, err
-	}
+	l, err := fromFd(fd, name, net.FileListener)
 	if ul, ok := l.(*net.UnixListener); ok {
 		ul.SetUnlinkOnClose(false)
 	}
-	return l, nil
+	return l, err
 }
 
 func packetConnFromFd(fd int, name string) (net.PacketConn, error) {
-	f, err := fileFromFd(fd, name)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	return net.FilePacketConn(f)
+	return fromFd(fd, name, net.FilePacketConn)
 }

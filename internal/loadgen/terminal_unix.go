@@ -1,3 +1,5 @@
+//go:build linux || darwin
+
 package loadgen
 
 import (
@@ -9,7 +11,7 @@ import (
 // IsTerminal reports whether f is a terminal, such as a stdout that is not
 // redirected.
 func IsTerminal(f *os.File) bool {
-	return isTerminal(f, unix.TCGETS)
+	return isTerminal(f, getTermios)
 }
 
 // isTerminal asks for f's terminal attributes with the ioctl req. It goes
