@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"strings"
@@ -208,77 +209,66 @@ func (r *registry) closeAll(unlinkOwn, unlinkInherited bool) {
 // Unix listeners never unlink their socket file on Close: the file belongs
 // to every generation. It is removed by the final Stop.
 func (u *Upgrader) Listen(network, addr string) (net.Listener, error) {
-	switch network {
-	case "tcp", "tcp4", "tcp6", "unix", "unixpacket":
-	default:
-		return nil, &net.OpError{Op: "listen", Net: network, Err: net.UnknownNetworkError(network)}
-	}
-	r := u.reg
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.closed {
-		return nil, ErrStopped
-	}
-	if e := r.claimAddr(kindListener, network, addr); e != nil {
-		l, err := listenerFromFd(e.fd, network+":"+addr)
+	return listen(u, kindListener, network, addr, listenerFromFd, func() (net.Listener, string, error) {
+		l, err := u.opts.ListenConfig.Listen(context.Background(), network, addr)
 		if err != nil {
-			return nil, fmt.Errorf("baton: inherited %s listener %s: %w", network, addr, err)
+			return nil, "", err
 		}
-		return l, nil
-	}
-	l, err := u.opts.ListenConfig.Listen(context.Background(), network, addr)
-	if err != nil {
-		return nil, err
-	}
-	if ul, ok := l.(*net.UnixListener); ok {
-		ul.SetUnlinkOnClose(false)
-	}
-	fd, err := dupConn(l.(syscall.Conn))
-	if err != nil {
-		l.Close()
-		return nil, err
-	}
-	r.entries = append(r.entries, &entry{
-		meta: fdMeta{Kind: kindListener, Network: network, Address: addr, Actual: l.Addr().String()},
-		fd:   fd,
+		if ul, ok := l.(*net.UnixListener); ok {
+			ul.SetUnlinkOnClose(false)
+		}
+		return l, l.Addr().String(), nil
 	})
-	return l, nil
 }
 
 // ListenPacket is Listen for "udp", "udp4", "udp6" and "unixgram".
 func (u *Upgrader) ListenPacket(network, addr string) (net.PacketConn, error) {
-	switch network {
-	case "udp", "udp4", "udp6", "unixgram":
-	default:
-		return nil, &net.OpError{Op: "listen", Net: network, Err: net.UnknownNetworkError(network)}
+	return listen(u, kindPacket, network, addr, packetConnFromFd, func() (net.PacketConn, string, error) {
+		c, err := u.opts.ListenConfig.ListenPacket(context.Background(), network, addr)
+		if err != nil {
+			return nil, "", err
+		}
+		return c, c.LocalAddr().String(), nil
+	})
+}
+
+// listen is Listen and ListenPacket: claim the inherited socket of kind k
+// for network and addr, or create one and register a copy of it.
+func listen[T io.Closer](u *Upgrader, k fdKind, network, addr string,
+	inherited func(fd int, name string) (T, error),
+	create func() (T, string, error),
+) (T, error) {
+	var zero T
+	if !validNetwork(k, network) {
+		return zero, &net.OpError{Op: "listen", Net: network, Err: net.UnknownNetworkError(network)}
 	}
 	r := u.reg
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.closed {
-		return nil, ErrStopped
+		return zero, ErrStopped
 	}
-	if e := r.claimAddr(kindPacket, network, addr); e != nil {
-		c, err := packetConnFromFd(e.fd, network+":"+addr)
+	if e := r.claimAddr(k, network, addr); e != nil {
+		v, err := inherited(e.fd, network+":"+addr)
 		if err != nil {
-			return nil, fmt.Errorf("baton: inherited %s socket %s: %w", network, addr, err)
+			return zero, fmt.Errorf("baton: inherited %s %s on %s: %w", network, k, addr, err)
 		}
-		return c, nil
+		return v, nil
 	}
-	c, err := u.opts.ListenConfig.ListenPacket(context.Background(), network, addr)
+	v, actual, err := create()
 	if err != nil {
-		return nil, err
+		return zero, err
 	}
-	fd, err := dupConn(c.(syscall.Conn))
+	fd, err := dupConn(any(v).(syscall.Conn))
 	if err != nil {
-		c.Close()
-		return nil, err
+		v.Close()
+		return zero, err
 	}
 	r.entries = append(r.entries, &entry{
-		meta: fdMeta{Kind: kindPacket, Network: network, Address: addr, Actual: c.LocalAddr().String()},
+		meta: fdMeta{Kind: k, Network: network, Address: addr, Actual: actual},
 		fd:   fd,
 	})
-	return c, nil
+	return v, nil
 }
 
 // Add registers any socket, connection or file under name, so that the
