@@ -18,10 +18,13 @@ type child struct {
 	proc *os.Process
 	conn *net.UnixConn
 
-	// exited is closed once the successor has been reaped; state is set
-	// before. A goroutine reaps it whatever happens, so a successor never
-	// lingers as a zombie, not even one that exits long after taking over.
-	exited chan struct{}
+	// exited is closed once the successor has exited. For our own child,
+	// a goroutine reaps it whatever happens, so it never lingers as a
+	// zombie, not even one that exits long after taking over, and state
+	// is set before. A successor that is not our child (started detached,
+	// or a new instance that came through the control socket) is watched
+	// through a pidfd; its parent reaps it and state stays nil.
+	exited <-chan struct{}
 	state  *os.ProcessState
 
 	// result receives the outcome of the handshake: the ready message, or
@@ -38,9 +41,18 @@ type handshakeResult struct {
 // after stdin, stdout and stderr.
 const handoffFd = 3
 
+// spawn says how to start a successor.
+type spawn struct {
+	// detached starts it as our sibling, a child of our parent (see
+	// detachedAttr), so it outlives us where our parent expects it to.
+	detached bool
+	// env is added to its environment.
+	env []string
+}
+
 // startChild starts the successor and begins the handshake. The returned
-// child is running; the caller must wait on it through child.wait.
-func startChild(path string, generation int, metas []fdMeta, fds []int, deadline time.Time) (*child, error) {
+// child is running; its outcome arrives on child.result.
+func startChild(path string, how spawn, generation int, metas []fdMeta, fds []int, deadline time.Time) (*child, error) {
 	conn, remote, err := socketpair()
 	if err != nil {
 		return nil, err
@@ -51,11 +63,16 @@ func startChild(path string, generation int, metas []fdMeta, fds []int, deadline
 			files[i] = nil // closed here, closed there
 		}
 	}
-	proc, err := os.StartProcess(path, append([]string{os.Args[0]}, os.Args[1:]...), &os.ProcAttr{
+	attr := &os.ProcAttr{
 		Dir:   initialWD,
-		Env:   successorEnv(handoffFd),
+		Env:   append(successorEnv(handoffFd), how.env...),
 		Files: files,
-	})
+	}
+	pidfd := -1
+	if how.detached {
+		attr.Sys = detachedAttr(&pidfd)
+	}
+	proc, err := os.StartProcess(path, append([]string{os.Args[0]}, os.Args[1:]...), attr)
 	remote.Close()
 	if err != nil {
 		conn.Close()
@@ -65,19 +82,57 @@ func startChild(path string, generation int, metas []fdMeta, fds []int, deadline
 		path:   path,
 		proc:   proc,
 		conn:   conn,
-		exited: make(chan struct{}),
 		result: make(chan handshakeResult, 1),
 	}
-	go func() {
-		c.state, _ = proc.Wait()
-		close(c.exited)
-	}()
-	conn.SetDeadline(deadline)
+	if how.detached {
+		if c.exited, err = watchProcess(proc.Pid, pidfd); err != nil {
+			proc.Kill()
+			conn.Close()
+			return nil, err
+		}
+	} else {
+		exited := make(chan struct{})
+		c.exited = exited
+		go func() {
+			c.state, _ = proc.Wait()
+			close(exited)
+		}()
+	}
+	c.start(generation, metas, fds, deadline)
+	return c, nil
+}
+
+// peerChild is the successor that came through the control socket: a new
+// instance of the program, started by somebody else (a supervisor), which
+// asked for the sockets over conn.
+func peerChild(conn *net.UnixConn, pid int, generation int, metas []fdMeta, fds []int, deadline time.Time) (*child, error) {
+	// On Linux FindProcess holds a pidfd: signals cannot hit a recycled pid.
+	proc, err := os.FindProcess(pid)
+	if err != nil {
+		return nil, err
+	}
+	exited, err := watchProcess(pid, -1)
+	if err != nil {
+		proc.Release()
+		return nil, err
+	}
+	c := &child{
+		path:   fmt.Sprintf("new instance (pid %d)", pid),
+		proc:   proc,
+		conn:   conn,
+		exited: exited,
+		result: make(chan handshakeResult, 1),
+	}
+	c.start(generation, metas, fds, deadline)
+	return c, nil
+}
+
+func (c *child) start(generation int, metas []fdMeta, fds []int, deadline time.Time) {
+	c.conn.SetDeadline(deadline)
 	go func() {
 		m, err := c.handshake(generation, metas, fds)
 		c.result <- handshakeResult{m, err}
 	}()
-	return c, nil
 }
 
 // handshake sends hello and the descriptors, then reads the successor's
@@ -156,8 +211,15 @@ func (c *child) kill() {
 
 // exitError describes how the successor ended, for a ChildError.
 func (c *child) exitError() error {
+	if c.state == nil {
+		return errExitedNotOurs
+	}
 	return &exec.ExitError{ProcessState: c.state}
 }
+
+// errExitedNotOurs describes the end of a successor that is not our child:
+// its exit status went to its parent.
+var errExitedNotOurs = errors.New("exited (its exit status went to its parent, not to us)")
 
 // waitExited waits a little for the successor to be reaped, for errors that
 // usually mean it is dying (EOF on the socket), so the report can say how

@@ -8,7 +8,9 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -27,6 +29,16 @@ type entry struct {
 	// claimed is true once this generation asked for them. Inherited
 	// descriptors nobody claimed are closed by Ready.
 	inherited, claimed bool
+	// activated is true for descriptors systemd passed (socket activation
+	// or the descriptor store). Nobody asked for them by address yet, so
+	// they are found by what they are bound to, in the forms a program
+	// may ask for them (see addrKeys).
+	activated bool
+}
+
+// validName reports whether name can name a descriptor in the handoff.
+func validName(name string) bool {
+	return name != "" && len(name) <= maxNameLen && !strings.ContainsAny(name, ":\x00")
 }
 
 // unixPath returns the file system path of a unix socket entry, or "" for
@@ -73,7 +85,9 @@ func (r *registry) index(e *entry) {
 			r.byName = map[string]*entry{}
 		}
 		r.byName[e.meta.Name] = e
-		return
+		if !e.activated {
+			return
+		}
 	}
 	if !e.inherited {
 		return
@@ -81,13 +95,52 @@ func (r *registry) index(e *entry) {
 	if r.byAddr == nil {
 		r.byAddr = map[addrKey][]*entry{}
 	}
-	for i, a := range []string{e.meta.Address, e.meta.Actual} {
-		if a == "" || i == 1 && a == e.meta.Address {
-			continue
-		}
-		k := addrKey{e.meta.Kind, e.meta.Network, a}
+	for _, k := range addrKeys(e) {
 		r.byAddr[k] = append(r.byAddr[k], e)
 	}
+}
+
+// addrKeys returns the keys e is found by. A descriptor passed on by a
+// predecessor is found by the network and address it was asked for, and by
+// its actual address. One from systemd was never asked for: it is found by
+// its actual address on its network ("tcp") and on the family's
+// ("tcp4", "tcp6"), and, bound to a wildcard address, also by ":port".
+func addrKeys(e *entry) []addrKey {
+	m := e.meta
+	if !e.activated {
+		keys := make([]addrKey, 0, 2)
+		for i, a := range []string{m.Address, m.Actual} {
+			if a == "" || i == 1 && a == m.Address {
+				continue
+			}
+			keys = append(keys, addrKey{m.Kind, m.Network, a})
+		}
+		return keys
+	}
+	if m.Actual == "" {
+		return nil
+	}
+	nets := []string{m.Network}
+	addrs := []string{m.Actual}
+	if m.Network == "tcp" || m.Network == "udp" {
+		if ap, err := netip.ParseAddrPort(m.Actual); err == nil {
+			if ap.Addr().Is4() {
+				nets = append(nets, m.Network+"4")
+			} else {
+				nets = append(nets, m.Network+"6")
+			}
+			if ap.Addr().IsUnspecified() {
+				addrs = append(addrs, ":"+strconv.Itoa(int(ap.Port())))
+			}
+		}
+	}
+	var keys []addrKey
+	for _, n := range nets {
+		for _, a := range addrs {
+			keys = append(keys, addrKey{m.Kind, n, a})
+		}
+	}
+	return keys
 }
 
 // inherit registers the descriptors received from the predecessor.
@@ -249,6 +302,14 @@ func listen[T io.Closer](u *Upgrader, k fdKind, network, addr string,
 		return zero, ErrStopped
 	}
 	if e := r.claimAddr(k, network, addr); e != nil {
+		if e.activated {
+			// From now on it is passed on as asked for, like any other:
+			// by address, not by systemd's name for it.
+			if e.meta.Name != "" {
+				delete(r.byName, e.meta.Name)
+			}
+			e.meta.Name, e.meta.Network, e.meta.Address = "", network, addr
+		}
 		v, err := inherited(e.fd, network+":"+addr)
 		if err != nil {
 			return zero, fmt.Errorf("baton: inherited %s %s on %s: %w", network, k, addr, err)
@@ -277,7 +338,7 @@ func listen[T io.Closer](u *Upgrader, k fdKind, network, addr string,
 // except that a *net.UnixListener no longer removes its socket file on
 // Close (the file belongs to every generation, as with Listen).
 func (u *Upgrader) Add(name string, c syscall.Conn) error {
-	if name == "" || len(name) > maxNameLen || strings.ContainsAny(name, ":\x00") {
+	if !validName(name) {
 		return fmt.Errorf("baton: bad descriptor name %q", name)
 	}
 	meta := fdMeta{Name: name, Kind: kindFile}

@@ -42,6 +42,11 @@ const (
 	frameAbort = 'X'
 	frameAck   = 'A'
 
+	// frameTakeover opens a conversation on the control socket: a new
+	// instance asks the serving one for its descriptors. Its body is the
+	// asker's pid, laid out as a ready frame's.
+	frameTakeover = 'T'
+
 	frameHeaderLen = 5
 
 	// maxFrameBody bounds every body we accept. The largest legitimate body
@@ -176,7 +181,7 @@ func parseHeader(h []byte) (typ byte, n int, err error) {
 	}
 	typ = h[0]
 	switch typ {
-	case frameHello, frameFds, frameReady, frameAbort, frameAck:
+	case frameHello, frameFds, frameReady, frameAbort, frameAck, frameTakeover:
 	default:
 		return 0, 0, protoErrorf("unknown frame type %q", typ)
 	}

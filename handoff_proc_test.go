@@ -241,7 +241,7 @@ func TestHandoffFromNonParentIgnored(t *testing.T) {
 	if gen := proctest.Field(line, "gen"); gen != "1" {
 		t.Errorf("started with BATON_HANDOFF=3:%d (not its parent), the helper is generation %s; want 1", notParent, gen)
 	}
-	if !strings.Contains(p.Output(), "ignoring handoff from a process that is not our parent") {
+	if !strings.Contains(p.Output(), "ignoring a handoff from a process that did not start us") {
 		t.Errorf("no warning about the stray BATON_HANDOFF in the helper's output")
 	}
 	resp, err := controlClient.Get("http://" + proctest.Field(line, "tcp") + "/")

@@ -43,6 +43,39 @@ type Options struct {
 	// Upgrade fail at once and nothing else happens.
 	Executable string
 
+	// Control is the path of a Unix socket through which a new instance of
+	// the program, started by somebody else, takes the sockets over from
+	// the instance that serves: the supervisor-restart mode, for
+	// daemontools, runit and s6 (rs/seamless's job, without re-binding).
+	// Defaults to none. Linux only.
+	//
+	// With it, New first connects to the socket: if an instance serves
+	// there, this process receives its sockets exactly as a successor
+	// started by Upgrade would, says Ready, and only then does the other
+	// drain. Every ready generation then serves the socket for the next.
+	//
+	// Under a supervisor (HandleSignals finds ./supervise/status in the
+	// directory the process started in), SIGTERM while the supervisor
+	// wants the service up hands the sockets to an interim generation,
+	// started as the supervisor's child, and exits; the supervisor starts
+	// ./run again, and the new instance takes over from the interim one.
+	// A plain stop (the supervisor wants it down) drains and exits, and an
+	// interim generation never outlives it. s6's notification-fd is
+	// honoured: the supervisor hears of readiness when the new instance
+	// serves.
+	//
+	// The socket's directory is created with mode 0700 if missing and must
+	// belong to this user and be closed to everybody else; both ends check
+	// the other's uid (SO_PEERCRED).
+	Control string
+
+	// FDStore pushes every listening socket into systemd's file descriptor
+	// store (FileDescriptorStoreMax= must be set on the unit), so that
+	// across a plain "systemctl restart" or a crash the sockets stay open
+	// and the kernel queues connections until the next start takes them
+	// back. Ignored, with a warning, when systemd is not listening.
+	FDStore bool
+
 	// Logger receives one line per upgrade step that an operator would
 	// want to see. Defaults to nil: silent.
 	Logger *slog.Logger

@@ -30,6 +30,13 @@ func adoptParent(fd, ppid int, timeout time.Duration) (*parent, []*entry, error)
 	if err != nil {
 		return nil, nil, err
 	}
+	return adoptConn(conn, ppid, timeout)
+}
+
+// adoptConn is adoptParent over a connection already open: the inherited
+// socketpair, or the control socket of a running instance (see
+// takeOverFrom).
+func adoptConn(conn *net.UnixConn, ppid int, timeout time.Duration) (*parent, []*entry, error) {
 	p := &parent{pid: ppid, conn: conn, ack: make(chan struct{}), gone: make(chan struct{})}
 	entries, err := p.receive(timeout)
 	if err != nil {
@@ -50,6 +57,9 @@ func (p *parent) receive(timeout time.Duration) (entries []*entry, err error) {
 	typ, body, fds, err := recvFrame(p.conn)
 	if err != nil {
 		return nil, err
+	}
+	if typ == frameAbort && len(fds) == 0 {
+		return nil, fmt.Errorf("refused: %s", parseAbort(body).Reason)
 	}
 	if typ != frameHello || len(fds) > 0 {
 		closeFds(fds)

@@ -68,7 +68,9 @@ func successorEnv(handoffFd int) []string {
 	env := os.Environ()
 	out := make([]string, 0, len(env)+1)
 	for _, kv := range env {
-		if strings.HasPrefix(kv, envHandoff+"=") {
+		// WATCHDOG_PID names us; without it the successor takes
+		// WATCHDOG_USEC as its own once it is the main process.
+		if strings.HasPrefix(kv, envHandoff+"=") || strings.HasPrefix(kv, "WATCHDOG_PID=") {
 			continue
 		}
 		out = append(out, kv)

@@ -13,6 +13,12 @@ import (
 // generation keeps serving. The handler ends when Exit is closed; signals
 // that arrive after that are ignored, not fatal. Call it before Ready, so
 // an early SIGHUP cannot kill the process with the default action.
+//
+// With Options.Control, under daemontools, runit or s6, SIGTERM restarts
+// when the supervisor still wants the service up (svc -t, sv restart,
+// s6-svc -r) and stops when it does not (svc -d, sv stop, s6-svc -d); SIGHUP
+// restarts the same way, since the supervisor starts the next instance
+// when this one exits. See Options.Control.
 func (u *Upgrader) HandleSignals() {
 	sigs := make(chan os.Signal, 8)
 	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT)
@@ -20,12 +26,25 @@ func (u *Upgrader) HandleSignals() {
 		for {
 			select {
 			case s := <-sigs:
-				if s != syscall.SIGHUP {
+				// Errors are logged by the handover itself.
+				switch {
+				case s == syscall.SIGINT:
 					u.Stop()
-					continue
+				case s == syscall.SIGTERM && !u.supervised():
+					u.Stop()
+				case s == syscall.SIGTERM && !u.supervisorWantsUp():
+					u.Stop()
+				case s == syscall.SIGTERM:
+					if u.restartInterim() != nil {
+						// The supervisor restarts us anyway; the next
+						// instance binds afresh.
+						u.Stop()
+					}
+				case u.supervised(): // SIGHUP
+					u.restartInterim()
+				default:
+					u.Upgrade()
 				}
-				// Errors are logged by Upgrade itself.
-				u.Upgrade()
 			case <-u.exitC:
 				// Keep the signals caught: a late SIGHUP or SIGTERM to a
 				// draining generation must not kill it mid-drain.

@@ -11,6 +11,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/batonhq/baton/systemd"
 )
 
 // Upgrader hands this generation's sockets to a successor and tells the
@@ -22,6 +24,20 @@ type Upgrader struct {
 	parent *parent // nil for a first generation
 	gen    int
 	pid    pidFile // path "" when there is no PID file
+
+	// byUpgrade is true when our predecessor started us with Upgrade; it
+	// then speaks for us to systemd. It is false for a first start and for
+	// a takeover through the control socket.
+	byUpgrade bool
+	notify    *systemd.Notifier // nil unless systemd started the service
+	// sv is the service directory when a supervisor of the daemontools
+	// family runs us and Options.Control is set; interim is true for the
+	// generation that holds the sockets between the supervised process's
+	// exit and the start of the next one.
+	sv      supervisorDir
+	interim bool
+	s6ready *os.File // s6-supervise's notification-fd, until Ready
+	control *controlServer
 
 	exitC chan struct{} // closed when this generation must drain and go
 	stopC chan struct{} // closed by Stop
@@ -68,32 +84,82 @@ func newUpgrader(opts Options) (*Upgrader, error) {
 	if opts.PIDFile != "" {
 		u.pid = pidFile{path: absFromInitial(opts.PIDFile)}
 	}
+	n, err := systemd.NewNotifier()
+	if err != nil {
+		// Not fatal: the service can serve, systemd just won't hear of it.
+		u.log.Warn("not notifying the service manager", "err", err)
+	}
+	u.notify = n
+	_, u.interim = os.LookupEnv(envInterim)
+	os.Unsetenv(envInterim)
+	if opts.Control != "" {
+		u.sv = findSupervisor()
+	}
 
 	v, ok := os.LookupEnv(envHandoff)
-	if !ok {
-		return u, nil
+	if ok {
+		// Scrub it at once: the variable is for this process only, never
+		// for anything it starts (a successor gets a fresh one).
+		os.Unsetenv(envHandoff)
+		fd, ppid, err := parseHandoffEnv(v)
+		if err != nil {
+			return nil, err
+		}
+		if !handoffFrom(fd, ppid) {
+			// A stray copy inherited by a grandchild, or the incumbent
+			// died before we got here: either way there is nobody to take
+			// over from.
+			u.log.Warn("ignoring a handoff from a process that did not start us", "pid", ppid)
+		} else {
+			p, entries, err := adoptParent(fd, ppid, opts.upgradeTimeout())
+			if err != nil {
+				return nil, err
+			}
+			u.parent, u.gen, u.byUpgrade = p, p.generation, true
+			u.reg.inherit(entries)
+			u.log.Info("took over from predecessor", "generation", u.gen, "predecessor", ppid, "fds", len(entries))
+			return u, nil
+		}
 	}
-	// Scrub it at once: the variable is for this process only, never for
-	// anything it starts (a successor gets a fresh one).
-	os.Unsetenv(envHandoff)
-	fd, ppid, err := parseHandoffEnv(v)
-	if err != nil {
+
+	// A first start: the sockets may come from systemd, or from an
+	// instance that still serves, through the control socket.
+	if err := u.adoptActivated(); err != nil {
 		return nil, err
 	}
-	if ppid != os.Getppid() {
-		// A stray copy inherited by a grandchild, or the incumbent died
-		// before we got here: either way there is nobody to take over from.
-		u.log.Warn("ignoring handoff from a process that is not our parent", "ppid", ppid)
-		return u, nil
+	if sv := findSupervisor(); sv != "" {
+		if u.s6ready, err = sv.s6NotificationFd(); err != nil {
+			return nil, err
+		}
 	}
-	p, entries, err := adoptParent(fd, ppid, opts.upgradeTimeout())
+	if opts.Control != "" {
+		if err := u.takeOver(opts.Control); err != nil {
+			u.reg.closeAll(false, false)
+			return nil, err
+		}
+	}
+	return u, nil
+}
+
+// takeOver asks the instance serving on the control socket at path for its
+// descriptors. Nobody serving there is not an error: this is a first start.
+func (u *Upgrader) takeOver(path string) error {
+	conn, pid, err := dialControl(absFromInitial(path))
 	if err != nil {
-		return nil, err
+		return fmt.Errorf("baton: control socket %s: %w", path, err)
+	}
+	if conn == nil {
+		u.log.Info("no running instance on the control socket: starting fresh", "control", path)
+		return nil
+	}
+	p, entries, err := adoptConn(conn, pid, u.opts.upgradeTimeout())
+	if err != nil {
+		return err
 	}
 	u.parent, u.gen = p, p.generation
 	u.reg.inherit(entries)
-	u.log.Info("took over from predecessor", "generation", u.gen, "predecessor", ppid, "fds", len(entries))
-	return u, nil
+	u.log.Info("took over through the control socket", "generation", u.gen, "predecessor", pid, "fds", len(entries))
+	return nil
 }
 
 // Generation is 1 for a process not started by Upgrade, and one more than
@@ -152,6 +218,16 @@ func (u *Upgrader) Ready() error {
 			return err
 		}
 	}
+	var control *controlServer
+	if u.opts.Control != "" {
+		var err error
+		if control, err = listenControl(absFromInitial(u.opts.Control)); err != nil {
+			if tmp != "" {
+				os.Remove(tmp)
+			}
+			return fmt.Errorf("baton: control socket %s: %w", u.opts.Control, err)
+		}
+	}
 	if u.parent != nil {
 		if err := u.parent.ready(u.opts.upgradeTimeout()); err != nil {
 			// The predecessor is stopped or wedged: serving beats waiting
@@ -161,13 +237,27 @@ func (u *Upgrader) Ready() error {
 	}
 	if tmp != "" {
 		if err := u.pid.commit(tmp); err != nil {
+			if control != nil {
+				control.close(false)
+			}
 			return err
 		}
 	}
+	if control != nil {
+		if err := control.commit(); err != nil {
+			return fmt.Errorf("baton: control socket %s: %w", u.opts.Control, err)
+		}
+		go u.serveControl(control)
+	}
 	u.mu.Lock()
 	u.ready = true
+	u.control = control
 	u.mu.Unlock()
 	u.log.Info("ready", "generation", u.gen, "pid", os.Getpid())
+	u.announceReady()
+	if u.interim {
+		go u.watchInterim()
+	}
 	return nil
 }
 
@@ -179,7 +269,42 @@ func (u *Upgrader) Ready() error {
 // error says why (a *ChildError: exit status, signal, timeout, refused
 // handoff). At most one upgrade runs at a time: a concurrent call returns
 // ErrUpgradeInProgress.
+//
+// Under systemd (NOTIFY_SOCKET set) Upgrade also speaks for the service:
+// RELOADING=1 when it starts; then MAINPID=<successor>, READY=1 and a
+// barrier, so systemd follows the successor before this process exits; or
+// READY=1 again if the upgrade failed. The successor is started as a
+// child of systemd rather than of this process (see Options.Control for
+// the other case where that matters), so that systemd stops it as it would
+// a main process it started itself.
 func (u *Upgrader) Upgrade() error {
+	return u.handover(u.spawner(spawn{detached: u.notify != nil && canDetach()}))
+}
+
+// spawner returns the start function of an upgrade to a child of ours.
+func (u *Upgrader) spawner(how spawn) startFunc {
+	return func(gen int, metas []fdMeta, fds []int, deadline time.Time) (*child, error) {
+		path, err := u.opts.executable()
+		if err != nil {
+			return nil, &ChildError{Path: path, Err: err}
+		}
+		u.log.Info("upgrading", "generation", u.gen, "executable", path, "fds", len(fds), "detached", how.detached)
+		c, err := startChild(path, how, gen, metas, fds, deadline)
+		if err != nil {
+			return nil, &ChildError{Path: path, Err: err}
+		}
+		return c, nil
+	}
+}
+
+// startFunc starts a successor of generation gen, handing it fds, which
+// must be ready by deadline.
+type startFunc func(gen int, metas []fdMeta, fds []int, deadline time.Time) (*child, error)
+
+// handover is every upgrade: to a child of ours (Upgrade), to an interim
+// generation (a supervised restart) or to a new instance that asked through
+// the control socket. start begins it; handover does the rest.
+func (u *Upgrader) handover(start startFunc) error {
 	u.mu.Lock()
 	switch {
 	case u.stopped || u.handedOver:
@@ -196,8 +321,11 @@ func (u *Upgrader) Upgrade() error {
 	u.upgrading = done
 	u.mu.Unlock()
 
-	start := time.Now()
-	c, err := u.upgrade()
+	begin := time.Now()
+	if err := u.notify.Reloading(); err != nil {
+		u.log.Warn("telling systemd we reload", "err", err)
+	}
+	c, err := u.upgrade(start)
 
 	u.mu.Lock()
 	u.upgrading = nil
@@ -210,27 +338,25 @@ func (u *Upgrader) Upgrade() error {
 
 	if err != nil {
 		u.log.Error("upgrade failed; still serving", "generation", u.gen, "err", err)
+		if nerr := u.notify.Send("READY=1", "STATUS="+statusText(fmt.Sprintf("upgrade failed, generation %d still serving: %v", u.gen, err))); nerr != nil {
+			u.log.Warn("telling systemd we still serve", "err", nerr)
+		}
 		return err
 	}
-	u.log.Info("upgrade done; draining", "generation", u.gen, "successor", c.proc.Pid, "took", time.Since(start).Round(time.Microsecond))
+	u.log.Info("upgrade done; draining", "generation", u.gen, "successor", c.proc.Pid, "took", time.Since(begin).Round(time.Microsecond))
 	return nil
 }
 
-func (u *Upgrader) upgrade() (*child, error) {
-	path, err := u.opts.executable()
-	if err != nil {
-		return nil, &ChildError{Path: path, Err: err}
-	}
+func (u *Upgrader) upgrade(start startFunc) (*child, error) {
 	timeout := u.opts.upgradeTimeout()
 	metas, fds := u.reg.snapshot()
-	u.log.Info("upgrading", "generation", u.gen, "executable", path, "fds", len(fds))
-	c, err := startChild(path, u.gen+1, metas, fds, time.Now().Add(timeout))
+	c, err := start(u.gen+1, metas, fds, time.Now().Add(timeout))
 	if err != nil {
-		return nil, &ChildError{Path: path, Err: err}
+		return nil, err
 	}
 	fail := func(err error) (*child, error) {
 		c.kill()
-		return nil, &ChildError{PID: c.proc.Pid, Path: path, Err: err}
+		return nil, &ChildError{PID: c.proc.Pid, Path: c.path, Err: err}
 	}
 	timer := time.NewTimer(timeout)
 	defer timer.Stop()
@@ -258,7 +384,9 @@ func (u *Upgrader) upgrade() (*child, error) {
 			return fail(fmt.Errorf("exited right after ready: %w", c.exitError()))
 		default:
 		}
+		u.handOverMainPID(c.proc.Pid)
 		if err := c.ack(); err != nil {
+			u.takeBackMainPID()
 			return fail(fmt.Errorf("acknowledging ready: %w", err))
 		}
 		return c, nil
@@ -303,6 +431,20 @@ func (u *Upgrader) Stop() {
 	// A successor that stops before it was ready leaves the inherited
 	// socket files alone: its predecessor still serves them.
 	u.reg.closeAll(final, final && served)
+	u.mu.Lock()
+	control := u.control
+	u.mu.Unlock()
+	if control != nil {
+		control.close(final)
+	}
+	if final && served {
+		if err := u.notify.Stopping(); err != nil {
+			u.log.Warn("telling systemd we stop", "err", err)
+		}
+	}
+	if u.s6ready != nil && !served {
+		u.s6ready.Close()
+	}
 	if final && u.pid.path != "" {
 		u.pid.removeIfOurs(os.Getpid())
 	}

@@ -3,7 +3,10 @@
 // needs no second build). Read it as the reference for using the library.
 //
 // Contract: -listen ADDR (default 127.0.0.1:8080), -pid-file PATH,
-// -drain DURATION; SIGHUP upgrades, SIGTERM and SIGINT drain and stop;
+// -drain DURATION, -control PATH (supervisor restarts through that control
+// socket), -fd-store (keep the listener in systemd's descriptor store);
+// SIGHUP upgrades, SIGTERM and SIGINT drain and stop (under a supervisor
+// with -control, SIGTERM restarts while the supervisor wants it up);
 // GET / answers 200 with "pid=<serving pid> gen=<generation>";
 // GET /?delay=2s sleeps that long first. Each upgrade is logged with slog.
 package demoserver
@@ -36,8 +39,10 @@ func Main(name string, args []string, stderr io.Writer) int {
 	pidFile := fs.String("pid-file", "", "write the serving generation's pid to `path`")
 	drain := fs.Duration("drain", 30*time.Second, "how long a retiring generation may drain")
 	timeout := fs.Duration("upgrade-timeout", baton.DefaultUpgradeTimeout, "how long a successor may take to be ready")
+	control := fs.String("control", "", "restart under daemontools, runit or s6 through the control socket at `path`")
+	fdStore := fs.Bool("fd-store", false, "keep the listener in systemd's file descriptor store")
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: %s [-listen ADDR] [-pid-file PATH] [-drain DURATION]\n\n", name)
+		fmt.Fprintf(stderr, "Usage: %s [-listen ADDR] [-pid-file PATH] [-control PATH] [-fd-store] [-drain DURATION]\n\n", name)
 		fmt.Fprintf(stderr, "A zero-downtime HTTP server: SIGHUP upgrades it (new binary, same sockets),\nSIGTERM or SIGINT drains and stops it.\n\nOptions:\n")
 		fs.PrintDefaults()
 	}
@@ -57,6 +62,8 @@ func Main(name string, args []string, stderr io.Writer) int {
 	upg, err := baton.New(baton.Options{
 		PIDFile:        *pidFile,
 		UpgradeTimeout: *timeout,
+		Control:        *control,
+		FDStore:        *fdStore,
 		Logger:         log,
 	})
 	if err != nil {

@@ -1,0 +1,129 @@
+//go:build linux || darwin
+
+package baton
+
+import (
+	"encoding/binary"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// Supervisors of the daemontools family — daemontools' supervise, runit's
+// runsv, s6-supervise — start a service's ./run in the service directory and
+// keep their state in ./supervise/status there, a small binary file each
+// writes in its own layout. baton reads it for one bit: whether the
+// supervisor still wants the service up. SIGTERM means "restart" if it
+// does (svc -t, sv restart, s6-svc -r) and "stop" if it does not (svc -d,
+// sv stop, s6-svc -d).
+
+type supervisorKind string
+
+const (
+	daemontools supervisorKind = "daemontools"
+	runit       supervisorKind = "runit"
+	s6          supervisorKind = "s6"
+)
+
+// svStatus is what baton needs of a supervisor's status file.
+type svStatus struct {
+	kind   supervisorKind
+	pid    int // the process it tracks, 0 if none
+	wantUp bool
+}
+
+// The layouts, as the tools write them:
+//
+//	daemontools  18 bytes: TAI64N stamp [0:12], pid u32 little-endian
+//	             [12:16], paused [16], want 'u' or 'd' [17]
+//	runit        20 bytes: the same, then got-TERM [18], state [19]
+//	s6           35 bytes (s6 2.x): stamp [0:12], ready stamp [12:24],
+//	             pid u64 big-endian [24:32], wait status [32:34],
+//	             flags [34]: 0x01 paused, 0x02 finishing, 0x04 want up,
+//	             0x08 ready
+const (
+	daemontoolsStatusLen = 18
+	runitStatusLen       = 20
+	s6StatusLen          = 35
+	s6FlagWantUp         = 0x04
+)
+
+// parseSvStatus decodes a status file; its length tells the supervisor.
+func parseSvStatus(b []byte) (svStatus, error) {
+	switch len(b) {
+	case daemontoolsStatusLen, runitStatusLen:
+		kind := daemontools
+		if len(b) == runitStatusLen {
+			kind = runit
+		}
+		want := b[17]
+		if want != 'u' && want != 'd' {
+			return svStatus{}, fmt.Errorf("%s status: want byte %#x is neither 'u' nor 'd'", kind, want)
+		}
+		pid := binary.LittleEndian.Uint32(b[12:16])
+		return svStatus{kind: kind, pid: int(pid), wantUp: want == 'u'}, nil
+	case s6StatusLen:
+		pid := binary.BigEndian.Uint64(b[24:32])
+		if pid > 1<<31 {
+			return svStatus{}, fmt.Errorf("s6 status: bad pid %d", pid)
+		}
+		return svStatus{kind: s6, pid: int(pid), wantUp: b[34]&s6FlagWantUp != 0}, nil
+	}
+	return svStatus{}, fmt.Errorf("supervisor status of %d bytes: not daemontools (%d), runit (%d) or s6 (%d)",
+		len(b), daemontoolsStatusLen, runitStatusLen, s6StatusLen)
+}
+
+// supervisorDir is the service directory of a supervised process: the
+// directory it started in, if a supervisor keeps its status there.
+type supervisorDir string
+
+// findSupervisor returns the service directory this process runs in, or
+// "" if it was not started by a supervisor of the daemontools family.
+func findSupervisor() supervisorDir {
+	if initialWD == "" {
+		return ""
+	}
+	d := supervisorDir(initialWD)
+	if _, err := d.status(); err != nil {
+		return ""
+	}
+	return d
+}
+
+func (d supervisorDir) status() (svStatus, error) {
+	b, err := os.ReadFile(filepath.Join(string(d), "supervise", "status"))
+	if err != nil {
+		return svStatus{}, err
+	}
+	return parseSvStatus(b)
+}
+
+// s6NotificationFd returns the descriptor on which s6-supervise waits for
+// readiness (the service directory's notification-fd file), if it is open
+// in this process. On Ready baton writes a newline to it and closes it,
+// which is s6's readiness protocol; so "s6-svc -r -wR" returns when the new
+// instance serves.
+func (d supervisorDir) s6NotificationFd() (*os.File, error) {
+	b, err := os.ReadFile(filepath.Join(string(d), "notification-fd"))
+	if os.IsNotExist(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || n < 3 || n > 1<<20 {
+		return nil, fmt.Errorf("%s/notification-fd: %q is not a descriptor number above 2", d, strings.TrimSpace(string(b)))
+	}
+	if !validFd(n) {
+		// Not started by s6-supervise with it, or a successor: only the
+		// process the supervisor started has the descriptor.
+		return nil, nil
+	}
+	unix.CloseOnExec(n)
+	return os.NewFile(uintptr(n), "s6-notification-fd"), nil
+}
