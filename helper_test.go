@@ -45,6 +45,9 @@ func TestMain(m *testing.M) {
 //	SRV_SOCKETS    extra TCP listeners to open (for benchmarks)
 //	SRV_DRAIN      drain deadline
 //	SRV_CHDIR      directory to change to right after New
+//	SRV_CONTROL    Options.Control
+//	SRV_FDSTORE    Options.FDStore, if set
+//	SRV_LISTEN     the TCP address to listen on (default 127.0.0.1:0)
 //
 // It serves HTTP on a TCP and a unix listener: GET / answers
 // "pid=… gen=… fds=… data=… handoff=…", ?delay= sleeps first, POST /upgrade
@@ -57,6 +60,8 @@ func serverMain() {
 	opts := baton.Options{
 		PIDFile:    os.Getenv("SRV_PIDFILE"),
 		Executable: os.Getenv("SRV_EXE"),
+		Control:    os.Getenv("SRV_CONTROL"),
+		FDStore:    os.Getenv("SRV_FDSTORE") != "",
 		Logger:     slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 	}
 	if d, err := time.ParseDuration(os.Getenv("SRV_TIMEOUT")); err == nil {
@@ -83,7 +88,11 @@ func serverMain() {
 		os.Exit(7)
 	}
 
-	tcp, err := upg.Listen("tcp", "127.0.0.1:0")
+	tcpAddr := os.Getenv("SRV_LISTEN")
+	if tcpAddr == "" {
+		tcpAddr = "127.0.0.1:0"
+	}
+	tcp, err := upg.Listen("tcp", tcpAddr)
 	check(err)
 	udp, err := upg.ListenPacket("udp", "127.0.0.1:0")
 	check(err)
