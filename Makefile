@@ -6,9 +6,18 @@ GO ?= go
 
 test: deps fmt-check vet cross unit bench-smoke
 
-# Go modules for both modules. (Debian packages for the supervisor tests
-# will be installed here too.)
+# The real supervisors the integration tests run under, and what boots
+# systemd in a container. Installed when missing (as root, from Debian).
+DEB_PACKAGES = daemontools runit s6 systemd-container debootstrap
+
+# Debian packages, then Go modules for both modules.
 deps:
+	@missing=""; for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		if [ "$$(id -u)" != 0 ]; then echo "make test: run as root to install$$missing, or install them yourself"; exit 1; fi; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq$$missing >/dev/null || exit 1; \
+	fi
 	$(GO) mod download
 	cd bench && $(GO) mod download
 
@@ -26,9 +35,12 @@ cross:
 	GOOS=windows $(GO) build ./...
 	GOOS=freebsd $(GO) build ./...
 
-# Every test, fuzz seed corpora included, with the race detector.
+# Every test, fuzz seed corpora included, with the race detector. The
+# integration tests (real daemontools, runit, s6, and systemd 252 booted in
+# systemd-nspawn) must run: BATON_REQUIRE_INTEGRATION=1 turns a missing
+# prerequisite into a failure instead of a skip.
 unit:
-	$(GO) test -race -count=1 -timeout 15m ./...
+	BATON_REQUIRE_INTEGRATION=1 $(GO) test -race -count=1 -timeout 15m ./...
 
 # The benchmarks run once each, so they cannot rot.
 bench-smoke:

@@ -40,7 +40,11 @@
 // with one end as descriptor 3 and BATON_HANDOFF=3:<incumbent pid> in its
 // environment. New reads the variable, removes it from the environment (so
 // nothing the successor starts inherits it) and ignores it unless the pid
-// is its parent's. Then, in frames of a 1-byte type, a 4-byte big-endian
+// is its parent's or, for a successor started as its sibling
+// (CLONE_PARENT), the socket's creator (SO_PEERCRED). Over the control
+// socket (Options.Control) the new instance connects and opens with
+// takeover 'T' {its pid u32, which must be the connecting process's};
+// the rest is the same. Then, in frames of a 1-byte type, a 4-byte big-endian
 // length and a binary body of at most 1 MiB:
 //
 //	incumbent → successor   hello  'H'
@@ -111,12 +115,47 @@
 // starts. The successor gets the same arguments, the initial working
 // directory, and the environment minus baton's private variables.
 //
-// # A systemd unit
+// # Under systemd
+//
+// Nothing to write: when systemd started the service (NOTIFY_SOCKET), the
+// Upgrader sends READY=1 on the first Ready and, on each upgrade,
+// RELOADING=1, then — once the successor is ready and before the incumbent
+// drains — MAINPID=<successor> with READY=1 and a barrier, so systemd
+// follows the new main process before the old one can exit; after a
+// failed upgrade, READY=1 again with a STATUS= that says why; STOPPING=1 on
+// the final stop. The successor is started with CLONE_PARENT, as a child
+// of systemd: systemd 252 stops a main process it did not fork with
+// SIGTERM and SIGKILL back to back, but drains its own children
+// gracefully. So Type=notify (or Type=notify-reload, systemd 253 and
+// later) with the default NotifyAccess=main just works:
 //
 //	[Service]
-//	ExecStart=/usr/local/bin/app -pid-file /run/app.pid
+//	Type=notify
+//	ExecStart=/usr/local/bin/app
 //	ExecReload=/bin/kill -HUP $MAINPID
-//	PIDFile=/run/app.pid
+//	KillMode=mixed
+//
+// A first generation adopts the sockets systemd passes (LISTEN_FDS: socket
+// activation, or the file descriptor store): Listen returns the one bound
+// to the address asked for (":8080" finds a wildcard socket on port
+// 8080), and Listener, PacketConn or File the one with that unique
+// FileDescriptorName=. With Options.FDStore every listener is pushed into
+// the store, so even a plain restart or a crash refuses no connection.
+// PIDFile= works too (Options.PIDFile), if preferred.
+//
+// # Under daemontools, runit and s6
+//
+// A supervisor restarts a service by signalling it and running ./run again
+// once it has exited, and tracks one pid. Options.Control gives such a
+// service zero-downtime restarts with nothing but "exec app -control PATH"
+// in its run script: on SIGTERM while the supervisor still wants it up
+// (svc -t, sv restart, s6-svc -r), the serving instance hands its sockets
+// to an interim generation and exits; the new instance ./run starts takes
+// them over from that one through the control socket, says ready, and only
+// then does the interim generation drain. A stop (svc -d, sv stop,
+// s6-svc -d) drains and exits; the interim generation, untracked by the
+// supervisor, stops as soon as it sees the service wanted down, or when
+// no instance came to take over within UpgradeTimeout. See Options.Control.
 //
 // # Platforms
 //
