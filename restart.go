@@ -2,7 +2,12 @@
 
 package baton
 
-import "time"
+import (
+	"os"
+	"strings"
+	"syscall"
+	"time"
+)
 
 // Supervised restarts (Options.Control under daemontools, runit or s6).
 //
@@ -82,4 +87,25 @@ func (u *Upgrader) watchInterim() {
 			return
 		}
 	}
+}
+
+// execInPlace re-executes the program in this process, for an upgrade that
+// keeps the pid the supervisor tracks. The new image finds the interim
+// generation on the control socket and takes the sockets back. It returns
+// only on failure: the process then exits as usual, and the supervisor
+// starts the next instance, which takes over the same way.
+func (u *Upgrader) execInPlace() {
+	path, err := u.opts.executable()
+	if err == nil {
+		os.Chdir(initialWD)
+		env := make([]string, 0, len(os.Environ()))
+		for _, kv := range os.Environ() {
+			if !strings.HasPrefix(kv, envHandoff+"=") && !strings.HasPrefix(kv, envInterim+"=") {
+				env = append(env, kv)
+			}
+		}
+		u.log.Info("upgrading in place: re-executing; the new image takes over from the interim generation", "executable", path, "pid", os.Getpid())
+		err = syscall.Exec(path, os.Args, env)
+	}
+	u.log.Error("upgrading in place failed; exiting instead, the supervisor starts the next instance", "err", err)
 }

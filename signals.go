@@ -16,9 +16,13 @@ import (
 //
 // With Options.Control, under daemontools, runit or s6, SIGTERM restarts
 // when the supervisor still wants the service up (svc -t, sv restart,
-// s6-svc -r) and stops when it does not (svc -d, sv stop, s6-svc -d); SIGHUP
-// restarts the same way, since the supervisor starts the next instance
-// when this one exits. See Options.Control.
+// s6-svc -r) and stops when it does not (svc -d, sv stop, s6-svc -d).
+// SIGHUP (svc -h, sv hup, s6-svc -h) upgrades in place, keeping the pid
+// the supervisor tracks: this generation hands its sockets to an interim
+// one, drains, and — when the application calls Stop after draining, as
+// it should — re-executes the program in the same process, which takes
+// the sockets back through the control socket. The supervisor sees
+// nothing. See Options.Control.
 func (u *Upgrader) HandleSignals() {
 	sigs := make(chan os.Signal, 8)
 	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT)
@@ -40,8 +44,12 @@ func (u *Upgrader) HandleSignals() {
 						// instance binds afresh.
 						u.Stop()
 					}
-				case u.supervised(): // SIGHUP
-					u.restartInterim()
+				case u.supervised(): // SIGHUP: upgrade in place
+					if u.restartInterim() == nil {
+						u.mu.Lock()
+						u.reexec = true
+						u.mu.Unlock()
+					}
 				default:
 					u.Upgrade()
 				}

@@ -36,6 +36,7 @@ type Upgrader struct {
 	// exit and the start of the next one.
 	sv      supervisorDir
 	interim bool
+	reexec  bool     // Stop re-executes the program in place (SIGHUP, supervised)
 	s6ready *os.File // s6-supervise's notification-fd, until Ready
 	control *controlServer
 
@@ -444,6 +445,12 @@ func (u *Upgrader) Stop() {
 	}
 	if u.s6ready != nil && !served {
 		u.s6ready.Close()
+	}
+	u.mu.Lock()
+	reexec := u.reexec && !final
+	u.mu.Unlock()
+	if reexec {
+		u.execInPlace() // returns only if it failed
 	}
 	if final && u.pid.path != "" {
 		u.pid.removeIfOurs(os.Getpid())
