@@ -41,14 +41,19 @@ type svStatus struct {
 //	daemontools  18 bytes: TAI64N stamp [0:12], pid u32 little-endian
 //	             [12:16], paused [16], want 'u' or 'd' [17]
 //	runit        20 bytes: the same, then got-TERM [18], state [19]
-//	s6           35 bytes (s6 2.x): stamp [0:12], ready stamp [12:24],
+//	s6 < 2.12    35 bytes: stamp [0:12], ready stamp [12:24],
 //	             pid u64 big-endian [24:32], wait status [32:34],
 //	             flags [34]: 0x01 paused, 0x02 finishing, 0x04 want up,
 //	             0x08 ready
+//	s6 ≥ 2.12    43 bytes: a pgid u64 at [32:40] moves the wait status to
+//	             [40:42] and the flags to [42] (from s6's source,
+//	             s6_svstatus_pack.c; only the 35-byte layout was checked
+//	             against the real tool here)
 const (
 	daemontoolsStatusLen = 18
 	runitStatusLen       = 20
 	s6StatusLen          = 35
+	s6PgidStatusLen      = 43
 	s6FlagWantUp         = 0x04
 )
 
@@ -66,15 +71,16 @@ func parseSvStatus(b []byte) (svStatus, error) {
 		}
 		pid := binary.LittleEndian.Uint32(b[12:16])
 		return svStatus{kind: kind, pid: int(pid), wantUp: want == 'u'}, nil
-	case s6StatusLen:
+	case s6StatusLen, s6PgidStatusLen:
 		pid := binary.BigEndian.Uint64(b[24:32])
 		if pid > 1<<31 {
 			return svStatus{}, fmt.Errorf("s6 status: bad pid %d", pid)
 		}
-		return svStatus{kind: s6, pid: int(pid), wantUp: b[34]&s6FlagWantUp != 0}, nil
+		flags := b[len(b)-1]
+		return svStatus{kind: s6, pid: int(pid), wantUp: flags&s6FlagWantUp != 0}, nil
 	}
-	return svStatus{}, fmt.Errorf("supervisor status of %d bytes: not daemontools (%d), runit (%d) or s6 (%d)",
-		len(b), daemontoolsStatusLen, runitStatusLen, s6StatusLen)
+	return svStatus{}, fmt.Errorf("supervisor status of %d bytes: not daemontools (%d), runit (%d) or s6 (%d or %d)",
+		len(b), daemontoolsStatusLen, runitStatusLen, s6StatusLen, s6PgidStatusLen)
 }
 
 // supervisorDir is the service directory of a supervised process: the

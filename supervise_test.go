@@ -21,6 +21,9 @@ func TestParseSvStatus(t *testing.T) {
 		{"runit down", "400000006b01056122e41f0c 00000000 00 64 00 00", svStatus{runit, 0, false}},
 		{"s6 up", "400000006b01057b2265bcb5 400000006b01057b225405de 000000000000238c 0000 04", svStatus{s6, 0x238c, true}},
 		{"s6 down", "400000006b01057c22e6e3f9 400000006b01057c22ebfe63 0000000000000000 000f 08", svStatus{s6, 0, false}},
+		// s6 2.12 and later insert the pgid before the wait status.
+		{"s6 2.12 up", "400000006b01057b2265bcb5 400000006b01057b225405de 000000000000238c 000000000000238c 0000 04", svStatus{s6, 0x238c, true}},
+		{"s6 2.12 down", "400000006b01057c22e6e3f9 400000006b01057c22ebfe63 0000000000000000 0000000000000000 000f 08", svStatus{s6, 0, false}},
 		{"s6 paused, want up", "400000006b01057f2351243a 400000006b01057c22ebfe63 00000000000023af 000f 05", svStatus{s6, 0x23af, true}},
 	}
 	for _, tc := range tests {

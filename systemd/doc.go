@@ -67,10 +67,19 @@
 // before it, from any sender.
 //
 // The incumbent must not send STOPPING=1 during a handover: systemd would
-// take it for the whole service stopping. Observed with systemd 252: a main
-// process that systemd did not fork itself is later stopped with SIGTERM
-// and SIGKILL back to back unless it was reparented to systemd (a double
-// fork does it).
+// take it for the whole service stopping. A main process that is not
+// systemd's own child is "alien" to it: systemd watches it by polling and
+// has been reported to stop it with SIGTERM and SIGKILL back to back; in
+// baton's tests with systemd 252 as PID 1 of a container, where orphans
+// are reparented to systemd at once, it waited for the drain instead. A
+// successor started as systemd's child (CLONE_PARENT, as package baton
+// does, or a double fork) is never alien, and is stopped gracefully.
+//
+// Two more facts of systemd 252 worth knowing: "systemctl reload" of a
+// Type=notify service returns when ExecReload exits, not when READY=1
+// comes (Type=notify-reload, systemd 253, waits); and a unit restarted
+// more than five times in ten seconds fails with start-limit-hit unless
+// StartLimitIntervalSec=0.
 //
 // # Activation and the file descriptor store
 //

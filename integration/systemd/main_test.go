@@ -1,0 +1,81 @@
+package systemd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// The demo server, built once for all tests by TestMain: the binary's path,
+// or why there is none.
+var (
+	serverBin      string
+	serverBuildErr error
+)
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "baton-integration-systemd-")
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "integration/systemd: %v\n", err)
+		os.Exit(2)
+	}
+	serverBin, serverBuildErr = buildServer(dir)
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// buildServer builds examples/httpserver into dir and returns its path.
+// CGO_ENABLED=0 makes a static binary: it runs in the container whatever
+// libc the host and the rootfs have.
+func buildServer(dir string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	root, err := moduleRoot(ctx)
+	if err != nil {
+		return "", err
+	}
+	bin := filepath.Join(dir, "server")
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "./examples/httpserver")
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	start := time.Now()
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build -o %s ./examples/httpserver in %s: %w\n%s", bin, root, err, out)
+	}
+	fmt.Fprintf(os.Stderr, "integration/systemd: built the demo server in %v\n", time.Since(start).Round(time.Millisecond))
+	return bin, nil
+}
+
+// moduleRoot asks the go command where the main module is, rather than
+// counting directories up from this one.
+func moduleRoot(ctx context.Context) (string, error) {
+	out, err := exec.CommandContext(ctx, "go", "env", "GOMOD").Output()
+	if err != nil {
+		return "", fmt.Errorf("go env GOMOD: %w", err)
+	}
+	gomod := strings.TrimSpace(string(out))
+	if gomod == "" || gomod == os.DevNull {
+		return "", errors.New("go env GOMOD: not in a module")
+	}
+	root := filepath.Dir(gomod)
+	if _, err := os.Stat(filepath.Join(root, "examples", "httpserver")); err != nil {
+		return "", fmt.Errorf("module at %s has no examples/httpserver: %w", root, err)
+	}
+	return root, nil
+}
+
+// server returns the demo server's path, or fails t.
+func server(t *testing.T) string {
+	t.Helper()
+	if serverBuildErr != nil {
+		t.Fatalf("building the demo server: %v", serverBuildErr)
+	}
+	return serverBin
+}

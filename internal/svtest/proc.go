@@ -1,0 +1,179 @@
+//go:build linux
+
+package svtest
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// BecomeSubreaper makes this process the child subreaper of everything it
+// starts (PR_SET_CHILD_SUBREAPER): a process orphaned below it — a
+// server left behind by a supervisor that died or exited first — is
+// reparented here, where teardown can find it, kill it and reap it,
+// instead of to PID 1. Call it from TestMain before any test runs.
+//
+// Supervisors still reap their own children: a subreaper only adopts
+// orphans. Being one keeps every process a test causes in the test's own
+// tree, where teardown can account for it, and does not depend on PID 1:
+// in a container or a sandbox that may be a program that reaps late (by
+// seconds, on the machine these tests were written on) or never.
+func BecomeSubreaper() error {
+	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+		return fmt.Errorf("svtest: PR_SET_CHILD_SUBREAPER: %w", err)
+	}
+	return nil
+}
+
+// A Process is what /proc says about one process. Of a zombie only PID,
+// PPID, State and Comm are known: its cwd and exe links are gone and its
+// command line is empty.
+type Process struct {
+	PID, PPID int
+	State     string // "R", "S", "Z", … as in /proc/PID/stat
+	Comm      string // the kernel's name for it: the executable's base name, cut to 15 bytes
+	Cmdline   string // argv joined with spaces
+	Cwd       string
+	Exe       string
+}
+
+func (p Process) String() string {
+	return fmt.Sprintf("pid %d (parent %d, state %s, cwd %s): %s", p.PID, p.PPID, p.State, p.Cwd, p.Cmdline)
+}
+
+// Zombie reports whether p has exited and waits to be reaped.
+func (p Process) Zombie() bool { return p.State == "Z" || p.State == "X" }
+
+// readProcess reads /proc/PID, or returns false if the process is gone.
+func readProcess(pid int) (Process, bool) {
+	dir := "/proc/" + strconv.Itoa(pid)
+	b, err := os.ReadFile(dir + "/stat")
+	if err != nil {
+		return Process{}, false
+	}
+	p, ok := parseStat(b)
+	if !ok || p.PID != pid {
+		return Process{}, false
+	}
+	if c, err := os.ReadFile(dir + "/cmdline"); err == nil {
+		p.Cmdline = strings.TrimSpace(strings.ReplaceAll(string(c), "\x00", " "))
+	}
+	p.Cwd, _ = os.Readlink(dir + "/cwd")
+	p.Exe, _ = os.Readlink(dir + "/exe")
+	return p, true
+}
+
+// parseStat decodes the fields of /proc/PID/stat that Process holds.
+func parseStat(b []byte) (Process, bool) {
+	// "pid (comm) state ppid …": comm may hold spaces and parentheses,
+	// so it ends at the last ')'.
+	open, end := bytes.IndexByte(b, '('), bytes.LastIndexByte(b, ')')
+	if open < 0 || end < open {
+		return Process{}, false
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b[:open])))
+	if err != nil {
+		return Process{}, false
+	}
+	f := strings.Fields(string(b[end+1:]))
+	if len(f) < 2 {
+		return Process{}, false
+	}
+	ppid, err := strconv.Atoi(f[1])
+	if err != nil {
+		return Process{}, false
+	}
+	return Process{PID: pid, PPID: ppid, State: f[0], Comm: string(b[open+1 : end])}, true
+}
+
+// processes returns every process but this one for which keep is true.
+// Processes that exit while /proc is read are left out.
+func processes(keep func(Process) bool) []Process {
+	ents, _ := os.ReadDir("/proc")
+	var ps []Process
+	self := os.Getpid()
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == self {
+			continue
+		}
+		if p, ok := readProcess(pid); ok && keep(p) {
+			ps = append(ps, p)
+		}
+	}
+	return ps
+}
+
+// ProcessesOf returns the running (not zombie) processes whose executable
+// is exe, a path resolved the way the kernel resolves /proc/PID/exe.
+func ProcessesOf(exe string) []Process {
+	if real, err := filepath.EvalSymlinks(exe); err == nil {
+		exe = real
+	}
+	return processes(func(p Process) bool { return !p.Zombie() && p.Exe == exe })
+}
+
+// processesUnder returns the processes that work in dir or below it, or
+// whose command line names a path in it: a supervisor of a service in
+// dir, the service, and whatever the service started.
+func processesUnder(dir string) []Process {
+	return processes(func(p Process) bool {
+		return within(p.Cwd, dir) || strings.Contains(p.Cmdline, dir+"/") || strings.HasSuffix(p.Cmdline, dir)
+	})
+}
+
+func within(path, dir string) bool {
+	return path == dir || strings.HasPrefix(path, dir+"/")
+}
+
+// reapAdopted reaps the zombie children of this process whose Comm is in
+// comms, and returns them. Those are orphans adopted by the subreaper;
+// the names keep it away from the processes os/exec started and waits
+// for itself (the supervisors and their control tools), whose zombies are
+// not ours to take.
+func reapAdopted(comms map[string]bool) []Process {
+	self := os.Getpid()
+	zombies := processes(func(p Process) bool { return p.PPID == self && p.Zombie() && comms[p.Comm] })
+	for _, p := range zombies {
+		var ws unix.WaitStatus
+		unix.Wait4(p.PID, &ws, unix.WNOHANG, nil)
+	}
+	return zombies
+}
+
+// killAndReap sends SIGKILL to ps and waits up to d for them to be gone,
+// reaping those that are our children.
+func killAndReap(ps []Process, d time.Duration) error {
+	for _, p := range ps {
+		unix.Kill(p.PID, unix.SIGKILL)
+	}
+	deadline := time.Now().Add(d)
+	for _, p := range ps {
+		for {
+			var ws unix.WaitStatus
+			wpid, err := unix.Wait4(p.PID, &ws, unix.WNOHANG, nil)
+			if wpid == p.PID {
+				break
+			}
+			if errors.Is(err, unix.ECHILD) {
+				// Not ours: its parent reaps it. Done once it is gone.
+				if q, ok := readProcess(p.PID); !ok || q.Zombie() && q.PPID != os.Getpid() {
+					break
+				}
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("svtest: pid %d survived SIGKILL for %v", p.PID, d)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	return nil
+}
