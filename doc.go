@@ -133,7 +133,6 @@
 //	Type=notify
 //	ExecStart=/usr/local/bin/app
 //	ExecReload=/bin/kill -HUP $MAINPID
-//	KillMode=mixed
 //
 // A first generation adopts the sockets systemd passes (LISTEN_FDS: socket
 // activation, or the file descriptor store): Listen returns the one bound

@@ -68,33 +68,41 @@ func TestSupervisors(t *testing.T) {
 	// In sequence: each run loads both cores of a small machine.
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			svtest.Require(t, tt.kind)
-			svc := svtest.NewService(t)
-			if err := svc.WriteRun(serverBin,
-				"-listen", svc.Addr,
-				"-pid-file", svc.PIDFile,
-				"-control", svc.Control,
-				"-drain", drain.String(),
-			); err != nil {
-				t.Fatal(err)
-			}
-			if tt.notify {
-				if err := svc.WriteNotificationFD(notificationFD); err != nil {
-					t.Fatal(err)
-				}
-			}
-			sup := svtest.Start(t, tt.kind, svc)
-			ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
-			first, err := sup.WaitServing(ctx, 0)
-			cancel()
-			if err != nil {
-				t.Fatalf("the server never served: %v", err)
-			}
-
+			sup, first := startService(t, tt.kind, tt.notify)
 			restartUnderLoad(t, sup, first, tt.restart, true)
 			stop(t, sup)
 		})
 	}
+}
+
+// startService runs the demo server under a supervisor of kind, with the
+// run script of examples/<kind>/demo (and its notification-fd, if notify),
+// and returns once it serves, with its pid.
+func startService(t *testing.T, kind svtest.Kind, notify bool) (*svtest.Supervisor, int) {
+	t.Helper()
+	svtest.Require(t, kind)
+	svc := svtest.NewService(t)
+	if err := svc.WriteRun(serverBin,
+		"-listen", svc.Addr,
+		"-pid-file", svc.PIDFile,
+		"-control", svc.Control,
+		"-drain", drain.String(),
+	); err != nil {
+		t.Fatal(err)
+	}
+	if notify {
+		if err := svc.WriteNotificationFD(notificationFD); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sup := svtest.Start(t, kind, svc)
+	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
+	defer cancel()
+	first, err := sup.WaitServing(ctx, 0)
+	if err != nil {
+		t.Fatalf("the server never served: %v", err)
+	}
+	return sup, first
 }
 
 // A restartFunc restarts the service, whose process is old, through its
@@ -211,23 +219,7 @@ func restartUnderLoad(t *testing.T, sup *svtest.Supervisor, first int, restart r
 func TestSupervisorsUpgradeInPlace(t *testing.T) {
 	for _, kind := range svtest.Kinds() {
 		t.Run(string(kind), func(t *testing.T) {
-			svtest.Require(t, kind)
-			svc := svtest.NewService(t)
-			if err := svc.WriteRun(serverBin,
-				"-listen", svc.Addr,
-				"-pid-file", svc.PIDFile,
-				"-control", svc.Control,
-				"-drain", drain.String(),
-			); err != nil {
-				t.Fatal(err)
-			}
-			sup := svtest.Start(t, kind, svc)
-			ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
-			first, err := sup.WaitServing(ctx, 0)
-			cancel()
-			if err != nil {
-				t.Fatalf("the server never served: %v", err)
-			}
+			sup, first := startService(t, kind, false)
 			restartUnderLoad(t, sup, first, upgradeInPlace, false)
 			stop(t, sup)
 		})
