@@ -62,8 +62,9 @@ FUZZTIME ?= 2m
 fuzz:
 	@for t in $$($(GO) test -list 'Fuzz.*' . | grep ^Fuzz); do \
 		$(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 10s . || exit 1; done
-	@for t in $$($(GO) test -list 'Fuzz.*' ./internal/loadgen | grep ^Fuzz); do \
-		$(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 10s ./internal/loadgen || exit 1; done
+	@for p in ./internal/loadgen ./systemd; do \
+		for t in $$($(GO) test -list 'Fuzz.*' $$p | grep ^Fuzz); do \
+			$(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 10s $$p || exit 1; done; done
 
 demo:
 	$(GO) run ./cmd/baton demo

@@ -125,9 +125,11 @@ func (d supervisorDir) s6NotificationFd() (*os.File, error) {
 	if err != nil || n < 3 || n > 1<<20 {
 		return nil, fmt.Errorf("%s/notification-fd: %q is not a descriptor number above 2", d, strings.TrimSpace(string(b)))
 	}
-	if !validFd(n) {
-		// Not started by s6-supervise with it, or a successor: only the
-		// process the supervisor started has the descriptor.
+	var st unix.Stat_t
+	if err := unix.Fstat(n, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFIFO {
+		// Not started by s6-supervise with it (a successor, or the
+		// program re-executed in place after it said ready already):
+		// only the process the supervisor started has the pipe.
 		return nil, nil
 	}
 	unix.CloseOnExec(n)

@@ -69,3 +69,18 @@ func TestAddrKeysActivated(t *testing.T) {
 		}
 	}
 }
+
+// Whatever a status file holds, the decoder answers without panicking,
+// and what it accepts has a sane pid.
+func FuzzParseSvStatus(f *testing.F) {
+	for _, n := range []int{18, 20, 35, 43} {
+		b := make([]byte, n)
+		f.Add(b)
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		st, err := parseSvStatus(b)
+		if err == nil && (st.pid < 0 || st.kind == "") {
+			t.Fatalf("%x: accepted as %+v", b, st)
+		}
+	})
+}
