@@ -69,16 +69,25 @@ func (u *Upgrader) announceReady() {
 			u.log.Warn("telling systemd we are ready", "err", err)
 		}
 	}
-	if u.s6ready != nil {
-		if _, err := u.s6ready.WriteString("\n"); err != nil {
+	if f := u.takeS6Ready(); f != nil {
+		if _, err := f.WriteString("\n"); err != nil {
 			u.log.Warn("telling s6-supervise we are ready", "err", err)
 		}
-		u.s6ready.Close()
-		u.s6ready = nil
+		f.Close()
 	}
 	if u.opts.FDStore {
 		u.storeFDs()
 	}
+}
+
+// takeS6Ready returns s6's notification descriptor to the one caller that
+// uses it — Ready, or a Stop before ready — and nil to any other.
+func (u *Upgrader) takeS6Ready() *os.File {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	f := u.s6ready
+	u.s6ready = nil
+	return f
 }
 
 func (u *Upgrader) statusLine() string {

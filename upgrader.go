@@ -246,9 +246,13 @@ func (u *Upgrader) Ready() error {
 	}
 	if control != nil {
 		if err := control.commit(); err != nil {
-			return fmt.Errorf("baton: control socket %s: %w", u.opts.Control, err)
+			// Too late to fail: the predecessor drains. Serve on; only
+			// the next supervised restart will not be seamless.
+			u.log.Error("control socket: no new instance can take over from this generation", "control", u.opts.Control, "err", err)
+			control = nil
+		} else {
+			go u.serveControl(control)
 		}
-		go u.serveControl(control)
 	}
 	u.mu.Lock()
 	u.ready = true
@@ -443,8 +447,8 @@ func (u *Upgrader) Stop() {
 			u.log.Warn("telling systemd we stop", "err", err)
 		}
 	}
-	if u.s6ready != nil && !served {
-		u.s6ready.Close()
+	if f := u.takeS6Ready(); f != nil {
+		f.Close() // never ready: s6 is not told so
 	}
 	u.mu.Lock()
 	reexec := u.reexec && !final
