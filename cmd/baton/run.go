@@ -16,6 +16,8 @@ resetting or dropping a single connection.
 Commands:
   demo          run the demo server under load through repeated upgrades
                 and report every failed request (there should be none)
+  verify        the same load and report against your own running server,
+                upgraded by your reload command: zero downtime, proven in CI
   demo-server   the demo server alone (what "baton demo" runs)
   help          this text
 
@@ -32,6 +34,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	switch cmd, rest := args[0], args[1:]; cmd {
 	case "demo":
 		return runDemo(ctx, u, rest)
+	case "verify":
+		return runVerify(ctx, u, rest)
 	case "demo-server":
 		return demoserver.Main("baton demo-server", rest, stderr)
 	case "help", "-h", "-help", "--help":
