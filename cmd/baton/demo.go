@@ -127,6 +127,10 @@ func runDemo(ctx context.Context, u ui, args []string) int {
 		fmt.Fprintf(u.stderr, "server log (last lines):\n%s\n", tail(srv.log(), 20))
 		return exitFailed
 	}
+	if rep.Stopped != "" {
+		// Nothing failed, but not every upgrade was tried: not a proof.
+		return exitFailed
+	}
 	return exitOK
 }
 

@@ -101,7 +101,8 @@
 // # Exit status
 //
 //	0  success; for demo and verify: no failed request and no failed upgrade
-//	1  it ran and something failed (the report says what)
+//	1  it ran and something failed (the report says what), or, for demo
+//	   and verify, it was interrupted before its last upgrade (no proof)
 //	2  bad command line
 //	3  it could not start (the server never answered)
 //
