@@ -6,9 +6,10 @@ GO ?= go
 
 test: deps fmt-check vet cross unit bench-smoke
 
-# The real supervisors the integration tests run under, and what boots
-# systemd in a container. Installed when missing (as root, from Debian).
-DEB_PACKAGES = daemontools runit s6 systemd-container debootstrap
+# The real supervisors the integration tests run under, what boots systemd
+# in a container, and python3 for the non-Go worker under "baton run".
+# Installed when missing (as root, from Debian).
+DEB_PACKAGES = daemontools runit s6 systemd-container debootstrap python3
 
 # Debian packages, then Go modules for both modules.
 deps:
@@ -62,7 +63,7 @@ FUZZTIME ?= 2m
 fuzz:
 	@for t in $$($(GO) test -list 'Fuzz.*' . | grep ^Fuzz); do \
 		$(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 10s . || exit 1; done
-	@for p in ./internal/loadgen ./systemd; do \
+	@for p in ./internal/loadgen ./systemd ./supervisor; do \
 		for t in $$($(GO) test -list 'Fuzz.*' $$p | grep ^Fuzz); do \
 			$(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 10s $$p || exit 1; done; done
 

@@ -245,6 +245,10 @@ func (r *registry) closeAll(unlinkOwn, unlinkInherited bool) {
 		if e.inherited {
 			unlink = unlinkInherited
 		}
+		if e.activated {
+			// Whoever passed it (systemd, baton run) serves it on.
+			unlink = false
+		}
 		if p := e.unixPath(); unlink && p != "" {
 			os.Remove(p)
 		}

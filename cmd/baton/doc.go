@@ -98,13 +98,100 @@
 // answers "pid=<pid> gen=<generation>"; GET /?delay=2s sleeps first.
 // SIGHUP upgrades it; SIGTERM and SIGINT drain and stop it.
 //
+// # baton run
+//
+//	baton run [--listen [NAME=]SCHEME://ADDRESS]... [--ready notify|tcp|URL]
+//	          [--upgrade-timeout D] [--drain-timeout D] [--stop-signal SIG]
+//	          [--control PATH | --name NAME] -- PROGRAM [ARGS...]
+//
+// A stable master (package supervisor): it opens the sockets once and runs
+// PROGRAM as a worker generation, handing it the sockets the way systemd
+// socket activation does — descriptors 3 and up, LISTEN_FDS,
+// LISTEN_FDNAMES, and a LISTEN_PID that is the worker's own pid (baton
+// re-executes itself as a trampoline that sets it and execs PROGRAM) — so
+// any socket-activated server works unchanged, and a Go server using the
+// baton library finds them with its usual Listen calls. Sockets systemd
+// passed to baton itself are passed on too. SIGHUP or "baton reload"
+// starts a new generation; only once it is ready is the old one sent
+// --stop-signal, and SIGKILL after --drain-timeout. A new generation that
+// cannot start, exits, or is not ready within --upgrade-timeout is killed,
+// the old one serves on, and the reason is reported with the last lines of
+// its stderr (workers' stderr passes through baton, which keeps the tail).
+//
+// Flags:
+//
+//	--listen V           a socket to open: [NAME=]SCHEME://ADDRESS, SCHEME
+//	                     tcp, tcp4, tcp6, udp, udp4, udp6 or unix, such as
+//	                     tcp://127.0.0.1:8080, web=tcp://:80,
+//	                     unix:///run/app.sock (repeatable)
+//	--ready R            notify (default): READY=1 from the worker's pid on
+//	                     its private NOTIFY_SOCKET; tcp: the new worker
+//	                     accepted a connection on the first TCP listener (not
+//	                     merely a connect: the socket is shared, and the old
+//	                     worker accepts too); http://HOST:PORT/PATH: a
+//	                     connection the new worker accepted answers 200
+//	--upgrade-timeout D  how long a new generation may take to be ready (1m)
+//	--drain-timeout D    how long a retiring generation may drain (30s)
+//	--stop-signal SIG    what tells a generation to drain: TERM (default),
+//	                     INT, QUIT, HUP, USR1, USR2, WINCH or KILL
+//	--control PATH       the control socket (default below)
+//	--name NAME          the service's name, for the default control socket
+//	                     $XDG_RUNTIME_DIR/baton/NAME/control.sock, or
+//	                     /run/baton/NAME/control.sock for root, or
+//	                     $TMPDIR/baton-UID/NAME/control.sock (NAME: default)
+//
+// The control socket's directory must be the user's own, mode 0700; a
+// peer of another uid is disconnected without an answer. baton run reaps
+// every child — it is a child subreaper, or PID 1 of a container — and
+// once the workers have exited on a stop, it sends SIGTERM, then SIGKILL,
+// to what they left behind. It exits with the serving worker's status
+// (128+N for signal N), or 3 if the first generation never served. If the
+// serving worker exits by itself, baton run stops as well.
+//
+// Under systemd (NOTIFY_SOCKET set), baton run is the stable main process:
+// READY=1 once the first worker is ready, RELOADING=1 and READY=1 around
+// each reload, STOPPING=1, STATUS= lines. Workers get baton's private
+// NOTIFY_SOCKET, never systemd's.
+//
+//	[Service]
+//	Type=notify
+//	ExecStart=/usr/local/bin/baton run --listen tcp://:8080 -- /usr/local/bin/app
+//	ExecReload=/usr/local/bin/baton reload
+//
+// # baton reload, baton status, baton stop
+//
+//	baton reload [--master] [--json] [--timeout D] [--control PATH | --name NAME]
+//	baton status [--json] [--control PATH | --name NAME]
+//	baton stop   [--json] [--control PATH | --name NAME]
+//
+// They talk to the master of "baton run" through its control socket (the
+// same --control or --name). reload returns when the new generation serves
+// (exit 0) or has failed (exit 1; the reason and its last lines of stderr
+// are printed, and the old generation still serves); --json prints the
+// generation, the old and new pids, the duration and, on failure, the
+// error and the stderr lines. status prints the master and each
+// generation: pid, state (starting, serving, draining, stopping, failed),
+// when it started, how long it took to be ready, since when it drains.
+// stop returns once every generation has exited. All three exit 3 when no
+// master answers.
+//
+// reload --master upgrades the master itself: it execs its new binary (the
+// path "baton run" was started as, symlinks kept) in place, keeping its
+// pid, its sockets, its control socket and its workers, and the new binary
+// answers. A binary that does not run (a trial run must exit 0) is refused
+// and the master goes on as it was (exit 1).
+//
 // # Exit status
 //
 //	0  success; for demo and verify: no failed request and no failed upgrade
 //	1  it ran and something failed (the report says what), or, for demo
 //	   and verify, it was interrupted before its last upgrade (no proof)
 //	2  bad command line
-//	3  it could not start (the server never answered)
+//	3  it could not start (the server never answered; for run: the
+//	   sockets could not be opened or the first generation never served;
+//	   for reload, status and stop: no master answered)
+//
+// "baton run" exits with its serving worker's status once stopped.
 //
 // # Signals
 //
@@ -113,8 +200,18 @@
 // the same way, once a reload command under way is killed; your server is
 // left as it is.
 //
+// "baton run": SIGHUP reloads; SIGINT and SIGTERM stop every generation
+// gracefully (--stop-signal, SIGKILL after --drain-timeout); SIGUSR1,
+// SIGUSR2 and SIGWINCH go to the serving worker; other signals are not
+// forwarded.
+//
 // # Environment
 //
 // BATON_HANDOFF is private to the library: it tells a successor where its
 // handoff socket is, and is removed from the environment at once.
+//
+// "baton run" gives its workers LISTEN_FDS, LISTEN_FDNAMES, LISTEN_PID and a
+// private NOTIFY_SOCKET, and removes its own LISTEN_*, NOTIFY_SOCKET and
+// WATCHDOG_* from what they inherit. XDG_RUNTIME_DIR places the default
+// control socket.
 package main

@@ -6,6 +6,7 @@ import (
 	"io"
 
 	"github.com/batonhq/baton/internal/demoserver"
+	"github.com/batonhq/baton/supervisor"
 )
 
 const usage = `Usage: baton <command> [flags]
@@ -19,6 +20,11 @@ Commands:
   verify        the same load and report against your own running server,
                 upgraded by your reload command: zero downtime, proven in CI
   demo-server   the demo server alone (what "baton demo" runs)
+  run           a stable master: open the sockets once, run a program as
+                worker generations, reload them without dropping a request
+  reload        start a new generation under "baton run"; wait until it serves
+  status        the master and its generations
+  stop          stop the master and all its generations
   help          this text
 
 Run "baton <command> -h" for a command's flags.
@@ -38,6 +44,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return runVerify(ctx, u, rest)
 	case "demo-server":
 		return demoserver.Main("baton demo-server", rest, stderr)
+	case "run":
+		return runMaster(ctx, u, rest)
+	case supervisor.CmdReload, supervisor.CmdStatus, supervisor.CmdStop:
+		return runControl(ctx, u, cmd, rest)
+	case supervisor.WorkerCommand:
+		return runWorker(u, rest)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 		return exitOK

@@ -1,0 +1,145 @@
+// Package supervisor is baton's master mode: a small, long-lived process
+// that opens the listening sockets once and runs a program as generation
+// after generation of workers, handing every one the very same sockets, so
+// that any server — in any language — is reloaded without refusing,
+// resetting or dropping a connection. "baton run" is its command line.
+//
+//	m, err := supervisor.New(supervisor.Config{
+//		Program: "/usr/local/bin/app",
+//		Listen:  []supervisor.ListenSpec{{Name: "web", Network: "tcp", Address: ":8080"}},
+//	})
+//	if err != nil { ... }
+//	m.HandleSignals() // SIGHUP reloads, SIGINT/SIGTERM stop, USR1/USR2/WINCH are forwarded
+//	err = m.Run(ctx)  // until stopped; an *ExitError carries the worker's status
+//
+// # How a worker gets the sockets
+//
+// Exactly as from systemd socket activation: descriptors 3 and up,
+// LISTEN_FDS, LISTEN_FDNAMES (a socket's name, or "unknown"), and a
+// LISTEN_PID that really is the worker's pid. The master cannot know that
+// pid before it forks, and os/exec cannot set the environment after, so
+// the master starts a trampoline — its own binary (Config.Self, by default
+// /proc/self/exe) with the hidden first argument WorkerCommand — which sets
+// LISTEN_PID to its pid and execs the program: exec keeps the pid. A
+// program built with this package must call ExecWorker for that argument
+// (cmd/baton does). So any socket-activated server works unchanged, and a
+// Go program using package baton finds the sockets with the same Listen
+// calls it always makes. Sockets are passed with syscall.StartProcess,
+// never through an *os.File (Fd would make a shared socket blocking for
+// every holder); the master never shuts one down and never re-binds.
+//
+// # Readiness
+//
+// Config.Ready "notify" (the default): each generation gets a private
+// NOTIFY_SOCKET, a datagram socket in the master's owner-only runtime
+// directory, read with SO_PASSCRED; READY=1 counts only when the kernel
+// says it comes from the worker's pid. Descriptors sent along (a
+// BARRIER=1 pipe, FDSTORE=1) are closed. A Go worker using package baton
+// sends READY=1 on its own: under the master every worker is a first
+// start.
+//
+// "tcp" and an http:// URL probe the first TCP listener — but a connect
+// on a shared socket proves nothing: the kernel completes the handshake
+// before anyone accepts, and the old generation accepts too. So the probe
+// asks the kernel (sock_diag, an exact lookup of one socket) for the inode
+// of the server side of its connection once someone has accepted it, and
+// looks for that inode among the descriptors of the new worker and its
+// descendants. A connection the old generation took is closed (it sees a
+// client that said nothing) and another tried. The http probe then sends
+// its GET on the connection the new worker accepted and wants 200.
+//
+// # Reload
+//
+// Reload (SIGHUP, "baton reload") starts the next generation and waits,
+// at most Config.UpgradeTimeout, until it is ready; only then is the old
+// one sent Config.StopSignal, and SIGKILL after Config.DrainTimeout. At
+// most one reload runs at a time (ErrReloadInProgress). A generation that
+// cannot be started (the program is missing or not executable), exits or
+// is not ready in time is killed and reaped, and Reload returns a
+// *GenerationError with the reason and its last StderrLines lines of
+// stderr: the master reads every worker's stderr through a pipe, passing
+// it on to its own and keeping the tail. The serving generation serves on.
+//
+// # Control socket
+//
+// Config.Control (by default DefaultControlPath) is a Unix stream socket
+// in a directory only the owner may enter (created 0700, refused
+// otherwise); the socket is 0600 and a peer whose SO_PEERCRED uid is not
+// the master's is disconnected without a word (Call returns ErrRefused).
+// One request per connection, as a line of JSON of at most
+// MaxRequestSize bytes, one response line of at most MaxResponseSize:
+//
+//	→ {"cmd":"reload"}   ← {"ok":true,"result":{"generation":2,"old_pid":..,"new_pid":..,"duration_ns":..}}
+//	→ {"cmd":"status"}   ← {"ok":true,"status":{"pid":..,"state":"serving","generations":[..]}}
+//	→ {"cmd":"stop"}     ← {"ok":true}, once everything has exited
+//
+// A failed reload answers "ok":false with "error" and the Result, whose
+// "stderr" holds the new generation's last lines. DecodeRequest, the
+// master's parser, is strict and fuzzed.
+//
+// # PID 1 and reaping
+//
+// The master becomes a child subreaper (PR_SET_CHILD_SUBREAPER) unless it
+// is PID 1 already, so whatever a worker leaves behind (a double fork) is
+// reparented to it. One goroutine waits for every child (wait4(-1) on
+// SIGCHLD); the workers' exits go to the run loop, the orphans' are
+// counted. Nothing else waits, so no worker's status is ever stolen —
+// which is why workers are started with syscall.StartProcess and not
+// os/exec. On stop, the pending generation is killed, every other told to
+// drain, and once they have exited, what is left of their descendants is
+// sent SIGTERM, then SIGKILL. Run returns nil when the last serving
+// worker exited 0, else an *ExitError whose Code (the exit code, or
+// 128+signal) "baton run" exits with. If the serving worker exits by
+// itself, the master stops too: the supervisor above it (systemd,
+// Docker's restart policy) decides what comes next.
+//
+// # Upgrading the master itself
+//
+// ExecMaster ("baton reload --master", the control command exec-master)
+// execs Config.Executable — os.Args[0] as resolved at start, symlinks
+// kept — in place: the pid stays (systemd's MainPID, a container's PID 1,
+// the workers' parent), and so do the sockets, the control socket and
+// every generation, serving or draining. The state crosses the exec in
+// the environment variable BATON_MASTER_STATE (removed at once) and as
+// descriptors left open: the sockets, the control socket, the connection
+// that asked (the new image answers it, with its status), and each
+// generation's stderr pipe and notify socket. The reaper is stopped
+// first and the exits it had taken are handled, so no worker's exit is
+// lost; the new image adopts the workers before it reaps again. It is
+// refused during a reload or a stop, and when the new binary does not
+// pass a trial run; the master then goes on unchanged.
+//
+// # Under systemd
+//
+// With NOTIFY_SOCKET in its environment the master, the stable main
+// process, says READY=1 once the first worker is ready, RELOADING=1 and
+// READY=1 around each reload, STOPPING=1, and STATUS= lines. Workers get
+// the master's private NOTIFY_SOCKET instead, never systemd's, and
+// sockets from systemd's socket activation are adopted and passed on:
+//
+//	[Service]
+//	Type=notify
+//	ExecStart=/usr/local/bin/baton run --listen tcp://:8080 -- /usr/local/bin/app
+//	ExecReload=/usr/local/bin/baton reload
+//	KillMode=mixed
+//
+// # Pitfalls
+//
+//   - A worker that uses package baton and is stopped by the master drains
+//     as a final generation: for a unix socket it would unlink the socket
+//     file the master still serves. Use TCP with such workers, or a worker
+//     that leaves the file alone.
+//   - The master restarts nothing: a worker that crashes stops the master.
+//   - Signals other than SIGHUP, SIGINT, SIGTERM, SIGUSR1, SIGUSR2 and
+//     SIGWINCH are not forwarded (SIGQUIT keeps Go's goroutine dump of the
+//     master itself).
+//   - ExecMaster trusts the new binary to be a compatible baton: it checks
+//     that it runs (a trial trampoline for /bin/true must exit 0), not
+//     that it understands the state it is handed. A new image that fails
+//     to adopt it exits, and the workers are orphaned to init.
+//
+// # Platforms
+//
+// Linux only (child subreaper, SCM_CREDENTIALS, sock_diag, /proc).
+// Elsewhere the package compiles and New returns ErrNotSupported.
+package supervisor

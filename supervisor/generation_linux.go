@@ -1,0 +1,241 @@
+package supervisor
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// generation is what the master knows of one worker process. Its fields
+// are the run loop's, except where said.
+type generation struct {
+	n        int
+	pid      int
+	state    string // starting, serving, draining, stopping, failed
+	started  time.Time
+	readyAt  time.Time
+	draining time.Time
+	timer    *time.Timer // upgrade timeout, then drain deadline
+	signaled bool        // StopSignal or SIGKILL sent
+
+	stderr     ring // written by the copier, read by anyone
+	stderrPipe *os.File
+	stderrDone chan struct{}
+	notify     *net.UnixConn
+	notifyPath string
+	probeStop  chan struct{} // closed when the probe must end
+}
+
+// ring keeps the tail of a stream, for the last lines of a worker's stderr.
+type ring struct {
+	mu  sync.Mutex
+	buf []byte
+}
+
+const ringSize = 16 << 10
+
+func (r *ring) Write(p []byte) (int, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.buf = append(r.buf, p...)
+	if len(r.buf) > ringSize {
+		r.buf = append(r.buf[:0], r.buf[len(r.buf)-ringSize:]...)
+	}
+	return len(p), nil
+}
+
+// lines returns the last n complete or partial lines.
+func (r *ring) lines(n int) []string {
+	r.mu.Lock()
+	s := string(bytes.TrimRight(r.buf, "\n"))
+	r.mu.Unlock()
+	if s == "" {
+		return nil
+	}
+	l := strings.Split(s, "\n")
+	if len(l) > n {
+		l = l[len(l)-n:]
+	}
+	return l
+}
+
+// start starts generation g: the trampoline (Config.Self) with the
+// sockets at 3 and up, a pipe as stderr and a private NOTIFY_SOCKET.
+// onExit is called from the reaper when it exits.
+func (m *Master) start(g *generation, onExit func(syscall.WaitStatus)) error {
+	path, err := exec.LookPath(m.cfg.Program)
+	if err != nil {
+		return err
+	}
+	if !filepath.IsAbs(path) {
+		if path, err = filepath.Abs(path); err != nil {
+			return err
+		}
+	}
+	g.notifyPath = filepath.Join(m.runDir, fmt.Sprintf("notify-%d.sock", g.n))
+	os.Remove(g.notifyPath)
+	nc, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: g.notifyPath, Net: "unixgram"})
+	if err != nil {
+		return fmt.Errorf("notify socket: %w", err)
+	}
+	if err := passCred(nc); err != nil {
+		nc.Close()
+		os.Remove(g.notifyPath)
+		return err
+	}
+	g.notify = nc
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		g.closeNotify()
+		return err
+	}
+	files := []uintptr{0, 1, pw.Fd()}
+	for _, s := range m.socks {
+		files = append(files, uintptr(s.fd))
+	}
+	argv := append([]string{m.cfg.Self, WorkerCommand, path, m.cfg.Program}, m.cfg.Args...)
+	attr := &syscall.ProcAttr{
+		Env:   append(m.env[:len(m.env):len(m.env)], "NOTIFY_SOCKET="+g.notifyPath),
+		Files: files,
+		Sys:   &syscall.SysProcAttr{},
+	}
+	g.started = time.Now()
+	pid, err := m.reaper.spawn(func() (int, error) {
+		pid, _, err := syscall.StartProcess(m.cfg.Self, argv, attr)
+		return pid, err
+	}, onExit)
+	pw.Close()
+	if err != nil {
+		pr.Close()
+		g.closeNotify()
+		return err
+	}
+	g.pid = pid
+	m.watch(g, pr, nc, true)
+	return nil
+}
+
+// watch starts what follows a running generation: the copy of its stderr,
+// the reading of its notifications and, for a generation that is not
+// ready yet, the probe.
+func (m *Master) watch(g *generation, stderr *os.File, nc *net.UnixConn, starting bool) {
+	g.stderrPipe = stderr
+	g.stderrDone = make(chan struct{})
+	go func() {
+		defer close(g.stderrDone)
+		// Not closed here: an in-place exec of the master passes it on.
+		io.Copy(io.MultiWriter(&g.stderr, m.cfg.Stderr), stderr)
+	}()
+	go m.readNotify(g, nc)
+	g.probeStop = make(chan struct{})
+	if starting && m.cfg.Ready != ReadyNotify {
+		go m.probe(g)
+	}
+}
+
+// passCred asks the kernel to attach the sender's credentials to every
+// datagram (SCM_CREDENTIALS): a READY=1 counts only from the worker's pid.
+func passCred(c *net.UnixConn) error {
+	raw, err := c.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var serr error
+	if err := raw.Control(func(fd uintptr) {
+		serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_PASSCRED, 1)
+	}); err != nil {
+		return err
+	}
+	return os.NewSyscallError("setsockopt(SO_PASSCRED)", serr)
+}
+
+// readNotify reads the generation's notifications until its socket is
+// closed, and tells the run loop when READY=1 comes from the worker.
+func (m *Master) readNotify(g *generation, nc *net.UnixConn) {
+	if nc == nil {
+		return // adopted without one: see resume
+	}
+	buf := make([]byte, 4096)
+	oob := make([]byte, unix.CmsgSpace(unix.SizeofUcred)+unix.CmsgSpace(4*253))
+	ready := false
+	for {
+		n, oobn, flags, _, err := nc.ReadMsgUnix(buf, oob)
+		if err != nil {
+			return
+		}
+		pid := int32(-1)
+		msgs, _ := unix.ParseSocketControlMessage(oob[:oobn])
+		for i := range msgs {
+			if cred, err := unix.ParseUnixCredentials(&msgs[i]); err == nil {
+				pid = cred.Pid
+			}
+			// Descriptors (a BARRIER=1 pipe, FDSTORE=1 sockets) are not
+			// kept: closing a barrier's pipe is exactly its answer.
+			if fds, err := unix.ParseUnixRights(&msgs[i]); err == nil {
+				for _, fd := range fds {
+					unix.Close(fd)
+				}
+			}
+		}
+		if flags&unix.MSG_CTRUNC != 0 || int(pid) != g.pid {
+			m.log.Debug("ignored a notification", "generation", g.n, "sender", pid, "truncated", flags&unix.MSG_CTRUNC != 0)
+			continue
+		}
+		for _, f := range strings.Split(string(buf[:n]), "\n") {
+			if f == "READY=1" && !ready && m.cfg.Ready == ReadyNotify {
+				ready = true
+				m.send(readyEvent{g})
+			}
+		}
+	}
+}
+
+func (g *generation) closeNotify() {
+	if g.notify != nil {
+		g.notify.Close()
+		os.Remove(g.notifyPath)
+		g.notify = nil
+	}
+}
+
+// closePipes releases what the master holds for a generation that has
+// exited: its notify socket and, once the copy has reached the end, its
+// stderr pipe.
+func (g *generation) closePipes() {
+	g.closeNotify()
+	if g.probeStop != nil {
+		close(g.probeStop)
+		g.probeStop = nil
+	}
+	if p := g.stderrPipe; p != nil {
+		g.stderrPipe = nil
+		go func() {
+			// A child of the worker may hold the pipe open: the copy
+			// ends with it, and the read end is closed then.
+			<-g.stderrDone
+			p.Close()
+		}()
+	}
+}
+
+// stderrTail waits a moment for the stderr pipe to end (a child of the
+// worker may hold it open) and returns its last lines.
+func (g *generation) stderrTail() []string {
+	if g.stderrDone != nil {
+		select {
+		case <-g.stderrDone:
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	return g.stderr.lines(StderrLines)
+}

@@ -1,0 +1,401 @@
+//go:build linux
+
+package supervisor_test
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/batonhq/baton/internal/loadgen"
+	"github.com/batonhq/baton/supervisor"
+)
+
+// batonBin is the baton command, built once by TestMain: the master under
+// test, and its trampoline.
+var batonBin string
+
+func TestMain(m *testing.M) {
+	if os.Getenv("SUPERVISOR_TEST_WORKER") == "lfds" {
+		lfdsWorker()
+		return
+	}
+	dir, err := os.MkdirTemp("", "baton-supervisor-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	os.Chmod(dir, 0o755) // another user runs it in TestControlRefusesOtherUser
+	batonBin = filepath.Join(dir, "baton")
+	if out, err := exec.Command("go", "build", "-o", batonBin, "../cmd/baton").CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "go build ../cmd/baton: %v\n%s", err, out)
+		os.RemoveAll(dir)
+		os.Exit(2)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// requireIntegration fails the test when make test asked for every test to
+// run (BATON_REQUIRE_INTEGRATION=1), and skips it, saying why, otherwise.
+func requireIntegration(t *testing.T, why string) {
+	t.Helper()
+	if os.Getenv("BATON_REQUIRE_INTEGRATION") == "1" {
+		t.Fatalf("cannot run: %s (BATON_REQUIRE_INTEGRATION=1)", why)
+	}
+	t.Skipf("skipped: %s", why)
+}
+
+// master is a "baton run" under test.
+type master struct {
+	t       *testing.T
+	cmd     *exec.Cmd
+	out     string // its stdout and stderr, and the workers'
+	control string
+	addr    string // the TCP listener, 127.0.0.1:port
+	done    chan struct{}
+	err     error
+}
+
+// freeAddr returns a loopback address with a port free a moment ago.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// lfds returns the argv and environment of the LISTEN_FDS-only worker.
+func lfds(env ...string) ([]string, []string) {
+	return []string{os.Args[0]}, append([]string{"SUPERVISOR_TEST_WORKER=lfds"}, env...)
+}
+
+// startMaster runs "baton run FLAGS -- WORKER..." and waits until it
+// serves. wrap, if not nil, prefixes the command (unshare ...).
+func startMaster(t *testing.T, wrap []string, flags, worker, env []string) *master {
+	t.Helper()
+	return startMasterAs(t, batonBin, wrap, flags, worker, env)
+}
+
+// startMasterBin is startMaster with another copy of baton.
+func startMasterBin(t *testing.T, bin string, flags, worker []string) *master {
+	t.Helper()
+	return startMasterAs(t, bin, nil, flags, worker, nil)
+}
+
+func startMasterAs(t *testing.T, bin string, wrap []string, flags, worker, env []string) *master {
+	t.Helper()
+	dir := t.TempDir()
+	m := &master{t: t, out: filepath.Join(dir, "master.out"), control: filepath.Join(dir, "run", "control.sock"), done: make(chan struct{})}
+	args := append([]string{bin, "run", "--control", m.control}, flags...)
+	args = append(append(append(wrap, args...), "--"), worker...)
+	f, err := os.Create(m.out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	m.cmd = exec.Command(args[0], args[1:]...)
+	m.cmd.Env = append(os.Environ(), env...)
+	m.cmd.Stdout, m.cmd.Stderr = f, f
+	if err := m.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		m.err = m.cmd.Wait()
+		close(m.done)
+	}()
+	t.Cleanup(func() {
+		select {
+		case <-m.done:
+		default:
+			m.cmd.Process.Signal(syscall.SIGTERM)
+			select {
+			case <-m.done:
+			case <-time.After(20 * time.Second):
+				t.Errorf("the master ignored SIGTERM for 20s; SIGQUIT")
+				m.cmd.Process.Signal(syscall.SIGQUIT)
+				time.Sleep(time.Second)
+				m.cmd.Process.Kill()
+				<-m.done
+			}
+		}
+		if t.Failed() {
+			b, _ := os.ReadFile(m.out)
+			t.Logf("output of the master and its workers:\n%s", b)
+		}
+	})
+	if _, err := m.waitServing(1, 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// status asks the master for its status.
+func (m *master) status() (*supervisor.Status, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	resp, err := supervisor.Call(ctx, m.control, supervisor.CmdStatus)
+	if err != nil {
+		return nil, err
+	}
+	if resp.Status == nil {
+		return nil, fmt.Errorf("status: %s", resp.Error)
+	}
+	return resp.Status, nil
+}
+
+// waitServing waits until exactly n generations run and one serves.
+func (m *master) waitServing(n int, d time.Duration) (*supervisor.Status, error) {
+	deadline := time.Now().Add(d)
+	for {
+		select {
+		case <-m.done:
+			return nil, fmt.Errorf("the master exited: %v", m.err)
+		default:
+		}
+		st, err := m.status()
+		if err == nil && st.State == "serving" && len(st.Generations) == n {
+			return st, nil
+		}
+		if time.Now().After(deadline) {
+			return st, fmt.Errorf("not serving with %d generations after %v: %+v, %v", n, d, st, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// reload runs "baton reload --json" as a user would.
+func (m *master) reload(ctx context.Context) (supervisor.Result, int, string) {
+	cmd := exec.CommandContext(ctx, batonBin, "reload", "--json", "--control", m.control)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, _ := cmd.Output()
+	var res supervisor.Result
+	jsonUnmarshal(out, &res)
+	return res, cmd.ProcessState.ExitCode(), stderr.String()
+}
+
+// wait waits for the master to exit and returns its exit status.
+func (m *master) wait(d time.Duration) int {
+	m.t.Helper()
+	select {
+	case <-m.done:
+		return m.cmd.ProcessState.ExitCode()
+	case <-time.After(d):
+		m.t.Fatalf("the master still runs after %v", d)
+		return -1
+	}
+}
+
+func (m *master) output() string {
+	b, _ := os.ReadFile(m.out)
+	return string(b)
+}
+
+// steady returns the master's descriptors and goroutines at rest: the
+// fewest seen over a few samples, so that a control connection being
+// closed is not counted.
+func (m *master) steady() (fds, goroutines int) {
+	m.t.Helper()
+	fds, goroutines = 1<<30, 1<<30
+	for range 5 {
+		st, err := m.status()
+		if err != nil {
+			m.t.Fatal(err)
+		}
+		fds, goroutines = min(fds, fdCount(st.PID)), min(goroutines, st.Goroutines)
+		time.Sleep(50 * time.Millisecond)
+	}
+	return fds, goroutines
+}
+
+func fdList(pid int) string {
+	dir := "/proc/" + strconv.Itoa(pid) + "/fd/"
+	ents, _ := os.ReadDir(dir)
+	var b strings.Builder
+	for _, e := range ents {
+		l, _ := os.Readlink(dir + e.Name())
+		fmt.Fprintf(&b, "  %s -> %s\n", e.Name(), l)
+	}
+	return b.String()
+}
+
+func fdCount(pid int) int {
+	ents, err := os.ReadDir("/proc/" + strconv.Itoa(pid) + "/fd")
+	if err != nil {
+		return -1
+	}
+	return len(ents)
+}
+
+func get(addr string) (string, error) {
+	c := http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	resp, err := c.Get("http://" + addr + "/")
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	var b strings.Builder
+	_, err = fmt.Fprint(&b, readAll(resp))
+	return b.String(), err
+}
+
+// Under "baton run", 20 reloads under load from 16 clients that never
+// retry, with a new connection per request and with keep-alive
+// connections, fail not one request — whatever the worker: one that uses
+// the baton library, one that only reads LISTEN_FDS, one in Python. The
+// master holds as many descriptors and goroutines after as before.
+func TestReloadUnderLoad(t *testing.T) {
+	py, pyErr := exec.LookPath("python3")
+	workers := []struct {
+		name   string
+		ready  string // "" for notify; "url" for the http probe
+		worker func(addr string) ([]string, []string)
+	}{
+		{"library", "", func(addr string) ([]string, []string) {
+			return []string{batonBin, "demo-server", "-listen", addr, "-drain", "10s"}, nil
+		}},
+		{"listen-fds", "tcp", func(string) ([]string, []string) { return lfds() }},
+		{"python", "url", func(string) ([]string, []string) {
+			return []string{py, "testdata/pyworker.py"}, nil
+		}},
+	}
+	for _, w := range workers {
+		for _, mode := range []loadgen.Mode{loadgen.Fresh, loadgen.KeepAlive} {
+			t.Run(w.name+"/"+string(mode), func(t *testing.T) {
+				if w.name == "python" && pyErr != nil {
+					requireIntegration(t, "python3 is not installed")
+				}
+				addr := freeAddr(t)
+				ready := w.ready
+				switch ready {
+				case "":
+					ready = "notify"
+				case "url":
+					ready = "http://" + addr + "/"
+				}
+				argv, env := w.worker(addr)
+				m := startMaster(t, nil, []string{"--listen", "tcp://" + addr, "--ready", ready, "--drain-timeout", "15s"}, argv, env)
+				fds0, gor0 := m.steady()
+				var (
+					mu    sync.Mutex
+					durs  []time.Duration
+					probe bool
+				)
+				ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+				defer cancel()
+				rep, err := loadgen.Run(ctx, loadgen.Config{
+					URL:      "http://" + addr + "/",
+					Clients:  16,
+					Modes:    []loadgen.Mode{mode},
+					Upgrades: 20,
+					Upgrade: func(ctx context.Context) error {
+						mu.Lock()
+						defer mu.Unlock()
+						res, code, stderr := m.reload(ctx)
+						if code != 0 || !res.OK {
+							return fmt.Errorf("baton reload: exit %d, %+v, %s", code, res, stderr)
+						}
+						if !probe {
+							probe = true
+						}
+						durs = append(durs, res.Duration)
+						return nil
+					},
+					Warmup:    300 * time.Millisecond,
+					Settle:    100 * time.Millisecond,
+					SlowDelay: 300 * time.Millisecond,
+				})
+				if err != nil {
+					t.Fatalf("loadgen.Run: %v", err)
+				}
+				var b strings.Builder
+				rep.WriteText(&b)
+				t.Logf("\n%s", b.String())
+				if rep.Failed() {
+					t.Errorf("%s", rep.Verdict())
+				}
+				if rep.Upgrades.OK != 20 {
+					t.Errorf("%d of 20 reloads succeeded", rep.Upgrades.OK)
+				}
+				if rep.Slow == nil || rep.Slow.OK != 20 {
+					t.Errorf("slow requests: %+v; want 20 completed", rep.Slow)
+				}
+				if len(rep.PIDs) < 15 {
+					t.Errorf("requests were served by %d generations; want most of the 21", len(rep.PIDs))
+				}
+				if rep.Requests < 500 {
+					t.Errorf("only %d requests: too light a load to mean anything", rep.Requests)
+				}
+				t.Logf("reload latency (baton reload, master side): %s", latencies(durs))
+				st, err := m.waitServing(1, 30*time.Second)
+				if err != nil {
+					t.Fatal(err)
+				}
+				fds, gor := m.steady()
+				if fds != fds0 {
+					t.Errorf("the master holds %d descriptors after 20 reloads, %d before:\n%s", fds, fds0, fdList(st.PID))
+				}
+				if gor != gor0 {
+					t.Errorf("the master runs %d goroutines after 20 reloads, %d before", gor, gor0)
+				}
+				t.Logf("master: %d descriptors and %d goroutines before and after 20 reloads", fds, gor)
+				if st.Generations[0].Gen != 21 {
+					t.Errorf("serving generation %d; want 21", st.Generations[0].Gen)
+				}
+				stop := exec.Command(batonBin, "stop", "--control", m.control)
+				if out, err := stop.CombinedOutput(); err != nil {
+					t.Errorf("baton stop: %v\n%s", err, out)
+				}
+				if code := m.wait(20 * time.Second); code != 0 {
+					t.Errorf("the master exited %d after baton stop; want 0 (the worker's)", code)
+				}
+				for _, pid := range rep.PIDs {
+					if alive(pid.PID) {
+						t.Errorf("worker pid %d still runs after the master stopped", pid.PID)
+					}
+				}
+			})
+		}
+	}
+}
+
+func latencies(ds []time.Duration) string {
+	if len(ds) == 0 {
+		return "none"
+	}
+	s := append([]time.Duration(nil), ds...)
+	for i := range s {
+		for j := i + 1; j < len(s); j++ {
+			if s[j] < s[i] {
+				s[i], s[j] = s[j], s[i]
+			}
+		}
+	}
+	return fmt.Sprintf("min %v, median %v, max %v over %d", s[0].Round(time.Millisecond), s[len(s)/2].Round(time.Millisecond), s[len(s)-1].Round(time.Millisecond), len(s))
+}
+
+// alive reports whether pid runs (exists and is not a zombie).
+func alive(pid int) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	return i > 0 && i+2 < len(s) && s[i+2] != 'Z' && s[i+2] != 'X'
+}

@@ -1,0 +1,117 @@
+//go:build linux
+
+package supervisor_test
+
+import (
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// As PID 1 of a new pid namespace (a container's init), the master reaps
+// the orphans a double-forking worker leaves (no zombie), stops
+// everything gracefully on SIGTERM, what the worker left behind included,
+// and exits with the worker's status.
+func TestPID1(t *testing.T) {
+	t.Parallel()
+	unshare, err := exec.LookPath("unshare")
+	if err != nil || os.Geteuid() != 0 {
+		requireIntegration(t, "TestPID1 needs root and unshare(1) (util-linux) for a pid namespace")
+	}
+	addr := freeAddr(t)
+	_, env := lfds("LFDS_EXIT=7")
+	// The worker leaves two daemons behind, reparented to the master: one
+	// that exits soon (and must be reaped) and one that runs on (and must
+	// be stopped with everything else).
+	worker := []string{"/bin/sh", "-c", `sh -c "sleep 0.2 & sleep 600 &"; exec "$0"`, os.Args[0]}
+	m := startMaster(t, []string{unshare, "--pid", "--fork", "--mount-proc", "--kill-child"},
+		[]string{"--listen", "tcp://" + addr, "--ready", "tcp", "--drain-timeout", "5s"}, worker, env)
+	st, err := m.status()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.PID != 1 {
+		t.Fatalf("the master is pid %d in its namespace; want 1", st.PID)
+	}
+	host := 0
+	for pid := range childrenOf(m.cmd.Process.Pid) {
+		host = pid
+	}
+	if host == 0 {
+		t.Fatal("cannot find the master among unshare's children")
+	}
+	if _, err := get(addr); err != nil {
+		t.Fatal(err)
+	}
+	// The short daemon has exited by now: reaped, not a zombie.
+	var sleeper int
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		kids := childrenOf(host)
+		zombies, sleepers := 0, 0
+		for pid, state := range kids {
+			if state == "Z" {
+				zombies++
+			}
+			if comm(pid) == "sleep" {
+				sleepers++
+				sleeper = pid
+			}
+		}
+		st, _ = m.status()
+		if zombies == 0 && sleepers == 1 && st != nil && st.Reaped >= 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the master's children: %v (status %+v); want the worker and one sleep, no zombie, one orphan reaped", kids, st)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err := syscall.Kill(host, syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if code := m.wait(20 * time.Second); code != 7 {
+		t.Errorf("unshare (the master) exited %d after SIGTERM; want 7, the worker's status", code)
+	}
+	if alive(sleeper) {
+		t.Errorf("the daemon the worker left behind (pid %d) still runs", sleeper)
+	}
+	if out := m.output(); !strings.Contains(out, `status="exit status 7"`) {
+		t.Errorf("the master did not log the worker's exit status 7:\n%s", out)
+	}
+}
+
+// childrenOf returns the children of pid with their states.
+func childrenOf(pid int) map[int]string {
+	out := map[int]string{}
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		c, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		s := string(b)
+		i := strings.LastIndexByte(s, ')')
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(s[i+1:])
+		if len(f) > 1 && f[1] == strconv.Itoa(pid) {
+			out[c] = f[0]
+		}
+	}
+	return out
+}
+
+func comm(pid int) string {
+	b, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/comm")
+	return strings.TrimSpace(string(b))
+}

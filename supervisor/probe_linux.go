@@ -1,0 +1,233 @@
+package supervisor
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// The probes (Config.Ready "tcp" or an http:// URL) must tell whether the
+// NEW generation serves. A connect alone proves nothing: the socket is
+// shared, the kernel completes the handshake before anyone accepts, and
+// the old generation accepts as well. So a probe connects, finds the
+// server side of its connection (sock_diag), waits until it has
+// an inode (someone accepted it) and looks for that inode among the
+// descriptors of the new worker and its descendants. A connection the old
+// generation took is closed and another tried. For http, the request is
+// then sent on the connection the new worker accepted, and must get 200.
+
+func (m *Master) probe(g *generation) {
+	for {
+		ok, err := m.probeOnce(g)
+		if ok {
+			m.send(readyEvent{g})
+			return
+		}
+		if err != nil {
+			m.log.Debug("ready probe", "generation", g.n, "err", err)
+		}
+		select {
+		case <-g.probeStop:
+			return
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+func (m *Master) probeOnce(g *generation) (bool, error) {
+	c, err := net.DialTimeout("tcp", dialable(m.probeTo), time.Second)
+	if err != nil {
+		return false, err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(2 * time.Second))
+	tc := c.(*net.TCPConn)
+	mine, err := acceptedBy(tc, g.pid, g.probeStop)
+	if err != nil || !mine {
+		return false, err
+	}
+	if m.probeU == nil {
+		return true, nil
+	}
+	req, _ := http.NewRequest("GET", m.probeU.String(), nil)
+	req.Close = true
+	if err := req.Write(c); err != nil {
+		return false, err
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(c), req)
+	if err != nil {
+		return false, err
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return false, fmt.Errorf("GET %s: %s", m.probeU, resp.Status)
+	}
+	return true, nil
+}
+
+// dialable turns a wildcard listening address into a loopback one.
+func dialable(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	switch host {
+	case "", "0.0.0.0":
+		host = "127.0.0.1"
+	case "::":
+		host = "::1"
+	}
+	return net.JoinHostPort(host, port)
+}
+
+// acceptedBy waits until the server side of c is accepted and reports
+// whether pid or one of its descendants holds it.
+func acceptedBy(c *net.TCPConn, pid int, stop <-chan struct{}) (bool, error) {
+	client, server := c.LocalAddr().(*net.TCPAddr), c.RemoteAddr().(*net.TCPAddr)
+	deadline := time.Now().Add(time.Second)
+	for {
+		inode, err := socketInode(server, client)
+		if err != nil {
+			return false, err
+		}
+		if inode != 0 {
+			return holds(pid, "socket:["+strconv.FormatUint(uint64(inode), 10)+"]"), nil
+		}
+		if time.Now().After(deadline) {
+			return false, fmt.Errorf("probe connection from %v not accepted within 1s", client)
+		}
+		select {
+		case <-stop:
+			return false, nil
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+}
+
+// socketInode asks the kernel (sock_diag, the exact lookup of one TCP
+// socket: no dump of a table that holds every TIME_WAIT connection) for
+// the inode of the socket bound to local and connected to remote: 0
+// while it waits in the accept queue.
+func socketInode(local, remote *net.TCPAddr) (uint32, error) {
+	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, unix.NETLINK_SOCK_DIAG)
+	if err != nil {
+		return 0, os.NewSyscallError("socket(NETLINK_SOCK_DIAG)", err)
+	}
+	defer unix.Close(fd)
+	tv := unix.NsecToTimeval(time.Second.Nanoseconds())
+	unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
+	families := []uint8{unix.AF_INET6}
+	if local.IP.To4() != nil {
+		// A dual-stack listener has AF_INET6 sockets with mapped addresses.
+		families = []uint8{unix.AF_INET, unix.AF_INET6}
+	}
+	var last error
+	for _, fam := range families {
+		req := diagRequest(fam, local, remote)
+		if err := unix.Sendto(fd, req, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
+			return 0, os.NewSyscallError("sendto(sock_diag)", err)
+		}
+		buf := make([]byte, 8192)
+		n, _, err := unix.Recvfrom(fd, buf, 0)
+		if err != nil {
+			return 0, os.NewSyscallError("recvfrom(sock_diag)", err)
+		}
+		inode, err := diagInode(buf[:n])
+		if err == nil {
+			return inode, nil
+		}
+		last = err
+	}
+	return 0, last
+}
+
+// diagRequest is an nlmsghdr and an inet_diag_req_v2 for one socket.
+func diagRequest(family uint8, local, remote *net.TCPAddr) []byte {
+	const hdr, body = 16, 56
+	b := make([]byte, hdr+body)
+	ne := binary.NativeEndian
+	ne.PutUint32(b[0:], hdr+body)
+	ne.PutUint16(b[4:], unix.SOCK_DIAG_BY_FAMILY)
+	ne.PutUint16(b[6:], unix.NLM_F_REQUEST)
+	ne.PutUint32(b[8:], 1)
+	r := b[hdr:]
+	r[0], r[1] = family, unix.IPPROTO_TCP
+	ne.PutUint32(r[4:], 0xffffffff) // every state
+	binary.BigEndian.PutUint16(r[8:], uint16(local.Port))
+	binary.BigEndian.PutUint16(r[10:], uint16(remote.Port))
+	putIP(r[12:28], family, local.IP)
+	putIP(r[28:44], family, remote.IP)
+	ne.PutUint32(r[48:], 0xffffffff) // INET_DIAG_NOCOOKIE
+	ne.PutUint32(r[52:], 0xffffffff)
+	return b
+}
+
+func putIP(dst []byte, family uint8, ip net.IP) {
+	if family == unix.AF_INET {
+		copy(dst, ip.To4())
+	} else {
+		copy(dst, ip.To16())
+	}
+}
+
+// diagInode reads the inode out of a sock_diag answer: an inet_diag_msg,
+// or an error message (ENOENT: no such socket).
+func diagInode(b []byte) (uint32, error) {
+	ne := binary.NativeEndian
+	if len(b) < 16 {
+		return 0, errors.New("sock_diag: short answer")
+	}
+	switch typ := ne.Uint16(b[4:]); typ {
+	case unix.NLMSG_ERROR:
+		if len(b) >= 20 {
+			if e := int32(ne.Uint32(b[16:])); e != 0 {
+				return 0, fmt.Errorf("sock_diag: %w", unix.Errno(-e))
+			}
+		}
+		return 0, errors.New("sock_diag: error")
+	case unix.SOCK_DIAG_BY_FAMILY:
+		// inet_diag_msg: family, state, timer, retrans, sockid (48),
+		// expires, rqueue, wqueue, uid, inode.
+		if len(b) < 16+72 {
+			return 0, errors.New("sock_diag: short inet_diag_msg")
+		}
+		return ne.Uint32(b[16+68:]), nil
+	default:
+		return 0, fmt.Errorf("sock_diag: answer of type %d", typ)
+	}
+}
+
+// holds reports whether pid or a descendant has a descriptor linking to
+// target ("socket:[123]").
+func holds(pid int, target string) bool {
+	kids := map[int][]int{}
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		if c, err := strconv.Atoi(e.Name()); err == nil {
+			if ppid, _ := procStat(c); ppid > 0 {
+				kids[ppid] = append(kids[ppid], c)
+			}
+		}
+	}
+	todo := []int{pid}
+	for len(todo) > 0 {
+		p := todo[0]
+		todo = append(todo[1:], kids[p]...)
+		dir := "/proc/" + strconv.Itoa(p) + "/fd/"
+		fds, _ := os.ReadDir(dir)
+		for _, fd := range fds {
+			if l, err := os.Readlink(dir + fd.Name()); err == nil && l == target {
+				return true
+			}
+		}
+	}
+	return false
+}

@@ -1,0 +1,180 @@
+//go:build linux
+
+package supervisor_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/batonhq/baton/internal/loadgen"
+	"github.com/batonhq/baton/supervisor"
+)
+
+// "baton reload --master" replaces the master's binary in place under
+// load: same pid, same sockets, same serving worker, not a request
+// failed; reloads of the worker go on working in between.
+func TestExecMasterUnderLoad(t *testing.T) {
+	for _, mode := range []loadgen.Mode{loadgen.Fresh, loadgen.KeepAlive} {
+		t.Run(string(mode), func(t *testing.T) {
+			dir := t.TempDir()
+			bin := filepath.Join(dir, "baton")
+			install := func() {
+				b, err := os.ReadFile(batonBin)
+				if err != nil {
+					t.Fatal(err)
+				}
+				// A new file renamed over the old, as a package manager does.
+				if err := os.WriteFile(bin+".new", b, 0o755); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.Rename(bin+".new", bin); err != nil {
+					t.Fatal(err)
+				}
+			}
+			install()
+			addr := freeAddr(t)
+			m := startMasterBin(t, bin, []string{"--listen", "tcp://" + addr}, []string{bin, "demo-server", "-listen", addr, "-drain", "10s"})
+			pid := m.cmd.Process.Pid
+			var (
+				mu      sync.Mutex
+				n       int
+				execs   []time.Duration
+				fdsSeen []int
+			)
+			ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+			defer cancel()
+			rep, err := loadgen.Run(ctx, loadgen.Config{
+				URL:      "http://" + addr + "/",
+				Clients:  16,
+				Modes:    []loadgen.Mode{mode},
+				Upgrades: 10,
+				Upgrade: func(ctx context.Context) error {
+					mu.Lock()
+					defer mu.Unlock()
+					n++
+					if n%2 == 0 {
+						res, code, stderr := m.reload(ctx)
+						if code != 0 || !res.OK {
+							return fmt.Errorf("baton reload: exit %d, %+v, %s", code, res, stderr)
+						}
+						return nil
+					}
+					before, err := m.status()
+					if err != nil {
+						return err
+					}
+					install()
+					start := time.Now()
+					out, err := exec.CommandContext(ctx, bin, "reload", "--master", "--json", "--control", m.control).Output()
+					if err != nil {
+						return fmt.Errorf("baton reload --master: %v: %s", err, out)
+					}
+					execs = append(execs, time.Since(start))
+					var resp supervisor.Response
+					if err := json.Unmarshal(out, &resp); err != nil || !resp.OK || resp.Status == nil {
+						return fmt.Errorf("baton reload --master answered %s (%v)", out, err)
+					}
+					after := resp.Status
+					if after.PID != pid || after.PID != before.PID {
+						return fmt.Errorf("the master is pid %d after its exec, %d before", after.PID, before.PID)
+					}
+					if fmt.Sprint(after.Generations[len(after.Generations)-1].PID) != fmt.Sprint(before.Generations[len(before.Generations)-1].PID) {
+						return fmt.Errorf("the serving worker changed across the master's exec: %+v, then %+v", before.Generations, after.Generations)
+					}
+					fdsSeen = append(fdsSeen, fdCount(pid))
+					return nil
+				},
+				Warmup:    300 * time.Millisecond,
+				Settle:    100 * time.Millisecond,
+				SlowDelay: 300 * time.Millisecond,
+			})
+			if err != nil {
+				t.Fatalf("loadgen.Run: %v", err)
+			}
+			var b strings.Builder
+			rep.WriteText(&b)
+			t.Logf("\n%s", b.String())
+			if rep.Failed() {
+				t.Errorf("%s", rep.Verdict())
+			}
+			if rep.Upgrades.OK != 10 {
+				t.Errorf("%d of 10 upgrades (5 of the master, 5 of the worker) succeeded", rep.Upgrades.OK)
+			}
+			t.Logf("master execs in place took %s; its descriptors after each: %v", latencies(execs), fdsSeen)
+			for _, n := range fdsSeen {
+				if n != fdsSeen[0] {
+					t.Errorf("the master's descriptors changed across its execs: %v", fdsSeen)
+					break
+				}
+			}
+			if out := m.output(); strings.Count(out, "the master's new binary runs") != 5 {
+				t.Errorf("the master did not log 5 execs of its new binary")
+			}
+			if _, err := m.waitServing(1, 30*time.Second); err != nil {
+				t.Fatal(err)
+			}
+			if out, err := exec.Command(bin, "stop", "--control", m.control).CombinedOutput(); err != nil {
+				t.Errorf("baton stop: %v\n%s", err, out)
+			}
+			if code := m.wait(20 * time.Second); code != 0 {
+				t.Errorf("the master exited %d; want 0", code)
+			}
+			if _, err := os.Stat(m.control); !os.IsNotExist(err) {
+				t.Errorf("the control socket is still there after the stop: %v", err)
+			}
+		})
+	}
+}
+
+// A new master binary that does not run is refused before the exec: the
+// master goes on as it was, and says why.
+func TestExecMasterRefusesBrokenBinary(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "baton")
+	b, err := os.ReadFile(batonBin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(bin, b, 0o755)
+	addr := freeAddr(t)
+	m := startMasterBin(t, bin, []string{"--listen", "tcp://" + addr}, []string{batonBin, "demo-server", "-listen", addr})
+	before, _ := get(addr)
+	os.WriteFile(bin+".new", []byte("#!/bin/sh\necho broken release >&2\nexit 1\n"), 0o755)
+	os.Rename(bin+".new", bin)
+	out, err := exec.Command(batonBin, "reload", "--master", "--control", m.control).CombinedOutput()
+	if code := exitCode(err); code != 1 || !strings.Contains(string(out), "does not run: exit status 1") || !strings.Contains(string(out), "runs on as it was") {
+		t.Errorf("baton reload --master with a broken binary: exit %d\n%s\nwant exit 1 and the reason", code, out)
+	}
+	st, err := m.waitServing(1, 5*time.Second)
+	if err != nil || st.PID != m.cmd.Process.Pid {
+		t.Fatalf("after the refused exec: %+v, %v", st, err)
+	}
+	if now, err := get(addr); err != nil || now != before {
+		t.Errorf("the service answers %q, %v; want %q as before", now, err, before)
+	}
+	// The master still reloads its worker.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if res, code, stderr := m.reload(ctx); code != 0 || !res.OK {
+		t.Errorf("baton reload after the refused exec: exit %d, %+v, %s", code, res, stderr)
+	}
+}
+
+func exitCode(err error) int {
+	if err == nil {
+		return 0
+	}
+	if ee, ok := err.(*exec.ExitError); ok {
+		return ee.ExitCode()
+	}
+	return -1
+}
