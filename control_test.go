@@ -241,7 +241,9 @@ func dialControlMain() {
 	binary.BigEndian.PutUint32(frame[5:], uint32(pid))
 	c.SetDeadline(time.Now().Add(10 * time.Second))
 	if _, err := c.Write(frame); err != nil {
-		fmt.Printf("uid=%d write: %v\n", os.Getuid(), err)
+		// A refusal can close the connection before the request is
+		// written: EPIPE then says the same as EOF.
+		fmt.Printf("uid=%d closed (write: %v)\n", os.Getuid(), err)
 		return
 	}
 	var h [5]byte
