@@ -102,7 +102,7 @@
 //
 //	baton run [--listen [NAME=]SCHEME://ADDRESS]... [--ready notify|tcp|URL]
 //	          [--upgrade-timeout D] [--drain-timeout D] [--stop-signal SIG]
-//	          [--control PATH | --name NAME] -- PROGRAM [ARGS...]
+//	          [--watch PATH]... [--control PATH | --name NAME] -- PROGRAM [ARGS...]
 //
 // A stable master (package supervisor): it opens the sockets once and runs
 // PROGRAM as a worker generation, handing it the sockets the way systemd
@@ -111,8 +111,8 @@
 // re-executes itself as a trampoline that sets it and execs PROGRAM) — so
 // any socket-activated server works unchanged, and a Go server using the
 // baton library finds them with its usual Listen calls. Sockets systemd
-// passed to baton itself are passed on too. SIGHUP or "baton reload"
-// starts a new generation; only once it is ready is the old one sent
+// passed to baton itself are passed on too. SIGHUP, "baton reload" or a
+// change of a --watch file starts a new generation; only once it is ready is the old one sent
 // --stop-signal, and SIGKILL after --drain-timeout. A new generation that
 // cannot start, exits, or is not ready within --upgrade-timeout is killed,
 // the old one serves on, and the reason is reported with the last lines of
@@ -134,6 +134,11 @@
 //	--drain-timeout D    how long a retiring generation may drain (30s)
 //	--stop-signal SIG    what tells a generation to drain: TERM (default),
 //	                     INT, QUIT, HUP, USR1, USR2, WINCH or KILL
+//	--watch PATH         reload when PATH changes (inode, size or mtime),
+//	                     e.g. the program's binary or its config; checked
+//	                     every 500ms, and only once the change has settled
+//	                     for one more look; a removed file is not a change
+//	                     (repeatable)
 //	--control PATH       the control socket (default below)
 //	--name NAME          the service's name, for the default control socket
 //	                     $XDG_RUNTIME_DIR/baton/NAME/control.sock, or

@@ -78,6 +78,8 @@ func runMaster(ctx context.Context, u ui, args []string) int {
 	upgradeTimeout := fs.Duration("upgrade-timeout", supervisor.DefaultUpgradeTimeout, "how long a new generation may take to be ready")
 	drainTimeout := fs.Duration("drain-timeout", supervisor.DefaultDrainTimeout, "how long a retiring generation may drain before SIGKILL")
 	stopSignal := fs.String("stop-signal", "TERM", "`signal` that tells a generation to drain and exit")
+	var watch stringsFlag
+	fs.Var(&watch, "watch", "reload when the file at `path` changes, e.g. the program's binary or its config (repeatable)")
 	control, name := controlFlags(fs)
 	fs.Usage = func() {
 		fmt.Fprint(u.stderr, runUsage)
@@ -127,6 +129,17 @@ func runMaster(ctx context.Context, u ui, args []string) int {
 		return exitNoStart
 	}
 	m.HandleSignals()
+	if len(watch) > 0 {
+		wctx, stopWatch := context.WithCancel(ctx)
+		defer stopWatch()
+		go watchFiles(wctx, watch, watchInterval, func(ctx context.Context) error {
+			res, err := m.Reload(ctx)
+			if err == nil && !res.OK {
+				err = errors.New(res.Error)
+			}
+			return err
+		}, u.infof)
+	}
 	err = m.Run(ctx)
 	var gerr *supervisor.GenerationError
 	var xerr *supervisor.ExitError
