@@ -395,3 +395,79 @@ func TestOutputTail(t *testing.T) {
 		t.Errorf("after %d bytes: kept %d (want %d), summary %.20q…%q", 3*reloadOutputMax, len(o.b), reloadOutputMax, got, got[max(0, len(got)-20):])
 	}
 }
+
+// The proof the master is for: "baton verify" around "baton run", with
+// "baton reload" (synchronous) as the upgrade, finds zero failures.
+func TestVerifyPassesUnderBatonRun(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs 5 reloads under load: skipped with -short")
+	}
+	t.Parallel()
+	addr, err := demoAddr("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	ctl := filepath.Join(dir, "ctl", "control.sock")
+	logFile := filepath.Join(dir, "master.log")
+	log, err := os.Create(logFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer log.Close()
+	bin := baton(t)
+	cmd := exec.Command(bin, "run", "-control", ctl, "-listen", "tcp://"+addr, "--",
+		bin, "demo-server", "-listen", addr, "-drain", "5s")
+	cmd.Stdout, cmd.Stderr = log, log
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waited := make(chan error, 1)
+	go func() { waited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		exec.Command(bin, "stop", "-control", ctl).Run()
+		select {
+		case <-waited:
+		case <-time.After(20 * time.Second):
+			t.Errorf("baton run still running 20s after baton stop; killing it")
+			cmd.Process.Kill()
+			<-waited
+		}
+		if t.Failed() {
+			b, _ := os.ReadFile(logFile)
+			t.Logf("master log:\n%s", b)
+		}
+	})
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			c.Close()
+			if exec.Command(bin, "status", "-control", ctl).Run() == nil {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			b, _ := os.ReadFile(logFile)
+			t.Fatalf("baton run never served on %s; log:\n%s", addr, b)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+
+	code, stdout, stderr := verify(t, "-url", "http://"+addr+"/",
+		"-reload", fmt.Sprintf("%s reload -control %s", bin, ctl),
+		"-upgrades", "5", "-clients", "8", "-slow", "200ms", "-warmup", "500ms")
+	t.Logf("report:\n%s", stdout)
+	if code != exitOK {
+		t.Fatalf("baton verify = %d, want %d\nstdout:\n%s\nstderr:\n%s", code, exitOK, stdout, stderr)
+	}
+	if !strings.Contains(stdout, "PASS: 0 failed requests across 5 upgrades") {
+		t.Errorf("report lacks the pass line:\n%s", stdout)
+	}
+	// Every reload replaced the worker: six served.
+	_, pids, _ := strings.Cut(stdout, "\npids")
+	pids, _, _ = strings.Cut(pids, "\n\n")
+	if n := strings.Count(pids, "requests)"); n != 6 {
+		t.Errorf("report names %d serving pids, want 6 (one per generation):\n%s", n, stdout)
+	}
+}
