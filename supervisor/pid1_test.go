@@ -15,7 +15,8 @@ import (
 // As PID 1 of a new pid namespace (a container's init), the master reaps
 // the orphans a double-forking worker leaves (no zombie), stops
 // everything gracefully on SIGTERM, what the worker left behind included,
-// and exits with the worker's status.
+// and exits with the worker's status; it upgrades itself in place and is
+// still PID 1, with the same worker serving.
 func TestPID1(t *testing.T) {
 	t.Parallel()
 	unshare, err := exec.LookPath("unshare")
@@ -70,6 +71,28 @@ func TestPID1(t *testing.T) {
 			t.Fatalf("the master's children: %v (status %+v); want the worker and one sleep, no zombie, one orphan reaped", kids, st)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+	// The master upgrades itself in place as PID 1: same pid, same
+	// sockets, the same worker serving.
+	before, err := m.status()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command(batonBin, "reload", "--master", "--json", "--control", m.control).CombinedOutput(); err != nil {
+		t.Fatalf("baton reload --master as PID 1: %v\n%s", err, out)
+	}
+	after, err := m.status()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after.PID != 1 || len(after.Generations) != len(before.Generations) || after.Generations[0].PID != before.Generations[0].PID {
+		t.Errorf("after the master's exec: %+v; want pid 1 and the same worker as before (%+v)", after, before)
+	}
+	if _, ok := childrenOf(m.cmd.Process.Pid)[host]; !ok {
+		t.Errorf("the master's host pid %d is gone after its exec in place", host)
+	}
+	if _, err := get(addr); err != nil {
+		t.Fatalf("after the master's exec: %v", err)
 	}
 	if err := syscall.Kill(host, syscall.SIGTERM); err != nil {
 		t.Fatal(err)
