@@ -75,11 +75,6 @@ func watchPidfd(pidfd int) (<-chan struct{}, error) {
 	return done, nil
 }
 
-// signalPidfd sends sig through a pidfd, so a recycled pid is never hit.
-func signalPidfd(pidfd int, sig syscall.Signal) error {
-	return unix.PidfdSendSignal(pidfd, sig, nil, 0)
-}
-
 // peerCred returns the credentials of the process at the other end of the
 // unix socket fd, as the kernel recorded them at connect(2) or
 // socketpair(2) time.
