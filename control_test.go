@@ -101,11 +101,8 @@ func TestControlTakeoverUnderLoad(t *testing.T) {
 			var b strings.Builder
 			rep.WriteText(&b)
 			t.Logf("\n%s", b.String())
-			if rep.Failed() {
-				t.Errorf("%s", rep.Verdict())
-			}
-			if rep.Upgrades.OK != 10 || rep.Slow == nil || rep.Slow.OK != 10 {
-				t.Errorf("upgrades %d of 10, slow requests %+v; want all", rep.Upgrades.OK, rep.Slow)
+			for _, p := range rep.Problems() {
+				t.Error(p)
 			}
 			// Every instance but the last has drained and exited by itself.
 			for i, p := range in.procs[:len(in.procs)-1] {

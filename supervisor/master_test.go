@@ -326,14 +326,8 @@ func TestReloadUnderLoad(t *testing.T) {
 				var b strings.Builder
 				rep.WriteText(&b)
 				t.Logf("\n%s", b.String())
-				if rep.Failed() {
-					t.Errorf("%s", rep.Verdict())
-				}
-				if rep.Upgrades.OK != 20 {
-					t.Errorf("%d of 20 reloads succeeded", rep.Upgrades.OK)
-				}
-				if rep.Slow == nil || rep.Slow.OK != 20 {
-					t.Errorf("slow requests: %+v; want 20 completed", rep.Slow)
+				for _, p := range rep.Problems() {
+					t.Error(p)
 				}
 				if len(rep.PIDs) < 15 {
 					t.Errorf("requests were served by %d generations; want most of the 21", len(rep.PIDs))

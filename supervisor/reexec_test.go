@@ -102,11 +102,8 @@ func TestExecMasterUnderLoad(t *testing.T) {
 			var b strings.Builder
 			rep.WriteText(&b)
 			t.Logf("\n%s", b.String())
-			if rep.Failed() {
-				t.Errorf("%s", rep.Verdict())
-			}
-			if rep.Upgrades.OK != 10 {
-				t.Errorf("%d of 10 upgrades (5 of the master, 5 of the worker) succeeded", rep.Upgrades.OK)
+			for _, p := range rep.Problems() {
+				t.Error(p) // 10 upgrades: 5 of the master, 5 of the worker
 			}
 			t.Logf("master execs in place took %s; its descriptors after each: %v", latencies(execs), fdsSeen)
 			for _, n := range fdsSeen {

@@ -185,14 +185,8 @@ func restartUnderLoad(t *testing.T, sup *svtest.Supervisor, first int, restart r
 	rep.WriteText(&b)
 	t.Logf("%s restarts under load:\n%s", t.Name(), b.String())
 
-	if rep.Failed() || rep.Stopped != "" {
-		t.Errorf("%s", rep.Verdict())
-	}
-	if rep.Upgrades.OK != restarts {
-		t.Errorf("%d of %d restarts ended with a new process serving; errors: %q", rep.Upgrades.OK, restarts, rep.Upgrades.Errors)
-	}
-	if rep.Slow == nil || rep.Slow.OK != restarts {
-		t.Errorf("slow requests: %+v; want %d completed, one across each restart", rep.Slow, restarts)
+	for _, p := range rep.Problems() {
+		t.Error(p) // an upgrade succeeds when the supervisor tracks a new process that serves
 	}
 	if rep.Requests < minRequests {
 		t.Errorf("only %d requests were made; want at least %d for the run to mean anything", rep.Requests, minRequests)

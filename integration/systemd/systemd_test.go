@@ -108,14 +108,10 @@ TimeoutStopSec=20s
 		}
 		return nil
 	}})
-	if rep.Failed() {
-		t.Errorf("%s; want no failed request, slow request or upgrade across %d reloads", rep.Verdict(), loadUpgrades)
-	}
-	if rep.Upgrades.OK != loadUpgrades {
-		t.Errorf("%d of %d reloads handed over (systemd, pid file and HTTP agreeing on a new main process)", rep.Upgrades.OK, loadUpgrades)
-	}
-	if rep.Slow == nil || rep.Slow.OK != loadUpgrades {
-		t.Errorf("slow requests: %+v; want all %d completed", rep.Slow, loadUpgrades)
+	// A reload succeeds when systemd, the pid file and HTTP agree on a
+	// new main process.
+	for _, p := range rep.Problems() {
+		t.Error(p)
 	}
 	if len(rep.PIDs) != loadUpgrades+1 {
 		t.Errorf("requests were served by %d processes; want %d, the first and one per reload", len(rep.PIDs), loadUpgrades+1)

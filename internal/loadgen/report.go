@@ -92,6 +92,28 @@ func (r *Report) Failed() bool {
 	return r.FailedRequests > 0 || r.Upgrades.Failed > 0 || (r.Slow != nil && r.Slow.Failed > 0)
 }
 
+// Problems lists what keeps the run from proving zero downtime: any
+// failure (the Verdict), a run stopped early, an upgrade that did not
+// succeed, a slow request that did not complete. None means the proof
+// holds. Tests report each with t.Error.
+func (r *Report) Problems() []string {
+	var p []string
+	if r.Failed() || r.Stopped != "" {
+		p = append(p, r.Verdict())
+	}
+	if r.Upgrades.OK != r.Upgrades.Planned {
+		msg := fmt.Sprintf("%d of %d upgrades succeeded", r.Upgrades.OK, r.Upgrades.Planned)
+		if len(r.Upgrades.Errors) > 0 {
+			msg += ": " + strings.Join(r.Upgrades.Errors, "; ")
+		}
+		p = append(p, msg)
+	}
+	if r.Slow != nil && r.Slow.OK != r.Upgrades.Planned {
+		p = append(p, fmt.Sprintf("%d of %d slow requests completed", r.Slow.OK, r.Upgrades.Planned))
+	}
+	return p
+}
+
 // Verdict is the one-line summary that ends WriteText: it starts with
 // "PASS:", "FAIL:" or, for a run stopped early without failures,
 // "INCOMPLETE:".

@@ -200,3 +200,34 @@ func TestShort(t *testing.T) {
 		}
 	}
 }
+
+// Problems names everything that keeps a run from proving zero downtime,
+// and nothing for a run that proves it.
+func TestProblems(t *testing.T) {
+	ok := func() *Report {
+		return &Report{Upgrades: UpgradeReport{Planned: 3, OK: 3}, Slow: &SlowReport{OK: 3}}
+	}
+	if p := ok().Problems(); len(p) != 0 {
+		t.Errorf("a clean run: %q, want none", p)
+	}
+	tests := []struct {
+		name   string
+		change func(*Report)
+		want   string
+	}{
+		{"failed request", func(r *Report) { r.FailedRequests = 2 }, "FAIL:"},
+		{"stopped early", func(r *Report) { r.Stopped = "context canceled"; r.Upgrades.OK = 1; r.Slow.OK = 1 }, "INCOMPLETE:"},
+		{"failed upgrade", func(r *Report) {
+			r.Upgrades.OK, r.Upgrades.Failed, r.Upgrades.Errors = 2, 1, []string{"upgrade 3: exit status 7"}
+		}, "2 of 3 upgrades succeeded: upgrade 3: exit status 7"},
+		{"slow request lost", func(r *Report) { r.Slow.OK = 2 }, "2 of 3 slow requests completed"},
+	}
+	for _, tc := range tests {
+		r := ok()
+		tc.change(r)
+		p := r.Problems()
+		if !strings.Contains(strings.Join(p, "\n"), tc.want) {
+			t.Errorf("%s: %q, want one containing %q", tc.name, p, tc.want)
+		}
+	}
+}
