@@ -34,6 +34,9 @@ func checkControlDir(dir string) error {
 	if err != nil {
 		return err
 	}
+	if fi.Mode()&os.ModeSymlink != 0 {
+		return fmt.Errorf("%s is a symlink: name the directory itself, so nobody can redirect the control socket by changing the link", dir)
+	}
 	if !fi.IsDir() {
 		return fmt.Errorf("%s is not a directory", dir)
 	}
