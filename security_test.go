@@ -3,9 +3,14 @@
 package baton_test
 
 import (
+	"fmt"
+	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -134,4 +139,63 @@ func TestPIDFileMode(t *testing.T) {
 		t.Errorf("PID file names %d; the serving pid is %d", got, s.servingPid())
 	}
 	s.stop()
+}
+
+func init() {
+	proctest.Register("stranger-listen", strangerListenMain)
+}
+
+// strangerListenMain listens on the unix socket STRANGER_PATH, prints
+// "listening", and accepts (and drops) connections until killed.
+func strangerListenMain() {
+	ln, err := net.Listen("unix", os.Getenv("STRANGER_PATH"))
+	if err != nil {
+		fmt.Println("listen:", err)
+		os.Exit(1)
+	}
+	fmt.Println("listening uid=" + strconv.Itoa(os.Geteuid()))
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			os.Exit(1)
+		}
+		c.Close()
+	}
+}
+
+// A new instance refuses to take over from a control socket served by
+// another uid (SO_PEERCRED on the client's side): it would otherwise accept
+// a stranger's descriptors as its service's. It says who serves there, and
+// does not touch the socket.
+func TestControlClientRefusesOtherUser(t *testing.T) {
+	t.Parallel()
+	if os.Geteuid() != 0 {
+		requireIntegration(t, "TestControlClientRefusesOtherUser needs root to start a process of another uid")
+	}
+	dir := t.TempDir()
+	ctl := filepath.Join(dir, "ctl")
+	if err := os.Mkdir(ctl, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(ctl, "c.sock")
+	cmd := exec.Command(reachableCopy(t))
+	cmd.Env = append(os.Environ(), "STRANGER_PATH="+path)
+	cmd.SysProcAttr = &syscall.SysProcAttr{
+		Credential:  &syscall.Credential{Uid: 65534, Gid: 65534},
+		AmbientCaps: []uintptr{capDacOverride},
+	}
+	stranger := proctest.StartCommand(t, "stranger-listen", cmd)
+	if _, err := stranger.WaitLine("listening uid=65534", 20*time.Second); err != nil {
+		t.Fatalf("%v\n%s", err, stranger.Output())
+	}
+	out := startRefused(t, "SRV_DIR="+dir, "SRV_CONTROL="+path)
+	if !strings.Contains(out, "served by uid 65534") {
+		t.Errorf("output:\n%s\nwant a refusal that names the other uid", out)
+	}
+	if fi, err := os.Lstat(path); err != nil || fi.Mode()&os.ModeSocket == 0 {
+		t.Errorf("the stranger's socket: %v, %v; want it left in place", fi, err)
+	}
+	if !proctest.Alive(stranger.Pid()) {
+		t.Errorf("the stranger's listener is gone")
+	}
 }
