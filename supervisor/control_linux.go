@@ -56,6 +56,11 @@ func (m *Master) serveConn(c *net.UnixConn) {
 		resp = Response{OK: err == nil, Result: &res}
 		if err != nil {
 			resp.Error = err.Error()
+			// The result carries the reason too: "baton reload --json"
+			// prints only the result.
+			if res.Error == "" {
+				res.Error = resp.Error
+			}
 		}
 	case CmdStatus:
 		st := m.Status()

@@ -52,8 +52,14 @@
 //
 // Reload (SIGHUP, "baton reload") starts the next generation and waits,
 // at most Config.UpgradeTimeout, until it is ready; only then is the old
-// one sent Config.StopSignal, and SIGKILL after Config.DrainTimeout. At
-// most one reload runs at a time (ErrReloadInProgress). A generation that
+// one sent Config.StopSignal, and SIGKILL after Config.DrainTimeout
+// (logged with the number of connections it still held, and counted in
+// Status.DrainKills). At most one reload runs at a time: a reload asked
+// through Reload or the control socket while another runs is refused at
+// once with ErrReloadInProgress, so that its caller knows its reload did
+// not happen; SIGHUPs during a reload are not refused but remembered, and
+// one more reload follows it — the signal may announce a change the
+// running reload started too early to see. A generation that
 // cannot be started (the program is missing or not executable), exits or
 // is not ready in time is killed and reaped, and Reload returns a
 // *GenerationError with the reason and its last StderrLines lines of
@@ -64,7 +70,12 @@
 //
 // Config.Control (by default DefaultControlPath) is a Unix stream socket
 // in a directory only the owner may enter (created 0700, refused
-// otherwise); the socket is 0600 and a peer whose SO_PEERCRED uid is not
+// otherwise). Something already at its path is replaced only if it is a
+// socket no one answers on (a master that was killed left it); a socket
+// that answers, a regular file, a symbolic link (never followed) or a
+// directory make New fail with an error naming the path, and are left
+// alone. On a stop the socket file is removed only if it is still the
+// master's own. The socket is 0600 and a peer whose SO_PEERCRED uid is not
 // the master's is disconnected without a word (Call returns ErrRefused).
 // One request per connection, as a line of JSON of at most
 // MaxRequestSize bytes, one response line of at most MaxResponseSize:
@@ -74,7 +85,8 @@
 //	→ {"cmd":"stop"}     ← {"ok":true}, once everything has exited
 //
 // A failed reload answers "ok":false with "error" and the Result, whose
-// "stderr" holds the new generation's last lines. DecodeRequest, the
+// "error" says the same and whose "stderr" holds the new generation's
+// last lines. DecodeRequest, the
 // master's parser, is strict and fuzzed.
 //
 // # PID 1 and reaping
@@ -89,9 +101,43 @@
 // drain, and once they have exited, what is left of their descendants is
 // sent SIGTERM, then SIGKILL. Run returns nil when the last serving
 // worker exited 0, else an *ExitError whose Code (the exit code, or
-// 128+signal) "baton run" exits with. If the serving worker exits by
-// itself, the master stops too: the supervisor above it (systemd,
-// Docker's restart policy) decides what comes next.
+// 128+signal) "baton run" exits with.
+//
+// # A worker that crashes
+//
+// A serving worker that exits by itself with a failure (a status other
+// than 0, or a signal the master did not send) is restarted: the master
+// starts a new generation of the same command after a backoff — 100ms
+// after the first failure within Config.RestartWindow, doubling with each
+// further one up to 5s — and logs the exit status. The master still holds
+// every socket, so no connection is refused meanwhile: they wait in the
+// accept queue for the new generation. What the crashed worker had
+// accepted is lost with it. If a reload was starting a generation when
+// the serving one crashed, that generation takes over instead. A
+// restart that fails (exits, is not ready in time, cannot start) is one
+// more failure, and is retried the same way; a reload asked meanwhile
+// starts a generation at once. More than Config.RestartLimit failures
+// within Config.RestartWindow (default 5 within a minute, like systemd's
+// StartLimitBurst), and the master gives up: it stops, and Run returns
+// the *ExitError of the last worker that exited. The status says
+// "restarting" while no generation serves, and counts the restarts. A
+// worker that exits 0 by itself ends the service on purpose: the master
+// stops and Run returns nil.
+//
+// # If the master is killed
+//
+// The workers are not: SIGKILL gives the master no chance, and there is
+// no reliable way to make a worker die with it (PR_SET_PDEATHSIG follows
+// the thread that forked, not the process). They keep serving on their
+// own copies of the sockets, orphaned to init or the nearest subreaper;
+// with the master gone nobody reads their standard error, so a worker
+// that writes to it gets EPIPE, or dies of SIGPIPE (Go programs do for
+// descriptors 1 and 2). A master restarted while they run cannot bind
+// the address they hold and exits with status 3 ("address already in
+// use"); under systemd the unit's leftover processes are killed before
+// a restart (KillMode), and the new master starts cleanly: a control
+// socket no one answers on, and the notify sockets, left by the killed
+// master are replaced.
 //
 // # Upgrading the master itself
 //
@@ -129,7 +175,8 @@
 //     as a final generation: for a unix socket it would unlink the socket
 //     file the master still serves. Use TCP with such workers, or a worker
 //     that leaves the file alone.
-//   - The master restarts nothing: a worker that crashes stops the master.
+//   - A worker that exits 0 by itself stops the master; one that crashes
+//     is restarted, but what it had accepted is lost (see above).
 //   - Signals other than SIGHUP, SIGINT, SIGTERM, SIGUSR1, SIGUSR2 and
 //     SIGWINCH are not forwarded (SIGQUIT keeps Go's goroutine dump of the
 //     master itself).

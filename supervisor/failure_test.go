@@ -28,7 +28,7 @@ case "$(cat %s)" in
 exit) echo "worker: config error: line 3: unknown directive" >&2; exit 3;;
 hang) echo "worker: waiting for a database that never comes" >&2; exec sleep 600;;
 esac
-exec %s demo-server -listen %s -drain 5s
+exec %s demo-server -listen %s -drain 5s -idle-grace 2s
 `, mode, batonBin, addr)), 0o755)
 	m := startMaster(t, nil, []string{"--listen", "tcp://" + addr, "--upgrade-timeout", "2s"}, []string{script}, nil)
 	first, err := get(addr)

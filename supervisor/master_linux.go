@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/url"
@@ -63,6 +64,20 @@ type Master struct {
 	exit     error
 	lastStat Status
 	adopted  *masterState // from the image that exec'd this one
+	ctlIno   uint64       // the control socket file's inode: removed only if still ours
+
+	// Crashes: a serving worker that exits by itself with a failure is
+	// restarted (see Config.RestartLimit).
+	served     bool        // a generation has served: failures are crashes from now on
+	crashes    []time.Time // within cfg.RestartWindow
+	crash      *ExitError  // the last one
+	restartSeq int         // of the armed restart; a stale timer's event is ignored
+	restartT   *time.Timer
+	restarts   int
+	drainKills int
+
+	// hupQueued: a SIGHUP came during a reload; one more follows it.
+	hupQueued bool
 
 	// stopAnswers counts control connections that asked to stop and have
 	// not answered yet: Run waits for them, briefly, so that "baton stop"
@@ -82,9 +97,11 @@ type (
 		res Result
 		err error
 	}
-	statusReq struct{ reply chan Status }
-	stopReq   struct{ done chan struct{} }
-	signalReq struct{ sig syscall.Signal }
+	statusReq    struct{ reply chan Status }
+	restartEvent struct{ seq int }
+	hupReq       struct{}
+	stopReq      struct{ done chan struct{} }
+	signalReq    struct{ sig syscall.Signal }
 )
 
 // New checks cfg, opens the sockets and the control socket. Nothing is
@@ -102,6 +119,12 @@ func New(cfg Config) (*Master, error) {
 	}
 	if cfg.DrainTimeout <= 0 {
 		cfg.DrainTimeout = DefaultDrainTimeout
+	}
+	if cfg.RestartLimit == 0 {
+		cfg.RestartLimit = DefaultRestartLimit
+	}
+	if cfg.RestartWindow <= 0 {
+		cfg.RestartWindow = DefaultRestartWindow
 	}
 	if cfg.StopSignal == 0 {
 		cfg.StopSignal = DefaultStopSignal
@@ -225,17 +248,68 @@ func (m *Master) openControl() error {
 	if !fi.IsDir() || fi.Mode().Perm()&0o077 != 0 || st == nil || int(st.Uid) != os.Geteuid() {
 		return fmt.Errorf("supervisor: the control socket's directory %s must be a directory of ours that only we may enter (chmod 700 %s)", m.runDir, m.runDir)
 	}
-	if c, err := net.DialTimeout("unix", m.cfg.Control, time.Second); err == nil {
-		c.Close()
-		return fmt.Errorf("supervisor: another master answers on %s", m.cfg.Control)
+	if err := clearControl(m.cfg.Control); err != nil {
+		return err
 	}
-	os.Remove(m.cfg.Control)
 	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: m.cfg.Control, Net: "unix"})
 	if err != nil {
 		return fmt.Errorf("supervisor: control socket: %w", err)
 	}
+	// Removed by closeAll, and only if the file is still this one: the
+	// listener would unlink whatever is at the path by then.
+	ln.SetUnlinkOnClose(false)
 	m.ctl = ln
+	m.ctlIno = inodeAt(m.cfg.Control)
 	return os.Chmod(m.cfg.Control, 0o600)
+}
+
+// clearControl makes room for the control socket at path: nothing there,
+// or a socket no one answers on — left by a master that was killed, and
+// removed. Anything else is refused and left alone: a socket someone
+// answers on, a regular file, a symbolic link (never followed), a
+// directory.
+func clearControl(path string) error {
+	fi, err := os.Lstat(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return nil
+	case err != nil:
+		return fmt.Errorf("supervisor: control socket %s: %w", path, err)
+	case fi.Mode()&fs.ModeSocket == 0:
+		return fmt.Errorf("supervisor: control socket %s: %s is in the way; not ours to remove", path, fileKind(fi.Mode()))
+	}
+	if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+		c.Close()
+		return fmt.Errorf("supervisor: control socket %s: something answers there (another master?); not ours to remove", path)
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("supervisor: control socket %s: removing a stale socket: %w", path, err)
+	}
+	return nil
+}
+
+func fileKind(mode fs.FileMode) string {
+	switch {
+	case mode&fs.ModeSymlink != 0:
+		return "a symbolic link"
+	case mode.IsDir():
+		return "a directory"
+	case mode.IsRegular():
+		return "a regular file"
+	}
+	return "a file of type " + mode.Type().String()
+}
+
+// inodeAt is the inode of the file at path (not followed), 0 if none.
+func inodeAt(path string) uint64 {
+	fi, err := os.Lstat(path)
+	if err != nil {
+		return 0
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		return st.Ino
+	}
+	return 0
 }
 
 // openSockets adopts the sockets systemd passed and opens cfg.Listen.
@@ -261,7 +335,9 @@ func (m *Master) openSockets() error {
 		}
 		var actual string
 		if spec.Packet() {
-			pc, err := lc.ListenPacket(context.Background(), spec.Network, spec.Address)
+			pc, err := retryInUse(m.log, spec, func() (net.PacketConn, error) {
+				return lc.ListenPacket(context.Background(), spec.Network, spec.Address)
+			})
 			if err != nil {
 				return fmt.Errorf("supervisor: %w", err)
 			}
@@ -270,7 +346,9 @@ func (m *Master) openSockets() error {
 				syscall.Conn
 			}), pc.LocalAddr().String()
 		} else {
-			ln, err := lc.Listen(context.Background(), spec.Network, spec.Address)
+			ln, err := retryInUse(m.log, spec, func() (net.Listener, error) {
+				return lc.Listen(context.Background(), spec.Network, spec.Address)
+			})
 			if err != nil {
 				return fmt.Errorf("supervisor: %w", err)
 			}
@@ -300,6 +378,30 @@ func (m *Master) openSockets() error {
 		m.socks = append(m.socks, s)
 	}
 	return nil
+}
+
+// bindRetry is how long an address in use is tried again at start. The
+// processes that held it (the workers of a master that was killed, just
+// stopped by the supervisor that restarts this one) may be gone while the
+// kernel has not released their socket yet: seen to take most of a
+// second on a busy machine. Workers that still run hold it for good, and
+// the error comes after this delay.
+const bindRetry = 2 * time.Second
+
+// retryInUse calls listen until it does not fail with EADDRINUSE, or
+// bindRetry has passed.
+func retryInUse[T any](log *slog.Logger, spec ListenSpec, listen func() (T, error)) (T, error) {
+	deadline := time.Now().Add(bindRetry)
+	for warned := false; ; warned = true {
+		c, err := listen()
+		if err == nil || !errors.Is(err, syscall.EADDRINUSE) || time.Now().After(deadline) {
+			return c, err
+		}
+		if !warned {
+			log.Warn("address in use: trying again for a while (is a previous holder closing it?)", "listen", spec.String(), "for", bindRetry)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 func dupConn(c syscall.Conn) (int, error) {
@@ -332,7 +434,10 @@ func (m *Master) closeAll() {
 	m.socks = nil
 	if m.ctl != nil {
 		m.ctl.Close()
-		if m.adopted != nil {
+		// Only our own socket: another master may have taken the path
+		// since (after this one's file was removed), and its socket is
+		// not ours to remove.
+		if m.ctlIno != 0 && inodeAt(m.cfg.Control) == m.ctlIno {
 			os.Remove(m.cfg.Control)
 		}
 		m.ctl = nil
@@ -417,6 +522,28 @@ func (m *Master) handle(e any) {
 		m.beginStop("stop requested")
 	case execReq:
 		e.reply <- m.execMaster(e)
+	case restartEvent:
+		if e.seq == m.restartSeq && !m.stopping && m.current == nil && m.pending == nil {
+			m.restartT = nil
+			m.restarts++
+			m.log.Info("restarting the worker", "restart", len(m.crashes), "of", m.cfg.RestartLimit, "window", m.cfg.RestartWindow)
+			m.beginGeneration(nil)
+		}
+	case hupReq:
+		switch {
+		case m.stopping:
+			m.log.Info("SIGHUP ignored: the master is stopping")
+		case m.pending != nil:
+			// Not refused as a control request is: whoever sent it may
+			// have changed something the reload under way started too
+			// early to see. Any number of them make one more reload.
+			if !m.hupQueued {
+				m.hupQueued = true
+				m.log.Info("SIGHUP during a reload: one more reload follows it", "generation", m.pending.n)
+			}
+		default:
+			m.beginGeneration(m.logReload("SIGHUP"))
+		}
 	case signalReq:
 		if m.current != nil && !m.current.signaled {
 			m.log.Info("forwarding a signal", "signal", e.sig.String(), "pid", m.current.pid)
@@ -474,10 +601,80 @@ func (m *Master) fail(g *generation, reply chan reloadReply, gerr *GenerationErr
 	for _, r := range replies {
 		r <- reloadReply{res: res, err: gerr}
 	}
-	if m.current == nil && !m.stopping {
+	switch {
+	case m.current != nil || m.stopping:
+	case !m.served:
 		m.exit = gerr
 		m.beginStop("the first generation failed")
+		return
+	default:
+		// A restart (or a reload while none serves) failed: one more
+		// crash, with the status of the last worker that exited.
+		m.crashed(g, gerr.Reason)
 	}
+	m.reloadDone()
+}
+
+// reloadDone follows the end of a reload: a SIGHUP that came meanwhile
+// starts the next one.
+func (m *Master) reloadDone() {
+	if m.hupQueued && m.pending == nil && !m.stopping {
+		m.hupQueued = false
+		m.log.Info("reloading for the SIGHUP that came during the last reload")
+		m.beginGeneration(m.logReload("SIGHUP"))
+	}
+}
+
+// logReload returns a reply channel for a reload nobody waits for: its
+// outcome is logged.
+func (m *Master) logReload(why string) chan reloadReply {
+	reply := make(chan reloadReply, 1)
+	go func() {
+		r := <-reply
+		if r.err != nil {
+			m.log.Error("reload on "+why+" failed", "err", r.err)
+			return
+		}
+		m.log.Info("reloaded on "+why, "old", r.res.OldPID, "new", r.res.NewPID, "took", r.res.Duration.Round(time.Millisecond))
+	}()
+	return reply
+}
+
+// crashed handles a serving worker that exited by itself with a failure
+// (m.crash), or a failed attempt to replace it: a restart after a
+// backoff, unless a generation being started takes over anyway, or the
+// crashes within cfg.RestartWindow exceed cfg.RestartLimit.
+func (m *Master) crashed(g *generation, why string) {
+	now := time.Now()
+	keep := m.crashes[:0]
+	for _, t := range m.crashes {
+		if now.Sub(t) < m.cfg.RestartWindow {
+			keep = append(keep, t)
+		}
+	}
+	m.crashes = append(keep, now)
+	n := len(m.crashes)
+	if m.cfg.RestartLimit < 0 {
+		m.exit = m.crash
+		m.beginStop("the serving generation exited: " + m.crash.Status)
+		return
+	}
+	if n > m.cfg.RestartLimit {
+		m.log.Error("the worker keeps failing: giving up", "generation", g.n, "pid", g.pid, "why", why, "failures", n, "window", m.cfg.RestartWindow, "limit", m.cfg.RestartLimit, "status", m.crash.Status)
+		m.exit = m.crash
+		m.beginStop(fmt.Sprintf("%d failures of the worker within %v", n, m.cfg.RestartWindow))
+		return
+	}
+	if m.pending != nil {
+		m.log.Warn("the serving generation exited unexpectedly: the generation being started takes over", "generation", g.n, "pid", g.pid, "why", why, "next", m.pending.n)
+		return
+	}
+	delay := restartBackoff(n)
+	m.log.Warn("the serving generation failed: restarting it", "generation", g.n, "pid", g.pid, "why", why, "failures", n, "limit", m.cfg.RestartLimit, "window", m.cfg.RestartWindow, "backoff", delay)
+	m.notify.Status(fmt.Sprintf("restarting after a failure of generation %d (%s)", g.n, why))
+	m.restartSeq++
+	seq := m.restartSeq
+	m.restartT = time.AfterFunc(delay, func() { m.send(restartEvent{seq}) })
 }
 
 func (m *Master) ready(g *generation) {
@@ -487,6 +684,7 @@ func (m *Master) ready(g *generation) {
 	g.timer.Stop()
 	g.state, g.readyAt = "serving", time.Now()
 	m.pending = nil
+	m.served = true
 	old := m.current
 	m.current = g
 	m.log.Info("generation ready", "generation", g.n, "pid", g.pid, "after", g.readyAt.Sub(g.started).Round(time.Millisecond))
@@ -500,6 +698,7 @@ func (m *Master) ready(g *generation) {
 		r <- reloadReply{res: res}
 	}
 	m.replies = nil
+	m.reloadDone()
 }
 
 // retire tells g to drain and exit, and arms its deadline.
@@ -524,10 +723,17 @@ func (m *Master) timedOut(g *generation) {
 	case g == m.pending:
 		m.log.Warn("generation not ready in time: killing it", "generation", g.n, "pid", g.pid, "timeout", m.cfg.UpgradeTimeout)
 		g.signaled = true
+		reason := "not ready within " + m.cfg.UpgradeTimeout.String()
+		if _, state := procStat(g.pid); state == "T" || state == "t" {
+			reason += " (it was stopped by a signal: SIGSTOP or a debugger)"
+		}
 		unix.Kill(g.pid, unix.SIGKILL)
-		m.fail(g, nil, &GenerationError{Gen: g.n, PID: g.pid, Reason: "not ready within " + m.cfg.UpgradeTimeout.String()})
+		m.fail(g, nil, &GenerationError{Gen: g.n, PID: g.pid, Reason: reason})
 	case g.signaled:
-		m.log.Warn("generation still runs at its drain deadline: killing it", "generation", g.n, "pid", g.pid, "deadline", m.cfg.DrainTimeout)
+		// Whatever it still serves is lost: say how much.
+		conns := m.connectionsOf(g.pid)
+		m.drainKills++
+		m.log.Warn("generation still runs at its drain deadline: killing it", "generation", g.n, "pid", g.pid, "deadline", m.cfg.DrainTimeout, "connections", conns)
 		unix.Kill(g.pid, unix.SIGKILL)
 	}
 }
@@ -548,13 +754,28 @@ func (m *Master) exited(g *generation, ws syscall.WaitStatus) {
 	m.log.Info("generation exited", "generation", g.n, "pid", g.pid, "status", status)
 	switch {
 	case g == m.pending:
+		if m.current == nil && m.served && !m.stopping {
+			m.crash = &ExitError{PID: g.pid, Status: status, Code: exitCode(ws), Stderr: g.stderrTail()}
+		}
 		m.fail(g, nil, &GenerationError{Gen: g.n, PID: g.pid, Reason: "exited before it was ready: " + status})
 	case g == m.current:
 		m.current = nil
-		if code := exitCode(ws); code != 0 {
-			m.exit = &ExitError{PID: g.pid, Status: status, Code: code, Stderr: g.stderrTail()}
+		code := exitCode(ws)
+		var xerr *ExitError
+		if code != 0 {
+			xerr = &ExitError{PID: g.pid, Status: status, Code: code, Stderr: g.stderrTail()}
 		}
-		m.beginStop("the serving generation exited")
+		if xerr == nil || m.stopping {
+			if xerr != nil {
+				m.exit = xerr
+			}
+			m.beginStop("the serving generation exited: " + status)
+			return
+		}
+		// A crash. The master still holds every socket, so connections
+		// wait in the accept queue for the next generation.
+		m.crash = xerr
+		m.crashed(g, "exited unexpectedly: "+status)
 	}
 }
 
@@ -566,6 +787,13 @@ func (m *Master) beginStop(why string) {
 	}
 	m.stopping = true
 	m.log.Info("stopping", "why", why)
+	if m.restartT != nil {
+		m.restartT.Stop()
+		m.restartT = nil
+	}
+	if m.current == nil && m.crash != nil && m.exit == nil {
+		m.exit = m.crash // stopped while the crashed worker was being replaced
+	}
 	m.notify.Stopping()
 	if g := m.pending; g != nil {
 		g.signaled = true
@@ -625,12 +853,54 @@ func children(pid int) []int {
 	return out
 }
 
+// connectionsOf counts the TCP connections pid holds that came from the
+// master's TCP listeners: the sockets among its descriptors whose local
+// port is a listener's. Connections of its children, and over unix
+// sockets, are not counted; -1 if the kernel would not say.
+func (m *Master) connectionsOf(pid int) int {
+	ports := map[uint16]bool{}
+	for _, s := range m.socks {
+		if _, p, err := net.SplitHostPort(s.tcp); err == nil {
+			if n, err := strconv.ParseUint(p, 10, 16); err == nil {
+				ports[uint16(n)] = true
+			}
+		}
+	}
+	dir := "/proc/" + strconv.Itoa(pid) + "/fd/"
+	inodes := map[uint32]bool{}
+	ents, _ := os.ReadDir(dir)
+	for _, e := range ents {
+		l, _ := os.Readlink(dir + e.Name())
+		if ino, ok := strings.CutPrefix(l, "socket:["); ok {
+			if n, err := strconv.ParseUint(strings.TrimSuffix(ino, "]"), 10, 32); err == nil {
+				inodes[uint32(n)] = true
+			}
+		}
+	}
+	if len(ports) == 0 || len(inodes) == 0 {
+		return 0
+	}
+	n, err := acceptedConns(ports, inodes)
+	if err != nil {
+		m.log.Debug("cannot count the connections of a generation", "pid", pid, "err", err)
+		return -1
+	}
+	return n
+}
+
 // procStat returns the parent pid and state of pid, from /proc.
 func procStat(pid int) (ppid int, state string) {
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
 	if err != nil {
 		return 0, ""
 	}
+	return parseProcStat(b)
+}
+
+// parseProcStat reads the parent pid and state out of /proc/PID/stat. The
+// command name before them is in parentheses and may hold anything, ')'
+// and spaces included: the fields start after the last ')'.
+func parseProcStat(b []byte) (ppid int, state string) {
 	s := string(b)
 	i := strings.LastIndexByte(s, ')')
 	if i < 0 {
@@ -653,6 +923,8 @@ func (m *Master) status() Status {
 	switch {
 	case m.stopping:
 		st.State = "stopping"
+	case m.current == nil && m.served:
+		st.State = "restarting"
 	case m.current == nil:
 		st.State = "starting"
 	case m.pending != nil:
@@ -671,6 +943,7 @@ func (m *Master) status() Status {
 	if m.reaper != nil {
 		st.Reaped = m.reaper.reaped()
 	}
+	st.Restarts, st.DrainKills = m.restarts, m.drainKills
 	st.Goroutines = runtime.NumGoroutine()
 	return st
 }
@@ -718,19 +991,13 @@ func (m *Master) Stop() {
 }
 
 // Signal handles sig as a master does: SIGHUP reloads (the outcome is
-// logged), SIGINT and SIGTERM stop, SIGUSR1, SIGUSR2 and SIGWINCH go to
+// logged; any number of SIGHUPs during a reload make one more reload
+// after it, rather than an error), SIGINT and SIGTERM stop, SIGUSR1, SIGUSR2 and SIGWINCH go to
 // the serving generation. Others are ignored.
 func (m *Master) Signal(sig os.Signal) {
 	switch sig {
 	case syscall.SIGHUP:
-		go func() {
-			res, err := m.Reload(context.Background())
-			if err != nil {
-				m.log.Error("reload on SIGHUP failed", "err", err)
-				return
-			}
-			m.log.Info("reloaded on SIGHUP", "old", res.OldPID, "new", res.NewPID, "took", res.Duration.Round(time.Millisecond))
-		}()
+		go m.send(hupReq{})
 	case syscall.SIGINT, syscall.SIGTERM:
 		go m.Stop()
 	case syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGWINCH:

@@ -26,8 +26,12 @@ import (
 var batonBin string
 
 func TestMain(m *testing.M) {
-	if os.Getenv("SUPERVISOR_TEST_WORKER") == "lfds" {
+	switch os.Getenv("SUPERVISOR_TEST_WORKER") {
+	case "lfds":
 		lfdsWorker()
+		return
+	case "fault":
+		faultWorker()
 		return
 	}
 	dir, err := os.MkdirTemp("", "baton-supervisor-")
@@ -99,8 +103,18 @@ func startMasterBin(t *testing.T, bin string, flags, worker []string) *master {
 
 func startMasterAs(t *testing.T, bin string, wrap []string, flags, worker, env []string) *master {
 	t.Helper()
-	dir := t.TempDir()
-	m := &master{t: t, out: filepath.Join(dir, "master.out"), control: filepath.Join(dir, "run", "control.sock"), done: make(chan struct{})}
+	m := launchMaster(t, bin, wrap, filepath.Join(t.TempDir(), "run", "control.sock"), flags, worker, env)
+	if _, err := m.waitServing(1, 30*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// launchMaster starts "baton run --control CONTROL FLAGS -- WORKER..."
+// and returns at once. The master is stopped when the test ends.
+func launchMaster(t *testing.T, bin string, wrap []string, control string, flags, worker, env []string) *master {
+	t.Helper()
+	m := &master{t: t, out: filepath.Join(t.TempDir(), "master.out"), control: control, done: make(chan struct{})}
 	args := append([]string{bin, "run", "--control", m.control}, flags...)
 	args = append(append(append(wrap, args...), "--"), worker...)
 	f, err := os.Create(m.out)
@@ -138,9 +152,6 @@ func startMasterAs(t *testing.T, bin string, wrap []string, flags, worker, env [
 			t.Logf("output of the master and its workers:\n%s", b)
 		}
 	})
-	if _, err := m.waitServing(1, 30*time.Second); err != nil {
-		t.Fatal(err)
-	}
 	return m
 }
 
@@ -267,7 +278,7 @@ func TestReloadUnderLoad(t *testing.T) {
 		worker func(addr string) ([]string, []string)
 	}{
 		{"library", "", func(addr string) ([]string, []string) {
-			return []string{batonBin, "demo-server", "-listen", addr, "-drain", "10s"}, nil
+			return []string{batonBin, "demo-server", "-listen", addr, "-drain", "10s", "-idle-grace", "2s"}, nil
 		}},
 		{"listen-fds", "tcp", func(string) ([]string, []string) { return lfds() }},
 		{"python", "url", func(string) ([]string, []string) {

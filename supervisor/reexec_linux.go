@@ -30,14 +30,20 @@ import (
 // a trampoline for /bin/true and must exit 0.
 
 type masterState struct {
-	Started time.Time   `json:"started"`
-	Next    int         `json:"next"`
-	Current int         `json:"current"` // generation number, 0 for none
-	Reaped  int         `json:"reaped"`
-	Control int         `json:"control_fd"`
-	Answer  int         `json:"answer_fd"` // -1 for none
-	Sockets []sockState `json:"sockets"`
-	Gens    []genState  `json:"generations"`
+	Started time.Time `json:"started"`
+	Next    int       `json:"next"`
+	Current int       `json:"current"` // generation number, 0 for none
+	Reaped  int       `json:"reaped"`
+	// The restart accounting (see Config.RestartLimit), and the control
+	// socket file's inode.
+	Crashes    []time.Time `json:"crashes,omitempty"`
+	Restarts   int         `json:"restarts,omitempty"`
+	DrainKills int         `json:"drain_kills,omitempty"`
+	ControlIno uint64      `json:"control_ino,omitempty"`
+	Control    int         `json:"control_fd"`
+	Answer     int         `json:"answer_fd"` // -1 for none
+	Sockets    []sockState `json:"sockets"`
+	Gens       []genState  `json:"generations"`
 }
 
 type sockState struct {
@@ -88,6 +94,8 @@ func (m *Master) execMaster(req execReq) error {
 		return ErrStopped
 	case m.pending != nil:
 		return ErrReloadInProgress
+	case m.current == nil:
+		return errors.New("supervisor: no generation serves: the crashed worker is being restarted")
 	}
 	if err := m.checkExecutable(); err != nil {
 		return err
@@ -107,7 +115,8 @@ func (m *Master) execMaster(req execReq) error {
 		m.reaper = m.restartReaper()
 		return errors.New("supervisor: the serving generation exited during the master's exec")
 	}
-	st := masterState{Started: m.started, Next: m.next, Reaped: m.reaper.reaped(), Answer: -1}
+	st := masterState{Started: m.started, Next: m.next, Reaped: m.reaper.reaped(), Answer: -1,
+		Crashes: m.crashes, Restarts: m.restarts, DrainKills: m.drainKills, ControlIno: m.ctlIno}
 	if m.current != nil {
 		st.Current = m.current.n
 	}
@@ -222,6 +231,11 @@ func (m *Master) adoptState(js string) error {
 	}
 	m.adopted = &st
 	m.started, m.next = st.Started, st.Next
+	m.crashes, m.restarts, m.drainKills, m.ctlIno = st.Crashes, st.Restarts, st.DrainKills, st.ControlIno
+	m.served = true    // an exec is refused unless a generation serves
+	if m.ctlIno == 0 { // from an image that did not pass it on
+		m.ctlIno = inodeAt(m.cfg.Control)
+	}
 	f := os.NewFile(uintptr(st.Control), "control")
 	ln, err := net.FileListener(f)
 	f.Close()

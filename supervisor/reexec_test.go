@@ -41,7 +41,7 @@ func TestExecMasterUnderLoad(t *testing.T) {
 			}
 			install()
 			addr := freeAddr(t)
-			m := startMasterBin(t, bin, []string{"--listen", "tcp://" + addr}, []string{bin, "demo-server", "-listen", addr, "-drain", "10s"})
+			m := startMasterBin(t, bin, []string{"--listen", "tcp://" + addr}, []string{bin, "demo-server", "-listen", addr, "-drain", "10s", "-idle-grace", "2s"})
 			pid := m.cmd.Process.Pid
 			var (
 				mu      sync.Mutex

@@ -19,7 +19,29 @@ const (
 	DefaultDrainTimeout   = 30 * time.Second
 	DefaultName           = "default"
 	DefaultStopSignal     = syscall.SIGTERM
+	DefaultRestartLimit   = 5
+	DefaultRestartWindow  = time.Minute
 )
+
+// The backoff before a crashed worker is restarted: restartDelay after the
+// first crash within Config.RestartWindow, doubled for each further one,
+// at most maxRestartDelay. Short, because connections wait in the accept
+// queue meanwhile; growing, so that a worker that crashes at once does not
+// make the master spin.
+const (
+	restartDelay    = 100 * time.Millisecond
+	maxRestartDelay = 5 * time.Second
+)
+
+// restartBackoff is the wait before the restart that follows the nth
+// failure within the window (n from 1).
+func restartBackoff(n int) time.Duration {
+	d := restartDelay
+	for i := 1; i < n && d < maxRestartDelay; i++ {
+		d *= 2
+	}
+	return min(d, maxRestartDelay)
+}
 
 // Readiness checks, for Config.Ready (besides an http:// URL).
 const (
@@ -60,6 +82,24 @@ type Config struct {
 	// StopSignal before it is killed. Defaults to DefaultDrainTimeout.
 	DrainTimeout time.Duration
 
+	// RestartLimit is how many times within RestartWindow the master
+	// restarts a serving worker that exits by itself with a failure (a
+	// status other than 0, or a signal it was not sent by the master):
+	// it starts a new generation of the same command, which finds the
+	// very sockets the master holds, so that connections wait in the
+	// accept queue meanwhile instead of being refused. One crash more
+	// within the window, and the master gives up: it stops and Run
+	// returns the worker's *ExitError, as systemd's StartLimitBurst does.
+	// Negative: never restart; the first crash stops the master. A
+	// worker that exits 0 by itself always stops the master.
+	// Defaults to DefaultRestartLimit.
+	RestartLimit int
+
+	// RestartWindow is the period over which RestartLimit counts crashes;
+	// a worker that has not crashed for that long starts afresh, with the
+	// shortest backoff. Defaults to DefaultRestartWindow.
+	RestartWindow time.Duration
+
 	// StopSignal tells a generation to drain and exit.
 	// Defaults to DefaultStopSignal (SIGTERM).
 	StopSignal syscall.Signal
@@ -98,7 +138,8 @@ const stateEnv = "BATON_MASTER_STATE"
 const StderrLines = 20
 
 var (
-	// ErrReloadInProgress is returned by Reload while another reload runs.
+	// ErrReloadInProgress is returned by Reload while another reload runs
+	// (SIGHUP is not refused so: see Master.Signal).
 	ErrReloadInProgress = errors.New("supervisor: a reload is already in progress")
 	// ErrStopped is returned once the master is stopping or stopped.
 	ErrStopped = errors.New("supervisor: the master is stopping")
@@ -155,11 +196,15 @@ type Result struct {
 type Status struct {
 	PID         int                `json:"pid"`
 	Started     time.Time          `json:"started"`
-	State       string             `json:"state"` // starting, serving, reloading, stopping
+	State       string             `json:"state"` // starting, serving, reloading, restarting, stopping
 	Control     string             `json:"control"`
 	Listeners   []string           `json:"listeners"`
 	Generations []GenerationStatus `json:"generations"`
 	Reaped      int                `json:"orphans_reaped"`
+	// Restarts counts the workers started after a crash; DrainKills the
+	// generations killed at their drain deadline.
+	Restarts   int `json:"restarts"`
+	DrainKills int `json:"drain_kills"`
 	// Goroutines is the master's number of goroutines: steady across
 	// reloads, or something leaks.
 	Goroutines int `json:"goroutines"`

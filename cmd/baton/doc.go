@@ -102,7 +102,8 @@
 //
 //	baton run [--listen [NAME=]SCHEME://ADDRESS]... [--ready notify|tcp|URL]
 //	          [--upgrade-timeout D] [--drain-timeout D] [--stop-signal SIG]
-//	          [--watch PATH]... [--control PATH | --name NAME] -- PROGRAM [ARGS...]
+//	          [--restart-limit N] [--restart-window D] [--watch PATH]...
+//	          [--control PATH | --name NAME] -- PROGRAM [ARGS...]
 //
 // A stable master (package supervisor): it opens the sockets once and runs
 // PROGRAM as a worker generation, handing it the sockets the way systemd
@@ -117,6 +118,15 @@
 // cannot start, exits, or is not ready within --upgrade-timeout is killed,
 // the old one serves on, and the reason is reported with the last lines of
 // its stderr (workers' stderr passes through baton, which keeps the tail).
+// A reload asked while another runs fails at once ("a reload is already
+// in progress"); SIGHUPs during a reload make one more reload after it.
+//
+// A serving worker that fails by itself (exits with a status other than 0,
+// or is killed) is restarted after 100ms, doubling with each further
+// failure up to 5s; the sockets stay open in baton meanwhile, so
+// connections wait instead of being refused. More than --restart-limit
+// failures within --restart-window, and baton run gives up and exits with
+// the worker's status. A worker that exits 0 by itself stops baton run.
 //
 // Flags:
 //
@@ -134,6 +144,12 @@
 //	--drain-timeout D    how long a retiring generation may drain (30s)
 //	--stop-signal SIG    what tells a generation to drain: TERM (default),
 //	                     INT, QUIT, HUP, USR1, USR2, WINCH or KILL
+//	--restart-limit N    restart a failed serving worker at most N times
+//	                     within --restart-window, then exit with its status;
+//	                     0: never restart, exit at the first failure (5)
+//	--restart-window D   the period --restart-limit counts over; a worker
+//	                     that has not failed for that long starts afresh,
+//	                     with the shortest backoff (1m)
 //	--watch PATH         reload when PATH changes (inode, size or mtime),
 //	                     e.g. the program's binary or its config; checked
 //	                     every 500ms, and only once the change has settled
@@ -146,12 +162,23 @@
 //	                     $TMPDIR/baton-UID/NAME/control.sock (NAME: default)
 //
 // The control socket's directory must be the user's own, mode 0700; a
-// peer of another uid is disconnected without an answer. baton run reaps
+// peer of another uid is disconnected without an answer. A socket no one
+// answers on at the control path (left by a master that was killed) is
+// replaced; anything else there — a live socket, a file, a symbolic link
+// — makes baton run exit 3 and is left alone. baton run reaps
 // every child — it is a child subreaper, or PID 1 of a container — and
 // once the workers have exited on a stop, it sends SIGTERM, then SIGKILL,
 // to what they left behind. It exits with the serving worker's status
-// (128+N for signal N), or 3 if the first generation never served. If the
-// serving worker exits by itself, baton run stops as well.
+// (128+N for signal N), or 3 if the first generation never served. A
+// generation still running at its --drain-timeout is killed, and the log
+// says which and how many connections it still held.
+//
+// If baton run itself is killed (SIGKILL), its workers keep serving,
+// orphaned, on their own copies of the sockets, until they write to
+// their standard error (nobody reads it any more: EPIPE, or SIGPIPE) or
+// are stopped. A baton run started again meanwhile cannot bind the
+// address they hold and exits 3; under systemd, KillMode stops the
+// leftovers of the unit before it restarts it.
 //
 // Under systemd (NOTIFY_SOCKET set), baton run is the stable main process:
 // READY=1 once the first worker is ready, RELOADING=1 and READY=1 around

@@ -26,6 +26,13 @@ starts a new generation; only once it is ready is the old one told to drain
 (-stop-signal) and, after -drain-timeout, killed. A new generation that
 exits or is not ready in time is killed; the old one serves on.
 
+A serving worker that fails (exits with a status other than 0, or is
+killed) is restarted with a backoff (100ms, doubling up to 5s): the master
+still holds the sockets, so connections wait in the accept queue meanwhile.
+More than -restart-limit failures within -restart-window, and the master
+gives up and exits with the worker's status. A worker that exits 0 by
+itself stops the master.
+
 The master reaps every child (it can be PID 1 of a container), forwards
 SIGUSR1, SIGUSR2 and SIGWINCH to the serving worker, stops everything on
 SIGINT or SIGTERM and exits with the worker's status.
@@ -78,6 +85,8 @@ func runMaster(ctx context.Context, u ui, args []string) int {
 	upgradeTimeout := fs.Duration("upgrade-timeout", supervisor.DefaultUpgradeTimeout, "how long a new generation may take to be ready")
 	drainTimeout := fs.Duration("drain-timeout", supervisor.DefaultDrainTimeout, "how long a retiring generation may drain before SIGKILL")
 	stopSignal := fs.String("stop-signal", "TERM", "`signal` that tells a generation to drain and exit")
+	restartLimit := fs.Int("restart-limit", supervisor.DefaultRestartLimit, "restart a serving worker that fails (exits non-zero or is killed) at most `N` times within -restart-window, then exit with its status; 0: never restart")
+	restartWindow := fs.Duration("restart-window", supervisor.DefaultRestartWindow, "the `period` over which -restart-limit counts failures")
 	var watch stringsFlag
 	fs.Var(&watch, "watch", "reload when the file at `path` changes, e.g. the program's binary or its config (repeatable)")
 	control, name := controlFlags(fs)
@@ -97,6 +106,13 @@ func runMaster(ctx context.Context, u ui, args []string) int {
 		u.hint("baton run [flags] -- PROGRAM [ARGS...]")
 		return exitUsage
 	}
+	if *restartLimit < 0 || *restartWindow <= 0 {
+		u.errorf("-restart-limit must be 0 or more, -restart-window more than 0")
+		return exitUsage
+	}
+	if *restartLimit == 0 {
+		*restartLimit = -1 // never, for supervisor.Config
+	}
 	sig, ok := signalByName(*stopSignal)
 	if !ok {
 		u.errorf("-stop-signal %q: unknown signal", *stopSignal)
@@ -111,6 +127,8 @@ func runMaster(ctx context.Context, u ui, args []string) int {
 		UpgradeTimeout: *upgradeTimeout,
 		DrainTimeout:   *drainTimeout,
 		StopSignal:     sig,
+		RestartLimit:   *restartLimit,
+		RestartWindow:  *restartWindow,
 		Control:        *control,
 		Name:           *name,
 		Stderr:         u.stderr,
@@ -122,7 +140,7 @@ func runMaster(ctx context.Context, u ui, args []string) int {
 		case strings.Contains(err.Error(), "another master"):
 			u.hint(`stop it first ("baton stop"), or give this one its own -name or -control`)
 		case strings.Contains(err.Error(), "address already in use"):
-			u.hint("another process listens there: pick another address, or stop it")
+			u.hint("another process listens there (a worker left by a master that was killed?): stop it, or pick another address")
 		case strings.Contains(err.Error(), "ready check"):
 			return exitUsage
 		}
@@ -226,7 +244,10 @@ func runControl(ctx context.Context, u ui, cmd string, args []string) int {
 			if len(res.Stderr) > 0 {
 				u.infof("last lines of the new generation's stderr:\n%s", tail(strings.Join(res.Stderr, "\n"), supervisor.StderrLines))
 			}
-			if res.OldPID != 0 {
+			switch {
+			case resp.Error == supervisor.ErrReloadInProgress.Error():
+				u.hint(`wait for it ("baton status" shows it), then reload again if it started before your change`)
+			case res.OldPID != 0:
 				u.hint("the old generation (pid %d) still serves", res.OldPID)
 			}
 		}

@@ -41,6 +41,7 @@ func Main(name string, args []string, stderr io.Writer) int {
 	timeout := fs.Duration("upgrade-timeout", baton.DefaultUpgradeTimeout, "how long a successor may take to be ready")
 	control := fs.String("control", "", "restart under daemontools, runit or s6 through the control socket at `path`")
 	fdStore := fs.Bool("fd-store", false, "keep the listener in systemd's file descriptor store")
+	idleGrace := fs.Duration("idle-grace", httpdrain.DefaultIdleGrace, "while draining, close a keep-alive connection only after its client has been silent this long (raise it above the longest pause of your clients)")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: %s [-listen ADDR] [-pid-file PATH] [-control PATH] [-fd-store] [-drain DURATION]\n\n", name)
 		fmt.Fprintf(stderr, "A zero-downtime HTTP server: SIGHUP upgrades it (new binary, same sockets),\nSIGTERM or SIGINT drains and stops it.\n\nOptions:\n")
@@ -81,7 +82,7 @@ func Main(name string, args []string, stderr io.Writer) int {
 	srv := httpdrain.New(&http.Server{
 		Handler:           handler(upg.Generation()),
 		ReadHeaderTimeout: 10 * time.Second,
-	}, httpdrain.Options{Logger: log})
+	}, httpdrain.Options{Logger: log, IdleGrace: *idleGrace})
 	go srv.Serve(ln)
 
 	upg.HandleSignals()
