@@ -3,7 +3,9 @@
 package baton
 
 import (
+	"errors"
 	"os"
+	"runtime"
 	"strings"
 	"syscall"
 	"time"
@@ -20,16 +22,35 @@ import (
 // socket; the interim one then drains and exits too. The kernel keeps
 // accepting connections into the same listening sockets all along.
 //
-// The interim generation stops by itself as soon as the supervisor wants
+// The interim generation runs the code that serves now (the running
+// binary, not Options.Executable): it only bridges the gap, and a deploy
+// that replaced the file with a broken build must not break the bridge.
+//
+// While the supervisor runs and wants the service up, the interim
+// generation serves for as long as it takes: a new instance that exits,
+// hangs or cannot even be started (a missing or non-executable binary, a
+// broken build) is retried by the supervisor every second or so, and each
+// failed attempt is logged at error level, as is every UpgradeTimeout
+// without a take-over. Stopping would turn a bad deploy into an outage
+// while the supervisor still asks for the service; serving the old code
+// keeps it up until the operator fixes the deploy or takes the service
+// down. The interim generation stops by itself when the supervisor wants
 // the service down (svc -d after svc -t, or a status written just after
-// the signal), or if no new instance takes over within UpgradeTimeout: it
-// is not supervised, and must not outlive the service.
+// the signal), when the supervisor is gone (nobody could stop it any
+// more), when its status is unreadable, or when the supervisor has run an
+// instance for UpgradeTimeout that never asked for the sockets: that one
+// serves by other means (another control path, a build without baton) and
+// needs the port.
 
 // envInterim marks an interim generation; its value is unused.
 const envInterim = "BATON_INTERIM"
 
 // interimPoll is how often an interim generation looks at the supervisor.
 const interimPoll = 50 * time.Millisecond
+
+// readyPoll is how often a restart asked for before Ready looks whether
+// this generation is ready yet: Ready closes no channel.
+const readyPoll = 10 * time.Millisecond
 
 // supervised reports whether this generation restarts through an interim
 // one: it has a control socket, and a supervisor runs it.
@@ -51,42 +72,269 @@ func (u *Upgrader) supervisorWantsUp() bool {
 // restartInterim hands the sockets to an interim generation. On success
 // Exit is closed and this generation drains; the supervisor then starts
 // the next instance.
+//
+// A request that finds a handover under way, or this generation already
+// draining or stopping, joins what is happening and returns nil: a storm
+// of restart signals (svc -t fifty times) makes one restart, and never a
+// stop, which would cancel the handover in flight and leave nobody
+// serving. A request that comes before Ready (the supervisor's signal
+// reached a new instance while it was taking over) is carried out once
+// this generation is ready, and returns nil now: stopping a successor
+// while its predecessor is committing to it would leave nobody serving.
+// An error means no interim generation serves; the caller stops, and the
+// supervisor's next instance binds afresh.
 func (u *Upgrader) restartInterim() error {
+	u.mu.Lock()
+	ready, busy, over := u.ready, u.upgrading != nil, u.handedOver || u.stopped
+	u.mu.Unlock()
+	switch {
+	case over:
+		return nil
+	case busy:
+		u.log.Info("restart: a handover is already under way; this restart request joins it")
+		return nil
+	case !ready:
+		u.log.Info("restart: asked before this generation is ready; restarting as soon as it is")
+		go u.restartWhenReady()
+		return nil
+	}
 	u.log.Info("restart: handing the sockets to an interim generation until the supervisor starts the next instance", "supervisor", string(u.sv))
-	return u.handover(u.spawner(spawn{detached: true, env: []string{envInterim + "=1"}}))
+	err := u.handover(u.interimStarter())
+	if errors.Is(err, ErrUpgradeInProgress) || errors.Is(err, ErrStopped) {
+		return nil // raced with another handover or a stop: joined it
+	}
+	return err
 }
 
-// watchInterim stops an interim generation once it has no reason to
-// serve: the supervisor wants the service down, or no new instance came.
-func (u *Upgrader) watchInterim() {
+// restartWhenReady is a restart asked for before Ready, carried out once
+// this generation is ready. It gives up, keeping this generation as it
+// is, if it stops first or is not ready within UpgradeTimeout (its
+// predecessor kills it then anyway).
+func (u *Upgrader) restartWhenReady() {
 	timeout := u.opts.upgradeTimeout()
 	deadline := time.NewTimer(timeout)
 	defer deadline.Stop()
+	tick := time.NewTicker(readyPoll)
+	defer tick.Stop()
+	for {
+		select {
+		case <-u.exitC:
+			return
+		case <-u.stopC:
+			return
+		case <-deadline.C:
+			u.log.Warn("restart: asked before ready, and still not ready; dropping the request", "waited", timeout)
+			return
+		case <-tick.C:
+			u.mu.Lock()
+			ready := u.ready
+			u.mu.Unlock()
+			if !ready {
+				continue
+			}
+			// The operator may have taken the service down meanwhile
+			// (daemontools and s6 write "want down" after the signal).
+			if !u.supervisorWantsUp() || u.restartInterim() != nil {
+				u.Stop() // as HandleSignals does: the supervisor restarts us anyway
+			}
+			return
+		}
+	}
+}
+
+// interimStarter starts the interim generation from the running binary.
+func (u *Upgrader) interimStarter() startFunc {
+	return func(gen int, metas []fdMeta, fds []int, deadline time.Time) (*child, error) {
+		path, err := runningExecutable()
+		if err != nil {
+			return nil, &ChildError{Path: path, Err: err}
+		}
+		u.log.Info("starting the interim generation from the running binary", "generation", u.gen, "executable", path, "fds", len(fds))
+		c, err := startChild(path, spawn{detached: true, env: []string{envInterim + "=1"}}, gen, metas, fds, deadline)
+		if err != nil {
+			return nil, &ChildError{Path: path, Err: err}
+		}
+		return c, nil
+	}
+}
+
+// runningExecutable is the binary this process runs, even if its file was
+// replaced or removed since: on Linux /proc/self/exe still leads to it.
+func runningExecutable() (string, error) {
+	if runtime.GOOS == "linux" {
+		const self = "/proc/self/exe"
+		return self, checkExecutable(self)
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return "", err
+	}
+	return self, checkExecutable(self)
+}
+
+// watchInterim stops an interim generation once it has no reason to
+// serve, and says loudly, meanwhile, that the new instances fail.
+func (u *Upgrader) watchInterim() {
+	u.mu.Lock()
+	control := u.control
+	u.mu.Unlock()
+	if control == nil {
+		// Ready could not put the control socket in place (it said
+		// why): no new instance can take over, and the next one must
+		// bind the port itself, which this generation holds.
+		u.log.Error("interim generation: no control socket, so no new instance can take over; stopping", "control", u.opts.Control)
+		u.Stop()
+		return
+	}
+	var pred int
+	if u.parent != nil {
+		pred = u.parent.pid
+	}
+	w := newInterimWatch(pred, u.opts.upgradeTimeout(), time.Now())
 	tick := time.NewTicker(interimPoll)
 	defer tick.Stop()
 	for {
 		select {
 		case <-u.exitC:
 			return
-		case <-deadline.C:
-			u.log.Error("interim generation: no new instance took over through the control socket; stopping",
-				"waited", timeout, "control", u.opts.Control, "hint", "the run script must pass the same control socket path")
-			u.Stop()
-			return
-		case <-tick.C:
-			st, err := u.sv.status()
-			switch {
-			case err != nil:
+		case now := <-tick.C:
+			st, stamp, err := u.sv.statusStamp()
+			if err != nil {
 				u.log.Warn("interim generation: the supervisor's status is unreadable; stopping", "err", err)
-			case !st.wantUp:
-				u.log.Info("interim generation: the supervisor wants the service down; stopping")
-			default:
-				continue
+				u.Stop()
+				return
 			}
-			u.Stop()
-			return
+			alive, err := u.sv.alive()
+			if err != nil {
+				// Cannot tell: the status file says the supervisor is
+				// there, and stopping would take the service down.
+				alive = true
+			}
+			u.mu.Lock()
+			busy := u.upgrading != nil
+			u.mu.Unlock()
+			if u.interimEvent(w.observe(now, st, stamp, alive, busy)) {
+				u.Stop()
+				return
+			}
 		}
 	}
+}
+
+// interimEvent logs what the watch saw and reports whether the interim
+// generation must stop.
+func (u *Upgrader) interimEvent(e interimEvent) (stop bool) {
+	const hint = "look at the new instance's output and at ./run: the binary may be missing, not executable or broken, or fail before it reaches the control socket"
+	switch e.kind {
+	case interimAttemptFailed:
+		args := []any{"attempt", e.attempts, "control", u.opts.Control, "hint", hint}
+		if e.pid != 0 {
+			args = append([]any{"instance", e.pid}, args...)
+		}
+		u.log.Error("interim generation: the supervisor's new instance exited without taking over; still serving the old code", args...)
+	case interimStillWaiting:
+		u.log.Error("interim generation: no new instance has taken over; still serving the old code while the supervisor wants the service up",
+			"waited", e.waited.Round(time.Millisecond), "failed_attempts", e.attempts, "control", u.opts.Control, "hint", hint)
+	case interimWantDown:
+		u.log.Info("interim generation: the supervisor wants the service down; stopping")
+		return true
+	case interimSupervisorGone:
+		u.log.Warn("interim generation: the supervisor is gone, and nobody could stop this generation any more; stopping", "supervisor", string(u.sv))
+		return true
+	case interimRival:
+		u.log.Error("interim generation: the supervisor has run a new instance that never asked for the sockets; stopping so that it can have the port",
+			"instance", e.pid, "waited", e.waited.Round(time.Millisecond), "control", u.opts.Control, "hint", "the run script must pass the same control socket path")
+		return true
+	}
+	return false
+}
+
+type interimEventKind int
+
+const (
+	interimServe          interimEventKind = iota // nothing new: serve on
+	interimAttemptFailed                          // a new instance came and went without taking over
+	interimStillWaiting                           // another UpgradeTimeout without a take-over
+	interimWantDown                               // the supervisor wants the service down
+	interimSupervisorGone                         // no supervisor runs on the service directory
+	interimRival                                  // an instance ran for UpgradeTimeout and never asked for the sockets
+)
+
+type interimEvent struct {
+	kind     interimEventKind
+	pid      int // the instance concerned, 0 if it was never seen
+	attempts int // failed attempts so far
+	waited   time.Duration
+}
+
+// interimWatch is what an interim generation makes of the supervisor's
+// status, one look after another: pure, so that it can be tested without
+// a supervisor.
+type interimWatch struct {
+	pred    int // the predecessor, draining: neither an attempt nor a rival
+	timeout time.Duration
+	start   time.Time
+
+	seen     bool
+	last     svStatus
+	stamp    svStamp
+	since    time.Time // when last.pid was first seen
+	asked    int       // the last tracked pid seen while a take-over ran: not a rival
+	said     time.Time // when "still waiting" was last said, or start
+	attempts int
+}
+
+func newInterimWatch(pred int, timeout time.Duration, now time.Time) *interimWatch {
+	return &interimWatch{pred: pred, timeout: timeout, start: now, said: now}
+}
+
+// observe takes one look: the status and its stamp, whether the
+// supervisor is alive, whether a take-over is under way.
+func (w *interimWatch) observe(now time.Time, st svStatus, stamp svStamp, alive, busy bool) interimEvent {
+	switch {
+	case !alive:
+		return interimEvent{kind: interimSupervisorGone}
+	case !st.wantUp:
+		return interimEvent{kind: interimWantDown}
+	}
+	prev, prevStamp, seen := w.last, w.stamp, w.seen
+	w.last, w.stamp, w.seen = st, stamp, true
+	if !seen || st.pid != prev.pid {
+		w.since = now
+	}
+	if busy && st.pid != 0 {
+		// Most likely the instance that asks for the sockets; when its
+		// take-over fails (a timeout kills it) the supervisor may still
+		// track it for a moment, which must not look like a rival.
+		w.asked = st.pid
+	}
+	if seen {
+		failed, pid := false, 0
+		switch {
+		case st.pid != prev.pid && prev.pid != 0 && prev.pid != w.pred:
+			// The instance seen last is gone, and it did not take
+			// over: the watch would have ended.
+			failed, pid = true, prev.pid
+		case st.pid == 0 && prev.pid == 0 && stamp != prevStamp:
+			// Down at both looks, with a state change in between: an
+			// instance came and went unseen (a binary that could not
+			// be executed lives for a millisecond).
+			failed = true
+		}
+		if failed {
+			w.attempts++
+			w.said = now
+			return interimEvent{kind: interimAttemptFailed, pid: pid, attempts: w.attempts}
+		}
+	}
+	if st.pid != 0 && st.pid != w.pred && st.pid != w.asked && !busy && now.Sub(w.since) >= w.timeout {
+		return interimEvent{kind: interimRival, pid: st.pid, waited: now.Sub(w.since)}
+	}
+	if now.Sub(w.said) >= w.timeout {
+		w.said = now
+		return interimEvent{kind: interimStillWaiting, attempts: w.attempts, waited: now.Sub(w.start)}
+	}
+	return interimEvent{kind: interimServe}
 }
 
 // execInPlace re-executes the program in this process, for an upgrade that
@@ -95,6 +343,7 @@ func (u *Upgrader) watchInterim() {
 // only on failure: the process then exits as usual, and the supervisor
 // starts the next instance, which takes over the same way.
 func (u *Upgrader) execInPlace() {
+	u.waitInterimControl()
 	path, err := u.opts.executable()
 	if err == nil {
 		os.Chdir(initialWD)
@@ -108,4 +357,32 @@ func (u *Upgrader) execInPlace() {
 		err = syscall.Exec(path, os.Args, env)
 	}
 	u.log.Error("upgrading in place failed; exiting instead, the supervisor starts the next instance", "err", err)
+}
+
+// waitInterimControl waits until the control socket's path leads to the
+// interim generation's socket rather than to ours. The interim one puts
+// it there only after we acknowledged its Ready; a new image that dialed
+// before would find our closed socket, take it for stale, start afresh
+// and fail to bind the port the interim generation holds. Seen on a
+// loaded machine. Bounded by UpgradeTimeout.
+func (u *Upgrader) waitInterimControl() {
+	u.mu.Lock()
+	control := u.control
+	u.mu.Unlock()
+	if control == nil {
+		return
+	}
+	timeout := u.opts.upgradeTimeout()
+	deadline := time.Now().Add(timeout)
+	for {
+		fi, err := os.Lstat(control.path)
+		if err == nil && !os.SameFile(fi, control.file) {
+			return
+		}
+		if time.Now().After(deadline) {
+			u.log.Warn("upgrading in place: the interim generation's control socket is not in place; re-executing anyway", "waited", timeout, "control", u.opts.Control)
+			return
+		}
+		time.Sleep(readyPoll)
+	}
 }

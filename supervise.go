@@ -101,11 +101,44 @@ func findSupervisor() supervisorDir {
 }
 
 func (d supervisorDir) status() (svStatus, error) {
+	st, _, err := d.statusStamp()
+	return st, err
+}
+
+// svStamp is the TAI64N time at the start of every layout's status file:
+// when the supervisor last changed the service's state. A new stamp with
+// the service down means a process came and went, however short it ran.
+type svStamp [12]byte
+
+// statusStamp is status with the stamp of the file it read.
+func (d supervisorDir) statusStamp() (svStatus, svStamp, error) {
+	var stamp svStamp
 	b, err := os.ReadFile(filepath.Join(string(d), "supervise", "status"))
 	if err != nil {
-		return svStatus{}, err
+		return svStatus{}, stamp, err
 	}
-	return parseSvStatus(b)
+	st, err := parseSvStatus(b)
+	if err == nil {
+		copy(stamp[:], b) // every layout is longer than a stamp
+	}
+	return st, stamp, err
+}
+
+// alive reports whether a supervisor runs on the service directory: the
+// three of them read commands from the fifo supervise/control and keep it
+// open, so opening it for writing without blocking fails with ENXIO only
+// when none is there (what svok and s6-svok check). Nothing is written:
+// the supervisor sees nothing. A stale status file cannot tell this.
+func (d supervisorDir) alive() (bool, error) {
+	fd, err := unix.Open(filepath.Join(string(d), "supervise", "control"), unix.O_WRONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	if err == unix.ENXIO {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("%s/supervise/control: %w", d, err)
+	}
+	unix.Close(fd)
+	return true, nil
 }
 
 // s6NotificationFd returns the descriptor on which s6-supervise waits for

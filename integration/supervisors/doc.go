@@ -12,7 +12,18 @@
 // second time with a notification-fd, restarted with s6-svc -r -wR, which
 // must return only once s6 has heard the new instance say it is ready.
 //
-// TestMain builds the server once and makes the test process a child
+// TestFaults (faults_test.go) is the fault-injection suite of the same
+// topology, under runit: a test-only server, internal/faultserver, exits,
+// hangs or stops itself at a chosen point of a new instance's start, or
+// waits at a gate while the test kills the generation it takes over
+// from; ./run execs a missing, non-executable or broken binary; the
+// supervisor dies; 50 restarts come within a second; slow requests
+// outlast the drain deadline. Each case states whether zero failed
+// requests is possible and, where it is not, why, and bounds the
+// failures; each checks the logs for the cause, the survivor's
+// descriptors, and that a final stop leaves nothing running.
+//
+// TestMain builds both servers once and makes the test process a child
 // subreaper (see internal/svtest). A missing supervisor skips its test,
 // saying so, unless BATON_REQUIRE_INTEGRATION=1 (make test sets it), when
 // it fails it. Linux only: the harness reads /proc.

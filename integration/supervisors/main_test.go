@@ -15,8 +15,10 @@ import (
 	"github.com/batonhq/baton/internal/svtest"
 )
 
-// serverBin is the demo server, built by TestMain for every test.
-var serverBin string
+// serverBin is the demo server, built by TestMain for every test;
+// faultBin the fault-injecting server of faults_test.go
+// (internal/faultserver).
+var serverBin, faultBin string
 
 // buildTimeout bounds the one build of the server: a cold build cache on a
 // slow machine takes a minute or two, a warm one a second.
@@ -36,25 +38,32 @@ func testMain(m *testing.M) int {
 	}
 	defer os.RemoveAll(dir)
 	serverBin = filepath.Join(dir, "server")
-	if err := buildServer(serverBin); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 2
+	faultBin = filepath.Join(dir, faultComm)
+	for _, b := range []struct{ path, pkg string }{
+		{serverBin, "./examples/httpserver"},
+		{faultBin, "./integration/supervisors/internal/faultserver"},
+	} {
+		if err := buildServer(b.path, b.pkg); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 2
+		}
 	}
 	return m.Run()
 }
 
-// buildServer builds examples/httpserver to path.
-func buildServer(path string) error {
+// buildServer builds the main package pkg, relative to the module root, to
+// path.
+func buildServer(path, pkg string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), buildTimeout)
 	defer cancel()
 	root, err := moduleRoot(ctx)
 	if err != nil {
 		return err
 	}
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", path, "./examples/httpserver")
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", path, pkg)
 	cmd.Dir = root
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("go build -o %s ./examples/httpserver in %s: %w\n%s", path, root, err, out)
+		return fmt.Errorf("go build -o %s %s in %s: %w\n%s", path, pkg, root, err, out)
 	}
 	return nil
 }

@@ -70,7 +70,7 @@ func TestSupervisors(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			sup, first := startService(t, tt.kind, tt.notify)
 			restartUnderLoad(t, sup, first, tt.restart, true)
-			stop(t, sup)
+			stop(t, sup, serverBin)
 		})
 	}
 }
@@ -87,6 +87,10 @@ func startService(t *testing.T, kind svtest.Kind, notify bool) (*svtest.Supervis
 		"-pid-file", svc.PIDFile,
 		"-control", svc.Control,
 		"-drain", drain.String(),
+		// A keep-alive client silent for the idle grace is closed by the
+		// drain; this -race test process, on a shared machine, can stall
+		// its clients for most of a second: keep the grace above that.
+		"-idle-grace", "2s",
 	); err != nil {
 		t.Fatal(err)
 	}
@@ -215,7 +219,7 @@ func TestSupervisorsUpgradeInPlace(t *testing.T) {
 		t.Run(string(kind), func(t *testing.T) {
 			sup, first := startService(t, kind, false)
 			restartUnderLoad(t, sup, first, upgradeInPlace, false)
-			stop(t, sup)
+			stop(t, sup, serverBin)
 		})
 	}
 }
@@ -254,8 +258,8 @@ func upgradeInPlace(ctx context.Context, sup *svtest.Supervisor, pid int) (int, 
 
 // stop brings the service down for good and fails the test unless, within
 // the drain deadline, the supervisor says down, no process runs the server
-// binary, and the port refuses connections.
-func stop(t *testing.T, sup *svtest.Supervisor) {
+// binary bin, and the port refuses connections.
+func stop(t *testing.T, sup *svtest.Supervisor, bin string) {
 	deadline := time.Now().Add(drain + time.Second)
 	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
@@ -264,7 +268,7 @@ func stop(t *testing.T, sup *svtest.Supervisor) {
 	}
 	for {
 		st, err := sup.Status()
-		left := svtest.ProcessesOf(serverBin)
+		left := svtest.ProcessesOf(bin)
 		refused := sup.Service.Refused()
 		if err == nil && !st.Up && !st.WantUp && len(left) == 0 && refused == nil {
 			return

@@ -10,6 +10,8 @@
 //	sup.Restart(ctx)                         // sv restart
 //	pid, err = sup.WaitServing(ctx, pid)    // a new process serves
 //	sup.Stop(ctx)                            // sv stop
+//	sup.Term(ctx)                            // sv term: SIGTERM, no wait
+//	sup.Kill()                               // SIGKILL the supervisor itself
 //
 // # Processes
 //

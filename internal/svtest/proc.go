@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -119,6 +120,39 @@ func ProcessesOf(exe string) []Process {
 		exe = real
 	}
 	return processes(func(p Process) bool { return !p.Zombie() && p.Exe == exe })
+}
+
+// ProcessesUnder returns the processes, zombies left out, that work in
+// dir or below it, or whose command line names a path in it.
+func ProcessesUnder(dir string) []Process { return processesUnder(dir) }
+
+// ZombieChildren returns the zombies whose parent is one of parents and
+// whose Comm is one of comms: processes that exited and nobody reaped.
+func ZombieChildren(parents []int, comms ...string) []Process {
+	return processes(func(p Process) bool {
+		return p.Zombie() && slices.Contains(parents, p.PPID) && slices.Contains(comms, p.Comm)
+	})
+}
+
+// FDs returns what each open descriptor of process pid refers to, by
+// number: "socket:[1234]", "/dev/null", "anon_inode:[eventpoll]", ….
+func FDs(pid int) (map[int]string, error) {
+	dir := "/proc/" + strconv.Itoa(pid) + "/fd"
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	fds := make(map[int]string, len(ents))
+	for _, e := range ents {
+		n, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if l, err := os.Readlink(dir + "/" + e.Name()); err == nil {
+			fds[n] = l
+		}
+	}
+	return fds, nil
 }
 
 // processesUnder returns the processes that work in dir or below it, or

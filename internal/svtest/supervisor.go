@@ -66,7 +66,7 @@ func Require(t testing.TB, k Kind) {
 // commands are a Kind's control commands; the service directory is
 // appended to each.
 type commands struct {
-	restart, hangup, stop, exit []string
+	restart, term, hangup, stop, exit []string
 }
 
 func (k Kind) commands() commands {
@@ -74,6 +74,7 @@ func (k Kind) commands() commands {
 	case Daemontools:
 		return commands{
 			restart: []string{"svc", "-t"}, // SIGTERM; supervise starts ./run again
+			term:    []string{"svc", "-t"},
 			hangup:  []string{"svc", "-h"},
 			stop:    []string{"svc", "-d"}, // want down, SIGTERM and SIGCONT
 			exit:    []string{"svc", "-dx"},
@@ -82,6 +83,7 @@ func (k Kind) commands() commands {
 		return commands{
 			// term, cont, up; then waits up to 7s for the new process.
 			restart: []string{"sv", "restart"},
+			term:    []string{"sv", "term"}, // SIGTERM and no wait
 			hangup:  []string{"sv", "hup"},
 			stop:    []string{"sv", "stop"}, // down; waits up to 7s for it
 			exit:    []string{"sv", "exit"}, // down, and runsv exits after
@@ -89,6 +91,7 @@ func (k Kind) commands() commands {
 	case S6:
 		return commands{
 			restart: []string{"s6-svc", "-r"}, // SIGTERM, want stays up
+			term:    []string{"s6-svc", "-t"},
 			hangup:  []string{"s6-svc", "-h"},
 			stop:    []string{"s6-svc", "-d"},
 			exit:    []string{"s6-svc", "-dx"},
@@ -108,6 +111,7 @@ type Supervisor struct {
 	cmd     *exec.Cmd
 	exited  chan struct{} // closed when cmd.Wait has returned
 	waitErr error         // cmd.Wait's error, once exited is closed
+	killed  bool          // Kill was called: its exit is no failure
 }
 
 // Start runs the supervisor of kind k (supervise, runsv or s6-supervise)
@@ -158,6 +162,25 @@ func Start(t testing.TB, k Kind, svc *Service) *Supervisor {
 // wanting it up: svc -t, sv restart or s6-svc -r.
 func (s *Supervisor) Restart(ctx context.Context) error {
 	return s.run(ctx, s.Kind.commands().restart)
+}
+
+// Term sends the service SIGTERM through its supervisor and returns at
+// once, without waiting for anything (svc -t, sv term, s6-svc -t): for a
+// service wanted up, a restart whose outcome the caller watches itself.
+func (s *Supervisor) Term(ctx context.Context) error {
+	return s.run(ctx, s.Kind.commands().term)
+}
+
+// PID is the supervisor's own pid.
+func (s *Supervisor) PID() int { return s.cmd.Process.Pid }
+
+// Kill kills the supervisor with SIGKILL and waits until it is reaped,
+// leaving its service behind: the test of what a service does when its
+// supervisor is gone. Teardown then expects the supervisor gone.
+func (s *Supervisor) Kill() {
+	s.killed = true
+	s.cmd.Process.Kill()
+	<-s.exited
 }
 
 // Hangup sends the service SIGHUP through its supervisor: svc -h, sv hup
@@ -278,7 +301,9 @@ func (s *Supervisor) teardown() {
 
 	select {
 	case <-s.exited:
-		t.Errorf("%s exited before the end of the test: %v", s.Kind, s.waitErr)
+		if !s.killed {
+			t.Errorf("%s exited before the end of the test: %v", s.Kind, s.waitErr)
+		}
 	default:
 		if err := s.run(context.Background(), s.Kind.commands().exit); err != nil {
 			t.Errorf("telling %s to stop the service and exit: %v", s.Kind, err)
