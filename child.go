@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"syscall"
 	"time"
 )
 
@@ -152,7 +153,7 @@ func (c *child) handshake(generation int, metas []fdMeta, fds []int) (readyMsg, 
 		return readyMsg{}, err
 	}
 	if err := sendFrame(c.conn, hello, nil); err != nil {
-		return readyMsg{}, fmt.Errorf("sending hello: %w", err)
+		return readyMsg{}, c.sendFailed("sending hello", err)
 	}
 	for len(fds) > 0 {
 		n := min(len(fds), maxFdsPerFrame)
@@ -165,7 +166,7 @@ func (c *child) handshake(generation int, metas []fdMeta, fds []int) (readyMsg, 
 			return readyMsg{}, err
 		}
 		if err := sendFrame(c.conn, frame, fds[:n]); err != nil {
-			return readyMsg{}, fmt.Errorf("sending descriptors: %w", err)
+			return readyMsg{}, c.sendFailed("sending descriptors", err)
 		}
 		metas, fds = metas[n:], fds[n:]
 	}
@@ -175,7 +176,9 @@ func (c *child) handshake(generation int, metas []fdMeta, fds []int) (readyMsg, 
 		return readyMsg{}, protoErrorf("successor sent descriptors")
 	}
 	if err != nil {
-		if errors.Is(err, io.EOF) {
+		// ECONNRESET: the successor exited without reading all we sent
+		// (a script, a crash before New). Either way it is gone.
+		if errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) {
 			return readyMsg{}, errors.New("handoff socket closed before ready")
 		}
 		return readyMsg{}, err
@@ -184,9 +187,48 @@ func (c *child) handshake(generation int, metas []fdMeta, fds []int) (readyMsg, 
 	case frameReady:
 		return parseReady(body)
 	case frameAbort:
-		return readyMsg{}, fmt.Errorf("refused the handoff: %s", parseAbort(body).Reason)
+		return readyMsg{}, &refusedError{parseAbort(body).Reason}
 	default:
 		return readyMsg{}, protoErrorf("unexpected %q frame from successor", typ)
+	}
+}
+
+// sendFailed explains a failed send. A successor that refuses the handoff
+// part way — say it cannot receive every descriptor — sends an abort and
+// exits while we still send; the send then fails with EPIPE or ECONNRESET,
+// but the abort, which says why, is waiting in our receive queue: return
+// it. The peer is gone, so the read cannot block (the deadline is a guard).
+func (c *child) sendFailed(what string, err error) error {
+	if !errors.Is(err, syscall.EPIPE) && !errors.Is(err, syscall.ECONNRESET) {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	c.conn.SetReadDeadline(time.Now().Add(time.Second))
+	typ, body, fds, rerr := recvFrame(c.conn)
+	closeFds(fds)
+	if rerr == nil && typ == frameAbort {
+		return &refusedError{parseAbort(body).Reason}
+	}
+	return fmt.Errorf("%s: %w", what, err)
+}
+
+// refusedError is the successor's own account of why it refused the
+// handoff (an abort frame): the best explanation an incumbent can give.
+type refusedError struct{ reason string }
+
+func (e *refusedError) Error() string { return "refused the handoff: " + e.reason }
+
+// lastWords returns the outcome of the handshake of a successor that has
+// exited, if it ends within d. It does as soon as the socket is drained:
+// the successor's end closed when it exited (unless something it started
+// inherited it, hence d).
+func (c *child) lastWords(d time.Duration) (handshakeResult, bool) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case r := <-c.result:
+		return r, true
+	case <-t.C:
+		return handshakeResult{}, false
 	}
 }
 

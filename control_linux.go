@@ -53,6 +53,31 @@ func checkControlDir(dir string) error {
 	return nil
 }
 
+// checkControlPath refuses a path that holds anything but a socket.
+// commit renames our socket over whatever is there: the predecessor's
+// socket, or a stale one. Anything else — a regular file, a symlink, a
+// directory — is somebody else's, put there by mistake or on purpose, and
+// must be neither destroyed nor followed.
+func checkControlPath(path string) error {
+	if fi, err := os.Lstat(path); err == nil && fi.Mode()&os.ModeSocket == 0 {
+		return fmt.Errorf("there is a file there that is not a socket (%s): not replacing it", fileType(fi))
+	}
+	return nil
+}
+
+// fileType names what fi is, for errors.
+func fileType(fi os.FileInfo) string {
+	switch m := fi.Mode(); {
+	case m.IsRegular():
+		return "a regular file"
+	case m&os.ModeSymlink != 0:
+		return "a symlink"
+	case m.IsDir():
+		return "a directory"
+	}
+	return "mode " + fi.Mode().String()
+}
+
 // controlServer is the serving generation's end of the control socket.
 type controlServer struct {
 	path string
@@ -74,6 +99,9 @@ func listenControl(path string) (*controlServer, error) {
 		return nil, err
 	}
 	if err := checkControlDir(dir); err != nil {
+		return nil, err
+	}
+	if err := checkControlPath(path); err != nil {
 		return nil, err
 	}
 	tmp := filepath.Join(dir, fmt.Sprintf(".%s.%d", filepath.Base(path), os.Getpid()))
@@ -120,6 +148,13 @@ func (s *controlServer) close(unlink bool) {
 	if fi, err := os.Lstat(s.path); err == nil && os.SameFile(fi, s.file) {
 		os.Remove(s.path)
 	}
+}
+
+// replaced reports whether the path now leads to a file other than the
+// socket we bound: a successor's.
+func (s *controlServer) replaced() bool {
+	fi, err := os.Lstat(s.path)
+	return err == nil && !os.SameFile(fi, s.file)
 }
 
 // connCred returns the pid and uid of the process at the other end of c.

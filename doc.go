@@ -98,10 +98,11 @@
 //     removed only by the final Stop of a generation that handed over to
 //     nobody. The PID file likewise.
 //   - The PID file is written atomically (a temporary file renamed over
-//     it). The successor prepares it before it says ready — an unwritable
-//     directory fails the successor, not the service — and renames it in
-//     once the incumbent has acknowledged: the file always names a live,
-//     ready generation.
+//     it). The successor checks its directory in New, before it can
+//     accept a connection, and prepares it before it says ready — an
+//     unwritable directory fails the successor, not the service — and
+//     renames it in once the incumbent has acknowledged: the file always
+//     names a live, ready generation.
 //   - A failed successor is killed and reaped; a successful one is reaped
 //     by the incumbent if it ever exits while the incumbent still runs.
 //

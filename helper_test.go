@@ -43,7 +43,13 @@ func TestMain(m *testing.M) {
 //	               file SRV_DIR/fail-once exists (it is removed).
 //	SRV_READY_DELAY "<gen>:<duration>" — generation <gen> sleeps before Ready
 //	SRV_SOCKETS    extra TCP listeners to open (for benchmarks)
+//	SRV_RESERVE    "<gen>:<n>" — generation <gen> holds n descriptors while
+//	               it opens its listeners and frees them before it serves:
+//	               n free descriptor numbers below every socket, so that it
+//	               still accepts connections once its RLIMIT_NOFILE is
+//	               lowered below its highest descriptor
 //	SRV_DRAIN      drain deadline
+//	SRV_IDLE_GRACE httpdrain.Options.IdleGrace
 //	SRV_CHDIR      directory to change to right after New
 //	SRV_CONTROL    Options.Control
 //	SRV_FDSTORE    Options.FDStore, if set
@@ -53,7 +59,8 @@ func TestMain(m *testing.M) {
 // "pid=… gen=… fds=… data=… handoff=…", ?delay= sleeps first, POST /upgrade
 // upgrades and answers "ok" or the error. UDP on the same port echoes
 // "pid=…". SIGHUP upgrades, SIGTERM stops. It prints lines the test waits
-// for: "ready gen=G pid=P tcp=ADDR udp=ADDR", "upgrade-failed …",
+// for: "new gen=G pid=P" (New returned: a successor holds the sockets),
+// "ready gen=G pid=P tcp=ADDR udp=ADDR", "upgrade-failed …",
 // "parent-gone gen=G", "exit gen=G".
 func serverMain() {
 	dir := os.Getenv("SRV_DIR")
@@ -73,6 +80,7 @@ func serverMain() {
 		os.Exit(3)
 	}
 	gen := upg.Generation()
+	fmt.Printf("new gen=%d pid=%d\n", gen, os.Getpid())
 	if d := os.Getenv("SRV_CHDIR"); d != "" {
 		// The executable and the PID file must still be found.
 		check(os.Chdir(d))
@@ -86,6 +94,15 @@ func serverMain() {
 	if fail == "exit" {
 		fmt.Fprintln(os.Stderr, "failing on purpose before Listen")
 		os.Exit(7)
+	}
+
+	var reserve []*os.File
+	if n, _ := strconv.Atoi(genSetting(gen, "SRV_RESERVE")); n > 0 {
+		for range n {
+			f, err := os.Open(os.DevNull)
+			check(err)
+			reserve = append(reserve, f)
+		}
 	}
 
 	tcpAddr := os.Getenv("SRV_LISTEN")
@@ -120,6 +137,9 @@ func serverMain() {
 		check(err)
 		extra = append(extra, l)
 	}
+	for _, f := range reserve {
+		f.Close()
+	}
 
 	if fail == "stop" {
 		fmt.Fprintln(os.Stderr, "stopping on purpose before Ready")
@@ -132,6 +152,10 @@ func serverMain() {
 	}
 	if fail == "hang" {
 		select {}
+	}
+	if fail == "sigstop" {
+		fmt.Fprintln(os.Stderr, "stopping myself with SIGSTOP before Ready")
+		syscall.Kill(os.Getpid(), syscall.SIGSTOP)
 	}
 	if d, err := time.ParseDuration(genSetting(gen, "SRV_READY_DELAY")); err == nil {
 		time.Sleep(d)
@@ -159,7 +183,11 @@ func serverMain() {
 		out, _ := exec.Command("env").Output()
 		w.Write(out)
 	})
-	srv := httpdrain.New(&http.Server{Handler: mux}, httpdrain.Options{})
+	var drainOpts httpdrain.Options
+	if d, err := time.ParseDuration(os.Getenv("SRV_IDLE_GRACE")); err == nil {
+		drainOpts.IdleGrace = d
+	}
+	srv := httpdrain.New(&http.Server{Handler: mux}, drainOpts)
 	go srv.Serve(tcp)
 	go srv.Serve(unixLn)
 	go func() {

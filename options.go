@@ -22,7 +22,10 @@ type Options struct {
 	// PIDFile, if set, is written atomically with the pid of the serving
 	// generation once it is ready, and removed on a final Stop. A relative
 	// path is resolved against the working directory the process started
-	// in. Defaults to none.
+	// in. New fails if its directory does not take a new file: a
+	// generation that could not name itself there must not serve (and a
+	// successor refuses the handoff, so the incumbent serves on, still
+	// named by the file). Defaults to none.
 	PIDFile string
 
 	// ListenConfig is used for sockets that are not inherited. Defaults to

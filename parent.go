@@ -126,6 +126,12 @@ func checkNames(names map[string]int, metas []fdMeta, first int) error {
 // watch reads until the incumbent acknowledges ready and then until it is
 // gone. Anything else from it is a protocol error and ends the watch too.
 func (p *parent) watch() {
+	// Nothing else reads the socket, and nothing written to it now could
+	// be answered: close it, or every generation but the first keeps one
+	// descriptor more than it needs. After gone is closed (deferred calls
+	// run last first), so that a write failing on the closed socket finds
+	// the predecessor gone, which is the truth.
+	defer p.conn.Close()
 	defer close(p.gone)
 	for {
 		typ, body, fds, err := recvFrame(p.conn)

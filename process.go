@@ -85,6 +85,21 @@ type pidFile struct {
 	path string // absolute
 }
 
+// check reports whether the directory takes a new file, as prepare will
+// need; it leaves nothing behind. A PID file that is not set passes.
+func (p pidFile) check() error {
+	if p.path == "" {
+		return nil
+	}
+	f, err := os.CreateTemp(filepath.Dir(p.path), "."+filepath.Base(p.path)+".*")
+	if err != nil {
+		return fmt.Errorf("baton: PID file: %w", err)
+	}
+	f.Close()
+	os.Remove(f.Name())
+	return nil
+}
+
 // prepare writes pid to a temporary file and returns it for commit. It
 // fails early — before the predecessor is told to drain — if the directory
 // is not writable.

@@ -375,8 +375,7 @@ func (u *Upgrader) waitInterimControl() {
 	timeout := u.opts.upgradeTimeout()
 	deadline := time.Now().Add(timeout)
 	for {
-		fi, err := os.Lstat(control.path)
-		if err == nil && !os.SameFile(fi, control.file) {
+		if control.replaced() {
 			return
 		}
 		if time.Now().After(deadline) {

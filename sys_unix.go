@@ -142,7 +142,7 @@ func recvFrame(c *net.UnixConn) (typ byte, body []byte, fds []int, err error) {
 			}
 		}
 		if flags&unix.MSG_CTRUNC != 0 {
-			return 0, nil, fds, protoErrorf("descriptors truncated (MSG_CTRUNC): more than %d in one frame, or the descriptor limit was reached", maxFdsPerFrame)
+			return 0, nil, fds, protoErrorf("descriptors truncated (MSG_CTRUNC), only %d received: %s", len(fds), ctruncCause())
 		}
 		if err != nil {
 			if got > 0 && errors.Is(err, io.EOF) {
@@ -169,6 +169,19 @@ func recvFrame(c *net.UnixConn) (typ byte, body []byte, fds []int, err error) {
 	return typ, body, fds, nil
 }
 
+// ctruncCause says why the kernel may have truncated descriptors. Our own
+// frames carry at most maxFdsPerFrame, for which recvFrame has room, so
+// the likely cause is the limit on open descriptors: the kernel installs
+// what fits and silently drops the rest. Naming the limit and its value
+// tells the operator what to raise.
+func ctruncCause() string {
+	var lim unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
+		return fmt.Sprintf("the descriptor limit (RLIMIT_NOFILE) was reached, or a frame carried more than %d", maxFdsPerFrame)
+	}
+	return fmt.Sprintf("the descriptor limit was reached (RLIMIT_NOFILE %d: too many open files), or a frame carried more than %d", lim.Cur, maxFdsPerFrame)
+}
+
 func parseRights(oob []byte) ([]int, error) {
 	msgs, err := unix.ParseSocketControlMessage(oob)
 	if err != nil {
@@ -179,11 +192,19 @@ func parseRights(oob []byte) ([]int, error) {
 		if m.Header.Level != unix.SOL_SOCKET || m.Header.Type != unix.SCM_RIGHTS {
 			continue
 		}
+		// unix.ParseUnixRights indexes past its result on a partial
+		// descriptor (it panics). The kernel sends whole ones; take
+		// those, so the caller closes them, and refuse the message.
+		n := len(m.Data)
+		m.Data = m.Data[:n/4*4]
 		more, err := unix.ParseUnixRights(&m)
 		if err != nil {
 			return fds, protoErrorf("rights: %v", err)
 		}
 		fds = append(fds, more...)
+		if n%4 != 0 {
+			return fds, protoErrorf("rights: %d bytes, not whole descriptors", n)
+		}
 	}
 	return fds, nil
 }

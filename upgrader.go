@@ -118,6 +118,9 @@ func newUpgrader(opts Options) (*Upgrader, error) {
 			}
 			u.parent, u.gen, u.byUpgrade = p, p.generation, true
 			u.reg.inherit(entries)
+			if err := u.preflight(); err != nil {
+				return nil, err
+			}
 			u.log.Info("took over from predecessor", "generation", u.gen, "predecessor", ppid, "fds", len(entries))
 			return u, nil
 		}
@@ -139,7 +142,38 @@ func newUpgrader(opts Options) (*Upgrader, error) {
 			return nil, err
 		}
 	}
+	if err := u.preflight(); err != nil {
+		return nil, err
+	}
 	return u, nil
+}
+
+// preflight checks, before the application serves anything, what Ready
+// will need: a PID file directory that takes a new file, and nothing but a
+// socket at the control socket's path. A generation that fails here has
+// accepted no connection yet, so failing it loses nothing; failing only in
+// Ready, it would drop whatever it had accepted by then. A predecessor, if
+// any, is told why and serves on. Ready checks again, for whatever changes
+// in between.
+func (u *Upgrader) preflight() error {
+	err := u.pid.check()
+	if err == nil && u.opts.Control != "" {
+		if cerr := checkControlPath(absFromInitial(u.opts.Control)); cerr != nil {
+			err = fmt.Errorf("baton: control socket %s: %w", u.opts.Control, cerr)
+		}
+	}
+	if err == nil {
+		return nil
+	}
+	if u.parent != nil {
+		u.parent.abort(err.Error())
+		u.parent.conn.Close()
+	}
+	if u.s6ready != nil {
+		u.s6ready.Close() // never ready: s6 is not told so
+	}
+	u.reg.closeAll(false, false)
+	return err
 }
 
 // takeOver asks the instance serving on the control socket at path for its
@@ -155,7 +189,8 @@ func (u *Upgrader) takeOver(path string) error {
 	}
 	p, entries, err := adoptConn(conn, pid, u.opts.upgradeTimeout())
 	if err != nil {
-		return err
+		// Whatever listens there may not be ours at all: say where.
+		return fmt.Errorf("baton: control socket %s: %w", path, err)
 	}
 	u.parent, u.gen = p, p.generation
 	u.reg.inherit(entries)
@@ -192,6 +227,11 @@ func (u *Upgrader) WaitForParent(ctx context.Context) error {
 // nobody asked for, tells the predecessor (which then drains) and writes
 // the PID file. Until Ready, Upgrade refuses to run. Calling it again does
 // nothing.
+//
+// In a successor, Ready fails before the predecessor is told anything if
+// the PID file or the control socket cannot be written: a successor that
+// would serve without them must not take over. The predecessor hears why,
+// kills this process and keeps serving.
 func (u *Upgrader) Ready() error {
 	u.readyMu.Lock()
 	defer u.readyMu.Unlock()
@@ -216,6 +256,7 @@ func (u *Upgrader) Ready() error {
 	if u.pid.path != "" {
 		var err error
 		if tmp, err = u.pid.prepare(os.Getpid()); err != nil {
+			u.refuse(err)
 			return err
 		}
 	}
@@ -226,7 +267,9 @@ func (u *Upgrader) Ready() error {
 			if tmp != "" {
 				os.Remove(tmp)
 			}
-			return fmt.Errorf("baton: control socket %s: %w", u.opts.Control, err)
+			err = fmt.Errorf("baton: control socket %s: %w", u.opts.Control, err)
+			u.refuse(err)
+			return err
 		}
 	}
 	if u.parent != nil {
@@ -264,6 +307,17 @@ func (u *Upgrader) Ready() error {
 		go u.watchInterim()
 	}
 	return nil
+}
+
+// refuse tells the predecessor, if any, why this generation cannot be
+// ready, so that its Upgrade fails at once with the cause ("PID file: …
+// permission denied") rather than with an exit status, or with a timeout
+// if the application does not exit. The predecessor then kills this
+// process and keeps serving.
+func (u *Upgrader) refuse(err error) {
+	if u.parent != nil {
+		u.parent.abort(err.Error())
+	}
 }
 
 // Upgrade starts a successor from the executable chosen by
@@ -349,7 +403,24 @@ func (u *Upgrader) handover(start startFunc) error {
 		return err
 	}
 	u.log.Info("upgrade done; draining", "generation", u.gen, "successor", c.proc.Pid, "took", time.Since(begin).Round(time.Microsecond))
+	go u.watchSuccessor(c)
 	return nil
+}
+
+// watchSuccessor reports a successor of ours that fails after it took
+// over, while this generation still drains. Nobody else may be left to
+// say it: in a self-upgrade the successor was the only other holder of
+// the sockets, so its death takes the service down, and its exit status
+// reaches only us, its parent. A clean exit (it handed over in turn, or
+// was stopped) is not reported; neither is the end of a successor that is
+// not our child, whose status we never see.
+func (u *Upgrader) watchSuccessor(c *child) {
+	<-c.exited
+	if c.state == nil || c.state.Success() {
+		return
+	}
+	u.log.Error("successor exited after taking over; unless another process holds the sockets, the service is down",
+		"generation", u.gen, "successor", c.proc.Pid, "err", c.exitError())
 }
 
 func (u *Upgrader) upgrade(start startFunc) (*child, error) {
@@ -392,10 +463,22 @@ func (u *Upgrader) upgrade(start startFunc) (*child, error) {
 		u.handOverMainPID(c.proc.Pid)
 		if err := c.ack(); err != nil {
 			u.takeBackMainPID()
+			// Most likely it died since its ready: say how.
+			if c.waitExited(time.Second) {
+				err = fmt.Errorf("%w (%v)", err, c.exitError())
+			}
 			return fail(fmt.Errorf("acknowledging ready: %w", err))
 		}
 		return c, nil
 	case <-c.exited:
+		// Its last words may still be on the socket: an abort says why
+		// it gave up, which its exit status does not. Without this, the
+		// reason is lost whenever the exit is noticed first.
+		var refused *refusedError
+		var perr *ProtocolError
+		if r, ok := c.lastWords(time.Second); ok && (errors.As(r.err, &refused) || errors.As(r.err, &perr)) {
+			return fail(fmt.Errorf("%w (%v)", r.err, c.exitError()))
+		}
 		return fail(c.exitError())
 	case <-timer.C:
 		return timedOut()
