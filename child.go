@@ -118,7 +118,7 @@ func peerChild(conn *net.UnixConn, pid int, generation int, metas []fdMeta, fds 
 		return nil, err
 	}
 	c := &child{
-		path:   fmt.Sprintf("new instance (pid %d)", pid),
+		path:   "new instance",
 		proc:   proc,
 		conn:   conn,
 		exited: exited,

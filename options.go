@@ -62,8 +62,12 @@ type Options struct {
 	// wants the service up hands the sockets to an interim generation,
 	// started as the supervisor's child, and exits; the supervisor starts
 	// ./run again, and the new instance takes over from the interim one.
-	// A plain stop (the supervisor wants it down) drains and exits, and an
-	// interim generation never outlives it. s6's notification-fd is
+	// The interim generation serves until one does, however many new
+	// instances fail first (each failure is logged): a broken deploy keeps
+	// the old code serving instead of taking the service down. A plain
+	// stop (the supervisor wants it down) drains and exits, and an interim
+	// generation never outlives the service: it stops when the supervisor
+	// wants the service down or is gone. s6's notification-fd is
 	// honoured: the supervisor hears of readiness when the new instance
 	// serves.
 	//
