@@ -5,6 +5,7 @@ package bench
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -17,9 +18,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// lineTimeout bounds every wait for a helper's line. A handoff of 1024
-// sockets takes milliseconds; a minute means something hangs, not that the
-// machine is slow.
+// lineTimeout bounds every wait for a helper's line. A handoff of
+// thousands of sockets takes under a second even on a busy machine; a
+// minute means something hangs, not that the machine is slow.
 const lineTimeout = time.Minute
 
 // chain is a helper and the generations that replaced it. They all write
@@ -27,7 +28,8 @@ const lineTimeout = time.Minute
 type chain struct {
 	tb    testing.TB
 	lines <-chan string
-	cur   int // pid of the serving generation; 0 once stopped
+	cur   int    // pid of the serving generation; 0 once stopped
+	first string // the first line printed
 	once  sync.Once
 }
 
@@ -35,6 +37,18 @@ type chain struct {
 // The chain is stopped, and checked to have left nothing running, when the
 // benchmark ends, if not before by stop.
 func startChain(tb testing.TB, helper string, env ...string) *chain {
+	tb.Helper()
+	c := startProgram(tb, os.Args[0], []string{os.Args[0]}, helperEnv(helper, env), os.Stderr)
+	if word(c.first) != "ready" || field(c.first, "pid") != c.cur {
+		tb.Fatalf("helper %s (pid %d) said %q, want \"ready pid=%d\"", helper, c.cur, c.first, c.cur)
+	}
+	return c
+}
+
+// startProgram starts path with args and env, its stdout a pipe that its
+// descendants share and its stderr stderr, and waits for the first line on
+// the pipe (in c.first). c.cur is the pid started.
+func startProgram(tb testing.TB, path string, args, env []string, stderr *os.File) *chain {
 	tb.Helper()
 	r, w, err := os.Pipe()
 	if err != nil {
@@ -44,15 +58,15 @@ func startChain(tb testing.TB, helper string, env ...string) *chain {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	proc, err := os.StartProcess(os.Args[0], []string{os.Args[0]}, &os.ProcAttr{
-		Env:   helperEnv(helper, env),
-		Files: []*os.File{null, w, os.Stderr},
+	proc, err := os.StartProcess(path, args, &os.ProcAttr{
+		Env:   env,
+		Files: []*os.File{null, w, stderr},
 	})
 	w.Close()
 	null.Close()
 	if err != nil {
 		r.Close()
-		tb.Fatalf("starting helper %s: %v", helper, err)
+		tb.Fatalf("starting %s: %v", path, err)
 	}
 	pid := proc.Pid
 	// We reap with wait4, like the generations it starts, which are not
@@ -70,10 +84,7 @@ func startChain(tb testing.TB, helper string, env ...string) *chain {
 	}()
 	c := &chain{tb: tb, lines: lines, cur: pid}
 	tb.Cleanup(c.stop)
-	line := c.line()
-	if word(line) != "ready" || field(line, "pid") != pid {
-		tb.Fatalf("helper %s (pid %d) said %q, want \"ready pid=%d\"", helper, pid, line, pid)
-	}
+	c.first = c.line()
 	return c
 }
 
@@ -84,7 +95,7 @@ func helperEnv(helper string, extra []string) []string {
 	for _, kv := range os.Environ() {
 		k, _, _ := strings.Cut(kv, "=")
 		switch k {
-		case envHelper, envLib, envSockets, envOwner, "BATON_HANDOFF", "TABLEFLIP_HAS_PARENT_7DIU3":
+		case envHelper, envLib, envSockets, envOwner, envDrain, envAddr, envReadyFD, "BATON_HANDOFF", "TABLEFLIP_HAS_PARENT_7DIU3":
 			continue
 		}
 		env = append(env, kv)
@@ -96,18 +107,28 @@ func helperEnv(helper string, extra []string) []string {
 // line returns the next line any generation printed.
 func (c *chain) line() string {
 	c.tb.Helper()
-	t := time.NewTimer(lineTimeout)
-	defer t.Stop()
+	ctx, cancel := context.WithTimeoutCause(context.Background(), lineTimeout, fmt.Errorf("none in %v", lineTimeout))
+	defer cancel()
+	l, err := c.next(ctx)
+	if err != nil {
+		c.tb.Fatal(err)
+	}
+	return l
+}
+
+// next returns the next line any generation printed, or an error when
+// every generation has exited or ctx is done. Unlike line, it may be
+// called from any goroutine.
+func (c *chain) next(ctx context.Context) (string, error) {
 	select {
 	case l, ok := <-c.lines:
 		if !ok {
-			c.tb.Fatalf("every helper generation exited (see stderr)")
+			return "", errors.New("every helper generation exited (see stderr)")
 		}
-		return l
-	case <-t.C:
-		c.tb.Fatalf("no line from the helpers in %v", lineTimeout)
+		return l, nil
+	case <-ctx.Done():
+		return "", fmt.Errorf("no line from the helpers: %w", context.Cause(ctx))
 	}
-	panic("unreachable")
 }
 
 // upgrade asks the serving generation to upgrade, waits for its successor

@@ -24,6 +24,8 @@ func TestMain(m *testing.M) {
 			handoffMain()
 		case "idle":
 			idleMain()
+		case "http":
+			httpMain()
 		default:
 			fmt.Fprintf(os.Stderr, "bench: no helper %q\n", h)
 			os.Exit(2)
@@ -36,20 +38,44 @@ func TestMain(m *testing.M) {
 		fmt.Fprintf(os.Stderr, "bench: PR_SET_CHILD_SUBREAPER: %v\n", err)
 		os.Exit(2)
 	}
-	// Go raises its own soft RLIMIT_NOFILE to the hard limit, but starts
-	// children with the original one, often 1024. A tableflip successor
-	// inherits its descriptors at exec, so with 1024 sockets the dynamic
-	// loader of a cgo binary finds no free descriptor below 1024 and the
-	// successor dies (EMFILE loading libc.so.6). Setting the limit
-	// ourselves makes it the one children get; syscall.Setrlimit, not
-	// unix.Setrlimit, because only it tells StartProcess to stop
-	// restoring the original.
+	raiseNofile()
+	os.Exit(m.Run())
+}
+
+// wantNofile is the RLIMIT_NOFILE the largest handoff needs: 10,000
+// sockets, three descriptors each while tableflip starts a successor (see
+// needFds), and a margin.
+const wantNofile = 3*10_000 + 1000
+
+// raiseNofile raises RLIMIT_NOFILE, soft and hard, to wantNofile, or the
+// soft limit to the hard one if raising the hard limit is not allowed (it
+// needs CAP_SYS_RESOURCE); needFds then skips the sizes that do not fit,
+// and says so.
+//
+// The soft limit matters even though Go raises its own to the hard limit:
+// Go starts children with the original one, often 1024. A tableflip
+// successor inherits its descriptors at exec, so with 1024 sockets the
+// dynamic loader of a cgo binary finds no free descriptor below 1024 and
+// the successor dies (EMFILE loading libc.so.6). Setting the limit
+// ourselves makes it the one children get; syscall.Setrlimit, not
+// unix.Setrlimit, because only it tells StartProcess to stop restoring the
+// original.
+func raiseNofile() {
 	var lim syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err == nil && lim.Cur < lim.Max {
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		fmt.Fprintf(os.Stderr, "bench: RLIMIT_NOFILE: %v\n", err)
+		return
+	}
+	if lim.Max < wantNofile {
+		want := syscall.Rlimit{Cur: wantNofile, Max: wantNofile}
+		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &want); err == nil {
+			return
+		}
+	}
+	if lim.Cur < lim.Max {
 		lim.Cur = lim.Max
 		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
 			fmt.Fprintf(os.Stderr, "bench: raising RLIMIT_NOFILE: %v\n", err)
 		}
 	}
-	os.Exit(m.Run())
 }

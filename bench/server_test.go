@@ -23,7 +23,7 @@ import (
 // The helpers are configured by environment variables, which every
 // successor inherits:
 //
-//	BENCH_LIB         baton, tableflip, or (idle only) none
+//	BENCH_LIB         baton, tableflip, (http only) reuseport, (idle only) none
 //	BENCH_SOCKETS     listeners the handoff helper opens
 //	BENCH_CPUPROFILE  if set, a directory: each process writes <pid>.prof
 //	BENCH_OWNER       pid of the benchmark process; set by it
@@ -56,6 +56,8 @@ func newUpgrader(lib string) (upgrader, error) {
 	case "tableflip":
 		u, err := tableflip.New(tableflip.Options{})
 		return tableflipUpgrader{u}, err
+	case "reuseport":
+		return newReuseport()
 	}
 	return nil, fmt.Errorf("unknown %s %q", envLib, lib)
 }
@@ -108,10 +110,17 @@ func (t tableflipUpgrader) ready() error         { return t.u.Ready() }
 func (t tableflipUpgrader) waitForParent() error { return t.u.WaitForParent(context.Background()) }
 func (t tableflipUpgrader) upgrade() error       { return t.u.Upgrade() }
 
-// retry: WaitForParent can return a moment before tableflip's own loop has
-// seen the parent exit, and until then Upgrade refuses at once, before
-// starting anything.
-func (t tableflipUpgrader) retry(err error) bool { return err.Error() == "parent hasn't exited" }
+// retry: tableflip's own loop learns of Ready and of the parent's exit
+// asynchronously, and until it has, Upgrade refuses at once, before
+// starting anything: "process is not ready yet" right after Ready, and
+// "parent hasn't exited" a moment after WaitForParent has returned.
+func (t tableflipUpgrader) retry(err error) bool {
+	switch err.Error() {
+	case "process is not ready yet", "parent hasn't exited":
+		return true
+	}
+	return false
+}
 
 func (t tableflipUpgrader) exit() <-chan struct{} { return t.u.Exit() }
 func (t tableflipUpgrader) stop()                 { t.u.Stop() }
@@ -180,7 +189,7 @@ func timedUpgrade(u upgrader) (time.Duration, error) {
 		start := time.Now()
 		err := u.upgrade()
 		took := time.Since(start)
-		if err == nil || attempt == 1000 || !u.retry(err) {
+		if err == nil || attempt == 5000 || !u.retry(err) {
 			return took, err
 		}
 		time.Sleep(time.Millisecond)
