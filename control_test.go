@@ -77,7 +77,7 @@ func (in *instances) next() error {
 func TestControlTakeoverUnderLoad(t *testing.T) {
 	for _, mode := range []loadgen.Mode{loadgen.Fresh, loadgen.KeepAlive} {
 		t.Run(string(mode), func(t *testing.T) {
-			in := startInstances(t)
+			in := startInstances(t, "SRV_IDLE_GRACE=2s") // see TestZeroFailedRequestsUnderLoad
 			var mu sync.Mutex
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 			defer cancel()
