@@ -588,8 +588,12 @@ func TestFaultSelfUpgrade(t *testing.T) {
 			// with the file swapped every millisecond while upgrades run
 			// (rename(2) is atomic, so exec sees one file or the other),
 			// where each upgrade must succeed or fail with one of them.
-			name:       "successor binary replaced mid-upgrade",
-			env:        []string{"SRV_EXE=" + swap.path},
+			name: "successor binary replaced mid-upgrade",
+			// The generations work in the swapper's directory: /bin/sh,
+			// started for the script variant, may find the binary at the
+			// path by the time it reads it, and runs its bytes as
+			// commands — whose redirections create files where it runs.
+			env:        []string{"SRV_EXE=" + swap.path, "SRV_CHDIR=" + swap.dir},
 			injections: len(swapPlan) + 4,
 			fault: func(ctx context.Context, r *rig, i int) error {
 				if i <= len(swapPlan) {
