@@ -54,6 +54,8 @@ func TestMain(m *testing.M) {
 //	SRV_CONTROL    Options.Control
 //	SRV_FDSTORE    Options.FDStore, if set
 //	SRV_LISTEN     the TCP address to listen on (default 127.0.0.1:0)
+//	SRV_HANDLE_SIGNALS if set, Upgrader.HandleSignals handles the signals,
+//	               wired right after New
 //
 // It serves HTTP on a TCP and a unix listener: GET / answers
 // "pid=… gen=… fds=… data=… handoff=…", ?delay= sleeps first, POST /upgrade
@@ -80,6 +82,10 @@ func serverMain() {
 		os.Exit(3)
 	}
 	gen := upg.Generation()
+	handleSignals := os.Getenv("SRV_HANDLE_SIGNALS") != ""
+	if handleSignals {
+		upg.HandleSignals()
+	}
 	fmt.Printf("new gen=%d pid=%d\n", gen, os.Getpid())
 	if d := os.Getenv("SRV_CHDIR"); d != "" {
 		// The executable and the PID file must still be found.
@@ -204,7 +210,9 @@ func serverMain() {
 	// Signals are wired before anyone is told we are ready: a SIGHUP's
 	// default action would kill us.
 	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT)
+	if !handleSignals {
+		signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT)
+	}
 	check(upg.Ready())
 	fmt.Printf("ready gen=%d pid=%d tcp=%s udp=%s\n", gen, os.Getpid(), tcp.Addr(), udp.LocalAddr())
 	if fail == "ready-exit" {

@@ -3,14 +3,18 @@
 package baton
 
 import (
+	"errors"
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 )
 
 // HandleSignals wires the common case: SIGHUP upgrades, SIGTERM and SIGINT
 // stop. A failed upgrade is logged through Options.Logger and this
-// generation keeps serving. The handler ends when Exit is closed; signals
+// generation keeps serving. A SIGHUP that arrives before Ready upgrades
+// once this generation is ready (any number of them, one upgrade): the
+// operator asked for the new binary, and this one was already starting. The handler ends when Exit is closed; signals
 // that arrive after that are ignored, not fatal. Call it before Ready, so
 // an early SIGHUP cannot kill the process with the default action.
 //
@@ -51,7 +55,9 @@ func (u *Upgrader) HandleSignals() {
 						u.mu.Unlock()
 					}
 				default:
-					u.Upgrade()
+					if errors.Is(u.Upgrade(), ErrNotReady) {
+						u.upgradeWhenReady()
+					}
 				}
 			case <-u.exitC:
 				// Keep the signals caught: a late SIGHUP or SIGTERM to a
@@ -59,6 +65,43 @@ func (u *Upgrader) HandleSignals() {
 				signal.Ignore(syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT)
 				signal.Stop(sigs)
 				return
+			}
+		}
+	}()
+}
+
+// upgradeWhenReady carries out a SIGHUP that came before Ready once this
+// generation is ready. Further SIGHUPs meanwhile join it. It gives up if
+// this generation stops first, or is not ready within UpgradeTimeout (its
+// predecessor, if any, kills it then).
+func (u *Upgrader) upgradeWhenReady() {
+	if !u.hupPending.CompareAndSwap(false, true) {
+		return
+	}
+	u.log.Warn("SIGHUP before ready: upgrading as soon as this generation is ready", "generation", u.gen)
+	go func() {
+		defer u.hupPending.Store(false)
+		deadline := time.NewTimer(u.opts.upgradeTimeout())
+		defer deadline.Stop()
+		tick := time.NewTicker(readyPoll)
+		defer tick.Stop()
+		for {
+			select {
+			case <-u.exitC:
+				return
+			case <-u.stopC:
+				return
+			case <-deadline.C:
+				u.log.Warn("SIGHUP before ready, and still not ready; dropping the upgrade", "waited", u.opts.upgradeTimeout())
+				return
+			case <-tick.C:
+				u.mu.Lock()
+				ready := u.ready
+				u.mu.Unlock()
+				if ready {
+					u.Upgrade()
+					return
+				}
 			}
 		}
 	}()

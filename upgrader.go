@@ -36,9 +36,12 @@ type Upgrader struct {
 	// exit and the start of the next one.
 	sv      supervisorDir
 	interim bool
-	reexec  bool     // Stop re-executes the program in place (SIGHUP, supervised)
-	s6ready *os.File // s6-supervise's notification-fd, until Ready
-	control *controlServer
+	reexec  bool // Stop re-executes the program in place (SIGHUP, supervised)
+	// hupPending: a SIGHUP came before Ready and waits for it
+	// (upgradeWhenReady).
+	hupPending atomic.Bool
+	s6ready    *os.File // s6-supervise's notification-fd, until Ready
+	control    *controlServer
 
 	exitC chan struct{} // closed when this generation must drain and go
 	stopC chan struct{} // closed by Stop
@@ -279,8 +282,14 @@ func (u *Upgrader) Ready() error {
 			u.log.Warn("serving without the predecessor's acknowledgement", "predecessor", u.parent.pid, "err", err)
 		}
 	}
+	// The PID file and the control socket name this generation, and it
+	// is ready, in one step: whoever finds it through either (kill -HUP
+	// $(cat pidfile), a supervisor's new instance) must find it ready,
+	// or the request would fail with ErrNotReady.
+	u.mu.Lock()
 	if tmp != "" {
 		if err := u.pid.commit(tmp); err != nil {
+			u.mu.Unlock()
 			if control != nil {
 				control.close(false)
 			}
@@ -293,14 +302,14 @@ func (u *Upgrader) Ready() error {
 			// the next supervised restart will not be seamless.
 			u.log.Error("control socket: no new instance can take over from this generation", "control", u.opts.Control, "err", err)
 			control = nil
-		} else {
-			go u.serveControl(control)
 		}
 	}
-	u.mu.Lock()
 	u.ready = true
 	u.control = control
 	u.mu.Unlock()
+	if control != nil {
+		go u.serveControl(control)
+	}
 	u.log.Info("ready", "generation", u.gen, "pid", os.Getpid())
 	u.announceReady()
 	if u.interim {
