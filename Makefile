@@ -2,7 +2,7 @@
 # formatting, vets, and runs every test with the race detector.
 GO ?= go
 
-.PHONY: test deps fmt-check vet cross unit bench-smoke bench bench-peers fuzz demo
+.PHONY: test deps fmt-check vet cross unit bench-smoke bench bench-peers fuzz soak demo
 
 test: deps fmt-check vet cross unit bench-smoke
 
@@ -47,6 +47,7 @@ unit:
 bench-smoke:
 	$(GO) test -run '^$$' -bench . -benchtime 2x -timeout 5m .
 	cd bench && $(GO) test -run '^$$' -bench . -benchtime 2x -timeout 5m .
+	cd bench && $(GO) test -race -count=1 ./cmd/...
 
 # Handoff time and idle cost, baton alone.
 bench:
@@ -56,16 +57,33 @@ bench:
 bench-peers:
 	cd bench && $(GO) test -run '^$$' -bench . -benchtime 20x -count 5 .
 
-# Long fuzzing, FUZZTIME per target (not part of make test; the seeds are).
+# docs/RESULTS.md, regenerated from one run of the benchmarks: baton against
+# tableflip and an SO_REUSEPORT re-bind, under load, handoff time by socket
+# count, latency around upgrades, memory; with the machine and the commands.
+# About 7 minutes on 2 cores; see bench/README.md.
+.PHONY: results
+results:
+	cd bench && $(GO) run ./cmd/results -o ../docs/RESULTS.md
+
+# Long fuzzing, FUZZTIME per target (not part of make test; the seeds are),
+# of every Fuzz function in every package of the module, one at a time.
 # -fuzzminimizetime bounds minimisation, which can otherwise stall a run
-# (golang/go#48820) and hide a failure.
+# (golang/go#48820) and hide a failure. FUZZFLAGS adds flags, such as
+# -parallel 1 on a shared machine.
 FUZZTIME ?= 2m
+FUZZFLAGS ?=
 fuzz:
-	@for t in $$($(GO) test -list 'Fuzz.*' . | grep ^Fuzz); do \
-		$(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 10s . || exit 1; done
-	@for p in ./internal/loadgen ./systemd ./supervisor; do \
-		for t in $$($(GO) test -list 'Fuzz.*' $$p | grep ^Fuzz); do \
-			$(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 10s $$p || exit 1; done; done
+	@for d in $$($(GO) list -f '{{.Dir}}' ./...); do \
+		for t in $$(grep -ho '^func Fuzz[A-Za-z0-9_]*' $$d/*_test.go 2>/dev/null | cut -c6-); do \
+			echo "fuzz: $$t in $$d"; \
+			$(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 10s $(FUZZFLAGS) $$d || exit 1; done; done
+
+# The demo server upgraded SOAK_UPGRADES times in a row under load: zero
+# failed requests, descriptors and RSS of each new generation flat, no
+# process left (not part of make test, whose unit run does 20 upgrades).
+SOAK_UPGRADES ?= 1000
+soak:
+	BATON_SOAK_UPGRADES=$(SOAK_UPGRADES) $(GO) test -run '^TestSoak$$' -count=1 -timeout 3h -v ./internal/soak
 
 demo:
 	$(GO) run ./cmd/baton demo

@@ -780,12 +780,14 @@ func checkFrame(t *testing.T, raw []byte, typ byte, body []byte) {
 		}
 		enc, err := encodeFds(metas)
 		sameFrame(t, raw, typ, enc, err, metas)
-	case frameReady:
+	case frameReady, frameTakeover:
+		// A takeover request on the control socket is laid out as a
+		// ready frame: the asker's pid.
 		m, err := parseReady(body)
 		if err != nil {
 			return
 		}
-		if m.PID < 1 {
+		if m.PID < 1 || m.PID > math.MaxInt32 {
 			t.Fatalf("parseReady(%q) accepted %+v", body, m)
 		}
 		enc, err := encodeReady(m)

@@ -72,15 +72,41 @@ func TestAddrKeysActivated(t *testing.T) {
 
 // Whatever a status file holds, the decoder answers without panicking,
 // and what it accepts has a sane pid.
+// Its length alone tells the supervisor, and the stamps at the start do
+// not change what it says.
 func FuzzParseSvStatus(f *testing.F) {
 	for _, n := range []int{18, 20, 35, 43} {
 		b := make([]byte, n)
 		f.Add(b)
 	}
+	for _, h := range []string{
+		"400000006b0105602271dd0c8e2300000075",
+		"400000006b01056022567954 8d230000 00 75 00 01",
+		"400000006b01057b2265bcb5 400000006b01057b225405de 000000000000238c 0000 04",
+		"400000006b01057b2265bcb5 400000006b01057b225405de 000000000000238c 000000000000238c 0000 04",
+		"400000006b01057c22e6e3f9 400000006b01057c22ebfe63 00000000ffffffff 000f 08",
+	} {
+		b, err := hex.DecodeString(strings.ReplaceAll(h, " ", ""))
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	kinds := map[int]supervisorKind{18: daemontools, 20: runit, 35: s6, 43: s6}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		st, err := parseSvStatus(b)
-		if err == nil && (st.pid < 0 || st.kind == "") {
+		if err != nil {
+			return
+		}
+		if st.pid < 0 || st.kind != kinds[len(b)] {
 			t.Fatalf("%x: accepted as %+v", b, st)
+		}
+		stamped := append([]byte(nil), b...)
+		for i := range 12 {
+			stamped[i] ^= 0xff
+		}
+		if again, err := parseSvStatus(stamped); err != nil || again != st {
+			t.Fatalf("%x: %+v, but with another stamp %+v, %v", b, st, again, err)
 		}
 	})
 }

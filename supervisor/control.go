@@ -48,8 +48,18 @@ func Call(ctx context.Context, path, cmd string) (Response, error) {
 		}
 		return resp, err
 	}
+	return decodeResponse(line)
+}
+
+// decodeResponse parses one response line (without its newline): one JSON
+// object of at most MaxResponseSize bytes.
+func decodeResponse(line []byte) (Response, error) {
+	var resp Response
+	if len(line) > MaxResponseSize {
+		return resp, fmt.Errorf("supervisor: response of %d bytes; at most %d", len(line), MaxResponseSize)
+	}
 	if err := json.Unmarshal(line, &resp); err != nil {
-		return resp, fmt.Errorf("supervisor: bad response: %w", err)
+		return Response{}, fmt.Errorf("supervisor: bad response: %w", err)
 	}
 	return resp, nil
 }

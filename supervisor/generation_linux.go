@@ -173,31 +173,52 @@ func (m *Master) readNotify(g *generation, nc *net.UnixConn) {
 		if err != nil {
 			return
 		}
-		pid := int32(-1)
-		msgs, _ := unix.ParseSocketControlMessage(oob[:oobn])
-		for i := range msgs {
-			if cred, err := unix.ParseUnixCredentials(&msgs[i]); err == nil {
-				pid = cred.Pid
-			}
-			// Descriptors (a BARRIER=1 pipe, FDSTORE=1 sockets) are not
-			// kept: closing a barrier's pipe is exactly its answer.
-			if fds, err := unix.ParseUnixRights(&msgs[i]); err == nil {
-				for _, fd := range fds {
-					unix.Close(fd)
-				}
-			}
+		pid, isReady, fds := parseNotification(buf[:n], oob[:oobn])
+		// Descriptors (a BARRIER=1 pipe, FDSTORE=1 sockets) are not
+		// kept: closing a barrier's pipe is exactly its answer.
+		for _, fd := range fds {
+			unix.Close(fd)
 		}
 		if flags&unix.MSG_CTRUNC != 0 || int(pid) != g.pid {
 			m.log.Debug("ignored a notification", "generation", g.n, "sender", pid, "truncated", flags&unix.MSG_CTRUNC != 0)
 			continue
 		}
-		for _, f := range strings.Split(string(buf[:n]), "\n") {
-			if f == "READY=1" && !ready && m.cfg.Ready == ReadyNotify {
-				ready = true
-				m.send(readyEvent{g})
-			}
+		if isReady && !ready && m.cfg.Ready == ReadyNotify {
+			ready = true
+			m.send(readyEvent{g})
 		}
 	}
+}
+
+// parseNotification decodes one datagram on a generation's notify socket:
+// the sender's pid from its credentials (-1 without them), whether one of
+// its lines is READY=1, and the descriptors that came with it, which the
+// caller closes.
+func parseNotification(data, oob []byte) (sender int32, ready bool, fds []int) {
+	sender = -1
+	msgs, _ := unix.ParseSocketControlMessage(oob)
+	for i := range msgs {
+		// x/sys/unix reads credentials and descriptors without checking
+		// the length (it panics, or reads past the data): the kernel
+		// writes whole ones, so only whole ones are taken.
+		m := &msgs[i]
+		if m.Header.Type == unix.SCM_CREDENTIALS && len(m.Data) < unix.SizeofUcred {
+			continue
+		}
+		if cred, err := unix.ParseUnixCredentials(m); err == nil {
+			sender = cred.Pid
+		}
+		m.Data = m.Data[:len(m.Data)/4*4]
+		if more, err := unix.ParseUnixRights(m); err == nil {
+			fds = append(fds, more...)
+		}
+	}
+	for _, f := range strings.Split(string(data), "\n") {
+		if f == "READY=1" {
+			ready = true
+		}
+	}
+	return sender, ready, fds
 }
 
 func (g *generation) closeNotify() {

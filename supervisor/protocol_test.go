@@ -1,8 +1,11 @@
 package supervisor
 
 import (
+	"bufio"
+	"bytes"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestDecodeRequest(t *testing.T) {
@@ -45,6 +48,70 @@ func FuzzDecodeRequest(f *testing.F) {
 		}
 		if len(b) > MaxRequestSize {
 			t.Fatalf("DecodeRequest accepted %d bytes", len(b))
+		}
+	})
+}
+
+// FuzzDecodeResponse is the client's side of the control protocol: what
+// the decoder accepts, the master's encoder writes back, and that line
+// decodes and encodes to itself.
+func FuzzDecodeResponse(f *testing.F) {
+	started := time.Date(2025, 1, 2, 3, 4, 5, 6, time.UTC)
+	for _, r := range []Response{
+		{OK: true},
+		{Error: "supervisor: a reload is already in progress"},
+		{OK: true, Result: &Result{OK: true, Gen: 2, OldPID: 10, NewPID: 11, Duration: time.Second}},
+		{Result: &Result{Gen: 3, Error: "exited", Stderr: []string{"panic: x", ""}}, Error: "exited"},
+		{OK: true, Status: &Status{PID: 1, Started: started, State: "serving", Listeners: []string{"tcp://127.0.0.1:8080"},
+			Generations: []GenerationStatus{{Gen: 1, PID: 7, State: "draining", Started: started, DrainingSince: started.Add(time.Second)}}}},
+	} {
+		line := encodeLine(r)
+		f.Add(line[:len(line)-1])
+	}
+	for _, s := range []string{``, `null`, `{"ok":true}{"ok":true}`, `{"status":{"started":"0000-01-01T00:00:00+01:00"}}`, `{"result":{"stderr":["\xff"]}}`, `{"ok":"yes"}`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, line []byte) {
+		r, err := decodeResponse(line)
+		if err != nil {
+			return
+		}
+		if len(line) > MaxResponseSize {
+			t.Fatalf("decodeResponse accepted %d bytes", len(line))
+		}
+		enc := encodeLine(r)
+		if bytes.IndexByte(enc, '\n') != len(enc)-1 {
+			t.Fatalf("encodeLine(decodeResponse(%q)) = %q: not one line", line, enc)
+		}
+		r2, err := decodeResponse(enc[:len(enc)-1])
+		if err != nil {
+			t.Fatalf("decodeResponse(%q), re-encoded as %q, does not decode: %v", line, enc, err)
+		}
+		if enc2 := encodeLine(r2); !bytes.Equal(enc2, enc) {
+			t.Fatalf("decodeResponse(%q) re-encodes as %q, then as %q", line, enc, enc2)
+		}
+	})
+}
+
+// FuzzReadLine reads what a peer wrote on the control socket: it returns
+// the bytes before the first newline if there are at most max of them, and
+// fails otherwise, whatever the reader's buffer size.
+func FuzzReadLine(f *testing.F) {
+	f.Add([]byte("{\"cmd\":\"status\"}\n"), uint16(MaxRequestSize))
+	f.Add([]byte("0123456789abcdefghij\n"), uint16(20))
+	f.Add([]byte("0123456789abcdefghijk\n"), uint16(20))
+	f.Add([]byte("no newline"), uint16(100))
+	f.Add([]byte("\n\n"), uint16(0))
+	f.Fuzz(func(t *testing.T, b []byte, max uint16) {
+		line, err := readLine(bufio.NewReaderSize(bytes.NewReader(b), 16), int(max))
+		i := bytes.IndexByte(b, '\n')
+		switch {
+		case i < 0 || i > int(max):
+			if err == nil {
+				t.Fatalf("readLine(%q, %d) = %q; want an error (newline at %d)", b, max, line, i)
+			}
+		case err != nil || !bytes.Equal(line, b[:i]):
+			t.Fatalf("readLine(%q, %d) = %q, %v; want %q", b, max, line, err, b[:i])
 		}
 	})
 }

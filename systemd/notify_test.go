@@ -108,3 +108,60 @@ func TestParseWatchdog(t *testing.T) {
 		}
 	}
 }
+
+// FuzzParseWatchdog checks WATCHDOG_USEC and WATCHDOG_PID against a second
+// reading with strconv: a watchdog is on only for plain decimal digits that
+// fit a time.Duration, and only for the right pid.
+func FuzzParseWatchdog(f *testing.F) {
+	f.Add("30000000", "", 4242)
+	f.Add("30000000", "4242", 4242)
+	f.Add("30000000", "04242", 4242)
+	f.Add("30000000", "4243", 4242)
+	f.Add("+5", "", 1)
+	f.Add(strconv.FormatUint(maxWatchdogUsec, 10), "", 1)
+	f.Add(strconv.FormatUint(maxWatchdogUsec+1, 10), "", 1)
+	f.Add("18446744073709551616", "2147483648", 1)
+	f.Fuzz(func(t *testing.T, usec, watchdogPID string, pid int) {
+		d, ok := parseWatchdog(usec, watchdogPID, pid)
+		if !ok {
+			if d != 0 {
+				t.Fatalf("parseWatchdog(%q, %q, %d) = %v, false; want 0 when off", usec, watchdogPID, pid, d)
+			}
+			return
+		}
+		u, err := strconv.ParseUint(usec, 10, 64)
+		if err != nil || strings.TrimLeft(usec, "0123456789") != "" || u == 0 || u > maxWatchdogUsec {
+			t.Fatalf("parseWatchdog(%q, ...) accepted a WATCHDOG_USEC strconv reads as %d, %v", usec, u, err)
+		}
+		if d <= 0 || d != time.Duration(u)*time.Microsecond {
+			t.Fatalf("parseWatchdog(%q, ...) = %v; want %dµs", usec, d, u)
+		}
+		if watchdogPID != "" {
+			p, err := strconv.ParseUint(watchdogPID, 10, 64)
+			if err != nil || strings.TrimLeft(watchdogPID, "0123456789") != "" || p != uint64(pid) || pid <= 0 {
+				t.Fatalf("parseWatchdog(_, %q, %d): on for WATCHDOG_PID %d, %v", watchdogPID, pid, p, err)
+			}
+		}
+	})
+}
+
+// FuzzCheckNotifySocket checks that any NOTIFY_SOCKET accepted is a path
+// or an abstract name the kernel takes as a sockaddr_un.
+func FuzzCheckNotifySocket(f *testing.F) {
+	for _, s := range []string{"", "/run/systemd/notify", "@/org/freedesktop/systemd1/notify/1", "@", "@\x00", "/a\x00b", "vsock:2:1234", "notify", "/" + strings.Repeat("p", 107)} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, addr string) {
+		if checkNotifySocket(addr) != nil {
+			return
+		}
+		switch {
+		case len(addr) < 2 && addr != "/",
+			addr[0] != '/' && addr[0] != '@',
+			len(addr) > maxSocketPath,
+			strings.IndexByte(addr, 0) >= 0,
+			strings.HasPrefix(addr, "vsock"):
+			t.Fatalf("checkNotifySocket(%q) accepted it", addr)
+		}
+	})
+}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"math"
 	"net"
 	"net/url"
 	"os"
@@ -314,12 +315,12 @@ func readPIDFile(path string) (int, error) {
 	return pid, nil
 }
 
-// parsePIDFile reads a PID file's contents: a positive decimal pid, and
-// surrounding white space.
+// parsePIDFile reads a PID file's contents: a positive decimal pid that
+// fits a pid_t, and surrounding white space.
 func parsePIDFile(b []byte) (int, error) {
 	s := strings.TrimSpace(string(b))
 	pid, err := strconv.Atoi(s)
-	if err != nil || pid <= 0 {
+	if err != nil || pid <= 0 || pid > math.MaxInt32 {
 		return 0, fmt.Errorf("%q is not a pid", s)
 	}
 	return pid, nil

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -172,7 +173,7 @@ func TestVerifyPassesOnDemoServer(t *testing.T) {
 		t.Skip("runs 5 upgrades under load: skipped with -short")
 	}
 	t.Parallel()
-	s := startServer(t, baton(t), "demo-server", "-drain", "5s")
+	s := startServer(t, baton(t), "demo-server", "-drain", "5s", "-idle-grace", "2s")
 	code, stdout, stderr := verify(t, "-url", s.url,
 		"-reload", fmt.Sprintf(`kill -HUP "$(cat %s)"`, s.pidFile), "-pid-file", s.pidFile,
 		"-upgrades", "5", "-clients", "8", "-slow", "200ms", "-warmup", "500ms")
@@ -370,6 +371,8 @@ func TestParsePIDFile(t *testing.T) {
 		{"-5", 0},
 		{"12a", 0},
 		{"1234\n5678\n", 0},
+		{"2147483647", 2147483647},
+		{"2147483648", 0}, // beyond pid_t
 	} {
 		got, err := parsePIDFile([]byte(tc.in))
 		if got != tc.want || (err == nil) != (tc.want != 0) {
@@ -417,7 +420,7 @@ func TestVerifyPassesUnderBatonRun(t *testing.T) {
 	defer log.Close()
 	bin := baton(t)
 	cmd := exec.Command(bin, "run", "-control", ctl, "-listen", "tcp://"+addr, "--",
-		bin, "demo-server", "-listen", addr, "-drain", "5s")
+		bin, "demo-server", "-listen", addr, "-drain", "5s", "-idle-grace", "2s")
 	cmd.Stdout, cmd.Stderr = log, log
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -470,4 +473,60 @@ func TestVerifyPassesUnderBatonRun(t *testing.T) {
 	if n := strings.Count(pids, "requests)"); n != 6 {
 		t.Errorf("report names %d serving pids, want 6 (one per generation):\n%s", n, stdout)
 	}
+}
+
+// FuzzParsePIDFile reads what a server wrote to its PID file: what it
+// accepts is a pid (positive, and fits a pid_t) that reads back the same
+// from the file baton itself writes.
+func FuzzParsePIDFile(f *testing.F) {
+	for _, s := range []string{"1234\n", " 42 ", "", "0\n", "-5", "+7", "12a", "1234\n5678\n", "2147483647\n", "2147483648", "\x0042"} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		pid, err := parsePIDFile(b)
+		if err != nil {
+			if pid != 0 {
+				t.Fatalf("parsePIDFile(%q) = %d with error %v", b, pid, err)
+			}
+			return
+		}
+		if pid <= 0 || pid > 1<<31-1 {
+			t.Fatalf("parsePIDFile(%q) = %d: not a pid", b, pid)
+		}
+		if back, err := parsePIDFile([]byte(strconv.Itoa(pid) + "\n")); err != nil || back != pid {
+			t.Fatalf("parsePIDFile(%q) = %d, but the file baton writes for it reads %d, %v", b, pid, back, err)
+		}
+	})
+}
+
+// FuzzCheckVerifyURL checks the -url flag: what it accepts is plain HTTP
+// to a loopback host (unless remote hosts are allowed), and loadgen takes
+// it too.
+func FuzzCheckVerifyURL(f *testing.F) {
+	for _, s := range []string{"http://127.0.0.1:8080/", "http://[::1]:8080/x?y", "http://LocalHost/", "http://10.0.0.1/", "https://127.0.0.1/", "127.0.0.1:8080", "http://:8080/", "http://[::ffff:127.0.0.1]/", "http://127.0.0.1%25lo/", "http://user@127.0.0.1/#f"} {
+		f.Add(s, false)
+	}
+	f.Add("http://example.com/", true)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	f.Fuzz(func(t *testing.T, raw string, allowRemote bool) {
+		if checkVerifyURL(raw, allowRemote) != nil {
+			return
+		}
+		u, err := url.Parse(raw)
+		if err != nil || u.Scheme != "http" || u.Hostname() == "" {
+			t.Fatalf("checkVerifyURL(%q, %v) accepted a URL that parses as %v, %v", raw, allowRemote, u, err)
+		}
+		if !allowRemote && !strings.EqualFold(u.Hostname(), "localhost") {
+			if ip := net.ParseIP(u.Hostname()); ip == nil || !ip.IsLoopback() {
+				t.Fatalf("checkVerifyURL(%q, false) accepted host %q", raw, u.Hostname())
+			}
+		}
+		// Without an Upgrade, loadgen refuses the Config right after the
+		// URL: an error about anything else is an URL it refuses.
+		_, err = loadgen.Run(ctx, loadgen.Config{URL: raw})
+		if err == nil || !strings.Contains(err.Error(), "Config.Upgrade is nil") {
+			t.Fatalf("checkVerifyURL(%q, %v) accepted a URL loadgen refuses: %v", raw, allowRemote, err)
+		}
+	})
 }
