@@ -726,13 +726,19 @@ func TestFaultMaster(t *testing.T) {
 			}
 			return nil
 		}, func(ctx context.Context) error {
+			// Ten bursts of five, 100ms apart: a burst's first SIGHUP
+			// starts a reload, and the others most likely find it
+			// running (the kernel may also merge a pending SIGHUP with
+			// the next: signals do not queue).
 			for i := range 50 {
 				if i == 49 {
 					// Whatever the last SIGHUP does happens after this.
 					lastHUP = time.Now()
 				}
 				r.m.cmd.Process.Signal(syscall.SIGHUP)
-				time.Sleep(20 * time.Millisecond)
+				if i%5 == 4 {
+					time.Sleep(100 * time.Millisecond)
+				}
 			}
 			st, err := r.waitState(ctx, "the SIGHUPs handled", func(st *supervisor.Status) bool {
 				return st.State == "serving" && len(st.Generations) == 1 && st.Generations[0].Started.After(lastHUP)
@@ -745,7 +751,13 @@ func TestFaultMaster(t *testing.T) {
 		})
 		r.zero(rep)
 		r.settled()
-		r.logHas("SIGHUP during a reload: one more reload follows it", "reloading for the SIGHUP that came during the last reload")
+		// What the queue did depends on timing; what it must achieve —
+		// a generation started after the last SIGHUP, nothing failed —
+		// is checked above.
+		out := r.m.output()
+		t.Logf("SIGHUPs that found a reload running: %d; reloads they queued: %d",
+			strings.Count(out, "SIGHUP during a reload: one more reload follows it"),
+			strings.Count(out, "reloading for the SIGHUP that came during the last reload"))
 		r.stop(0)
 	})
 	// The new generation runs with a limit on descriptors (a wrapper sets
