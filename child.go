@@ -276,3 +276,24 @@ func (c *child) waitExited(d time.Duration) bool {
 		return false
 	}
 }
+
+// errNotServing: the successor exited, broke the link or said something
+// else before its serving frame.
+var errNotServing = errors.New("successor did not say it serves")
+
+// waitServing waits, until deadline, for the successor's serving frame:
+// its PID file and control socket name it now. Only one caller may read
+// the handoff socket after the ack; Exec is that one.
+func (c *child) waitServing(deadline time.Time) error {
+	c.conn.SetReadDeadline(deadline)
+	defer c.conn.SetReadDeadline(time.Time{})
+	typ, body, fds, err := recvFrame(c.conn)
+	closeFds(fds)
+	switch {
+	case err != nil:
+		return fmt.Errorf("%w: %w", errNotServing, err)
+	case typ != frameServing || len(fds) > 0:
+		return fmt.Errorf("%w: got a %q frame", errNotServing, typ)
+	}
+	return parseServing(body)
+}

@@ -12,8 +12,6 @@ func (s *controlServer) commit() error { return errLinuxOnly }
 
 func (s *controlServer) close(unlink bool) {}
 
-func (s *controlServer) replaced() bool { return true }
-
 func (u *Upgrader) serveControl(s *controlServer) {}
 
 func checkControlPath(path string) error { return errLinuxOnly }

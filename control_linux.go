@@ -150,12 +150,6 @@ func (s *controlServer) close(unlink bool) {
 	}
 }
 
-// replaced reports whether the path now leads to a file other than the
-// socket we bound: a successor's.
-func (s *controlServer) replaced() bool {
-	fi, err := os.Lstat(s.path)
-	return err == nil && !os.SameFile(fi, s.file)
-}
 
 // connCred returns the pid and uid of the process at the other end of c.
 func connCred(c *net.UnixConn) (pid, uid int, err error) {

@@ -21,6 +21,10 @@ var (
 	// has already handed over to a successor.
 	ErrStopped = errors.New("baton: upgrader stopped")
 
+	// ErrExecNotRequested is returned by Exec when no upgrade in place was
+	// asked for (see Upgrader.ExecRequested).
+	ErrExecNotRequested = errors.New("baton: no upgrade in place was requested")
+
 	// ErrTimeout is wrapped by the ChildError of a successor that was not
 	// ready within Options.UpgradeTimeout and was killed.
 	ErrTimeout = errors.New("baton: successor not ready in time")

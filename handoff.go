@@ -23,6 +23,7 @@ import (
 //	incumbent → successor   fds[...] × ceil(fds/maxFdsPerFrame), each with SCM_RIGHTS
 //	successor → incumbent   ready{pid}        or abort{reason}
 //	incumbent → successor   ack{}             the incumbent has committed and drains
+//	successor → incumbent   serving{}         the PID file and control socket name it now
 //
 // EOF on the socket means the peer is gone. Anything malformed is an error:
 // the successor aborts, the incumbent kills the successor and keeps serving.
@@ -41,6 +42,13 @@ const (
 	frameReady = 'R'
 	frameAbort = 'X'
 	frameAck   = 'A'
+
+	// frameServing follows the ack: the successor's PID file and control
+	// socket are in place. An incumbent that re-executes in place waits
+	// for it (Upgrader.Exec); any other ignores it, and an older one
+	// never reads it, which is harmless: it is a few bytes in a socket
+	// buffer.
+	frameServing = 'S'
 
 	// frameTakeover opens a conversation on the control socket: a new
 	// instance asks the serving one for its descriptors. Its body is the
@@ -181,7 +189,7 @@ func parseHeader(h []byte) (typ byte, n int, err error) {
 	}
 	typ = h[0]
 	switch typ {
-	case frameHello, frameFds, frameReady, frameAbort, frameAck, frameTakeover:
+	case frameHello, frameFds, frameReady, frameAbort, frameAck, frameServing, frameTakeover:
 	default:
 		return 0, 0, protoErrorf("unknown frame type %q", typ)
 	}
@@ -481,9 +489,14 @@ func reasonText(s string) string {
 }
 
 // parseAck checks the body of an ack frame, which is empty.
-func parseAck(body []byte) error {
+func parseAck(body []byte) error { return parseEmpty(frameAck, body) }
+
+// parseServing checks the body of a serving frame, which is empty.
+func parseServing(body []byte) error { return parseEmpty(frameServing, body) }
+
+func parseEmpty(typ byte, body []byte) error {
 	if len(body) != 0 {
-		return bodyLenError(frameAck, len(body), 0)
+		return bodyLenError(typ, len(body), 0)
 	}
 	return nil
 }

@@ -293,6 +293,9 @@ func TestEncode(t *testing.T) {
 	if err := parseAck(roundTrip(frameAck, nil, nil, "")); err != nil {
 		t.Errorf("ack round trip: %v", err)
 	}
+	if err := parseServing(roundTrip(frameServing, nil, nil, "")); err != nil {
+		t.Errorf("serving round trip: %v", err)
+	}
 
 	// The limits themselves go through.
 	big := []fdMeta{{
@@ -806,8 +809,8 @@ func checkFrame(t *testing.T, raw []byte, typ byte, body []byte) {
 			// Cut or mended: it must stay so.
 			t.Fatalf("abort reason %.80q changed through encodeAbort to %.80q", m.Reason, again.Reason)
 		}
-	case frameAck:
-		if parseAck(body) != nil {
+	case frameAck, frameServing:
+		if parseEmpty(typ, body) != nil {
 			return
 		}
 		sameFrame(t, raw, typ, nil, nil, struct{}{})

@@ -191,3 +191,16 @@ func (p *parent) ready(timeout time.Duration) error {
 		return errParentSilent
 	}
 }
+
+// serving tells the incumbent that this generation's PID file and control
+// socket are in place. Nobody may be left to hear it, and nothing depends
+// on its arrival but a wait that has a deadline of its own: errors are
+// ignored.
+func (p *parent) serving() {
+	frame, err := encodeFrame(frameServing, nil)
+	if err != nil {
+		return
+	}
+	p.conn.SetWriteDeadline(time.Now().Add(time.Second))
+	sendFrame(p.conn, frame, nil)
+}

@@ -7,26 +7,27 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
-	"time"
 )
 
 // HandleSignals wires the common case: SIGHUP upgrades, SIGTERM and SIGINT
 // stop. A failed upgrade is logged through Options.Logger and this
 // generation keeps serving. A SIGHUP that arrives before Ready upgrades
 // once this generation is ready (any number of them, one upgrade): the
-// operator asked for the new binary, and this one was already starting. The handler ends when Exit is closed; signals
-// that arrive after that are ignored, not fatal. Call it before Ready, so
-// an early SIGHUP cannot kill the process with the default action.
+// operator asked for the new binary, and this one was already starting.
+// The handler ends when Exit is closed; signals that arrive after that are
+// ignored, not fatal. Call it before Ready, so an early SIGHUP cannot kill
+// the process with the default action.
 //
 // With Options.Control, under daemontools, runit or s6, SIGTERM restarts
 // when the supervisor still wants the service up (svc -t, sv restart,
 // s6-svc -r) and stops when it does not (svc -d, sv stop, s6-svc -d).
 // SIGHUP (svc -h, sv hup, s6-svc -h) upgrades in place, keeping the pid
 // the supervisor tracks: this generation hands its sockets to an interim
-// one, drains, and — when the application calls Stop after draining, as
-// it should — re-executes the program in the same process, which takes
-// the sockets back through the control socket. The supervisor sees
-// nothing. See Options.Control.
+// one and closes Exit; ExecRequested then reports true, and the
+// application, once it has drained, calls Exec, which re-executes the
+// program in the same process; the new image takes the sockets back
+// through the control socket. The supervisor sees nothing. See
+// Options.Control.
 func (u *Upgrader) HandleSignals() {
 	sigs := make(chan os.Signal, 8)
 	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT)
@@ -51,7 +52,7 @@ func (u *Upgrader) HandleSignals() {
 				case u.supervised(): // SIGHUP: upgrade in place
 					if u.restartInterim() == nil {
 						u.mu.Lock()
-						u.reexec = true
+						u.ctl.execRequested = true
 						u.mu.Unlock()
 					}
 				default:
@@ -81,28 +82,6 @@ func (u *Upgrader) upgradeWhenReady() {
 	u.log.Warn("SIGHUP before ready: upgrading as soon as this generation is ready", "generation", u.gen)
 	go func() {
 		defer u.hupPending.Store(false)
-		deadline := time.NewTimer(u.opts.upgradeTimeout())
-		defer deadline.Stop()
-		tick := time.NewTicker(readyPoll)
-		defer tick.Stop()
-		for {
-			select {
-			case <-u.exitC:
-				return
-			case <-u.stopC:
-				return
-			case <-deadline.C:
-				u.log.Warn("SIGHUP before ready, and still not ready; dropping the upgrade", "waited", u.opts.upgradeTimeout())
-				return
-			case <-tick.C:
-				u.mu.Lock()
-				ready := u.ready
-				u.mu.Unlock()
-				if ready {
-					u.Upgrade()
-					return
-				}
-			}
-		}
+		u.whenReady("SIGHUP", func() { u.Upgrade() })
 	}()
 }

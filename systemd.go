@@ -10,9 +10,20 @@ import (
 	"github.com/batonhq/baton/systemd"
 )
 
-// What the Upgrader tells systemd, and takes from it. None of it needs a
-// line of the application's code: it happens when NOTIFY_SOCKET or
-// LISTEN_FDS say systemd is there, and not otherwise.
+// What the Upgrader tells systemd and s6, and takes from systemd. None of
+// it needs a line of the application's code: it happens when
+// NOTIFY_SOCKET, LISTEN_FDS or s6's notification-fd say a service manager
+// is there, and not otherwise.
+
+// managers are the service managers that hear of this generation.
+type managers struct {
+	notify *systemd.Notifier // nil unless systemd listens (NOTIFY_SOCKET)
+	// byUpgrade is true when our predecessor started us with Upgrade; it
+	// then speaks for us to systemd. It is false for a first start and for
+	// a takeover through the control socket.
+	byUpgrade bool
+	s6ready   *os.File // s6-supervise's notification-fd, until Ready; guarded by Upgrader.mu
+}
 
 // adoptActivated registers the descriptors systemd passed to a first
 // generation — socket activation, or the file descriptor store — so that
@@ -64,8 +75,8 @@ func (u *Upgrader) adoptActivated() error {
 // serves. A successor started by Upgrade is announced by its predecessor
 // instead (handOverMainPID), which systemd still hears from.
 func (u *Upgrader) announceReady() {
-	if !u.byUpgrade {
-		if err := u.notify.Send("READY=1", "STATUS="+u.statusLine()); err != nil {
+	if !u.mgr.byUpgrade {
+		if err := u.mgr.notify.Send("READY=1", "STATUS="+u.statusLine()); err != nil {
 			u.log.Warn("telling systemd we are ready", "err", err)
 		}
 	}
@@ -85,8 +96,8 @@ func (u *Upgrader) announceReady() {
 func (u *Upgrader) takeS6Ready() *os.File {
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	f := u.s6ready
-	u.s6ready = nil
+	f := u.mgr.s6ready
+	u.mgr.s6ready = nil
 	return f
 }
 
@@ -99,13 +110,13 @@ func (u *Upgrader) statusLine() string {
 // status in one message, then a barrier, so that systemd has switched
 // before our exit can reach it.
 func (u *Upgrader) handOverMainPID(pid int) {
-	if u.notify == nil {
+	if u.mgr.notify == nil {
 		return
 	}
 	status := fmt.Sprintf("serving, generation %d, pid %d", u.gen+1, pid)
-	err := u.notify.Send("MAINPID="+strconv.Itoa(pid), "READY=1", "STATUS="+status)
+	err := u.mgr.notify.Send("MAINPID="+strconv.Itoa(pid), "READY=1", "STATUS="+status)
 	if err == nil {
-		err = u.notify.Barrier(0)
+		err = u.mgr.notify.Barrier(0)
 	}
 	if err != nil {
 		// Going on is the lesser risk: the successor serves, and without
@@ -116,7 +127,7 @@ func (u *Upgrader) handOverMainPID(pid int) {
 
 // takeBackMainPID undoes handOverMainPID when the handover failed after it.
 func (u *Upgrader) takeBackMainPID() {
-	if err := u.notify.Send("MAINPID="+strconv.Itoa(os.Getpid()), "READY=1"); err != nil {
+	if err := u.mgr.notify.Send("MAINPID="+strconv.Itoa(os.Getpid()), "READY=1"); err != nil {
 		u.log.Warn("telling systemd we are still the main process", "err", err)
 	}
 }
@@ -129,7 +140,7 @@ const fdStoreName = "baton"
 // often it is pushed, so every generation pushes all of them, including
 // any it created itself.
 func (u *Upgrader) storeFDs() {
-	if u.notify == nil {
+	if u.mgr.notify == nil {
 		u.log.Warn("Options.FDStore is set, but systemd is not listening (no NOTIFY_SOCKET)")
 		return
 	}
@@ -149,7 +160,7 @@ func (u *Upgrader) storeFDs() {
 	for name, fds := range byName {
 		for len(fds) > 0 {
 			n := min(len(fds), systemd.MaxFDs)
-			if err := u.notify.FDStore(name, fds[:n]...); err != nil {
+			if err := u.mgr.notify.FDStore(name, fds[:n]...); err != nil {
 				u.log.Warn("pushing sockets into systemd's descriptor store", "name", name, "err", err)
 				break
 			}

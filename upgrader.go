@@ -17,6 +17,16 @@ import (
 
 // Upgrader hands this generation's sockets to a successor and tells the
 // application when to drain. Create it with New, once per process.
+//
+// The core is the same for every topology: a registry of descriptors
+// (fds.go), what this generation knows of its predecessor (parent.go) and
+// of a successor (child.go), and the handover between them (handover,
+// below). What differs is who starts the successor and how it reaches us:
+// Upgrade starts it as our child; under Options.Control a new instance
+// started by a supervisor dials the control socket (control_linux.go), and
+// a supervised restart bridges the gap with an interim generation
+// (interim.go). The service managers that hear of it — systemd, s6 — are
+// told by managers (systemd.go).
 type Upgrader struct {
 	opts   Options
 	log    *slog.Logger
@@ -24,32 +34,21 @@ type Upgrader struct {
 	parent *parent // nil for a first generation
 	gen    int
 	pid    pidFile // path "" when there is no PID file
+	mgr    managers
+	ctl    *controlRestart // nil unless Options.Control is set
 
-	// byUpgrade is true when our predecessor started us with Upgrade; it
-	// then speaks for us to systemd. It is false for a first start and for
-	// a takeover through the control socket.
-	byUpgrade bool
-	notify    *systemd.Notifier // nil unless systemd started the service
-	// sv is the service directory when a supervisor of the daemontools
-	// family runs us and Options.Control is set; interim is true for the
-	// generation that holds the sockets between the supervised process's
-	// exit and the start of the next one.
-	sv      supervisorDir
-	interim bool
-	reexec  bool // Stop re-executes the program in place (SIGHUP, supervised)
 	// hupPending: a SIGHUP came before Ready and waits for it
 	// (upgradeWhenReady).
 	hupPending atomic.Bool
-	s6ready    *os.File // s6-supervise's notification-fd, until Ready
-	control    *controlServer
 
-	exitC chan struct{} // closed when this generation must drain and go
-	stopC chan struct{} // closed by Stop
+	// The lifecycle, as events: each channel is closed exactly once.
+	readyC chan struct{} // by Ready, under mu, once this generation serves
+	exitC  chan struct{} // when this generation must drain and go
+	stopC  chan struct{} // by Stop
 
 	readyMu sync.Mutex // serialises Ready
 
 	mu         sync.Mutex
-	ready      bool
 	upgrading  chan struct{} // non-nil while an upgrade runs; closed when it ends
 	handedOver bool          // a successor took over; exitC is closed
 	stopped    bool
@@ -75,12 +74,13 @@ func New(opts Options) (*Upgrader, error) {
 
 func newUpgrader(opts Options) (*Upgrader, error) {
 	u := &Upgrader{
-		opts:  opts,
-		log:   opts.Logger,
-		reg:   &registry{},
-		gen:   1,
-		exitC: make(chan struct{}),
-		stopC: make(chan struct{}),
+		opts:   opts,
+		log:    opts.Logger,
+		reg:    &registry{},
+		gen:    1,
+		readyC: make(chan struct{}),
+		exitC:  make(chan struct{}),
+		stopC:  make(chan struct{}),
 	}
 	if u.log == nil {
 		u.log = slog.New(slog.DiscardHandler)
@@ -93,12 +93,8 @@ func newUpgrader(opts Options) (*Upgrader, error) {
 		// Not fatal: the service can serve, systemd just won't hear of it.
 		u.log.Warn("not notifying the service manager", "err", err)
 	}
-	u.notify = n
-	_, u.interim = os.LookupEnv(envInterim)
-	os.Unsetenv(envInterim)
-	if opts.Control != "" {
-		u.sv = findSupervisor()
-	}
+	u.mgr.notify = n
+	u.ctl = newControlRestart(opts.Control)
 
 	v, ok := os.LookupEnv(envHandoff)
 	if ok {
@@ -119,7 +115,7 @@ func newUpgrader(opts Options) (*Upgrader, error) {
 			if err != nil {
 				return nil, err
 			}
-			u.parent, u.gen, u.byUpgrade = p, p.generation, true
+			u.parent, u.gen, u.mgr.byUpgrade = p, p.generation, true
 			u.reg.inherit(entries)
 			if err := u.preflight(); err != nil {
 				return nil, err
@@ -135,12 +131,12 @@ func newUpgrader(opts Options) (*Upgrader, error) {
 		return nil, err
 	}
 	if sv := findSupervisor(); sv != "" {
-		if u.s6ready, err = sv.s6NotificationFd(); err != nil {
+		if u.mgr.s6ready, err = sv.s6NotificationFd(); err != nil {
 			return nil, err
 		}
 	}
-	if opts.Control != "" {
-		if err := u.takeOver(opts.Control); err != nil {
+	if u.ctl != nil {
+		if err := u.takeOver(); err != nil {
 			u.reg.closeAll(false, false)
 			return nil, err
 		}
@@ -160,10 +156,8 @@ func newUpgrader(opts Options) (*Upgrader, error) {
 // in between.
 func (u *Upgrader) preflight() error {
 	err := u.pid.check()
-	if err == nil && u.opts.Control != "" {
-		if cerr := checkControlPath(absFromInitial(u.opts.Control)); cerr != nil {
-			err = fmt.Errorf("baton: control socket %s: %w", u.opts.Control, cerr)
-		}
+	if err == nil && u.ctl != nil {
+		err = u.ctl.check()
 	}
 	if err == nil {
 		return nil
@@ -172,33 +166,11 @@ func (u *Upgrader) preflight() error {
 		u.parent.abort(err.Error())
 		u.parent.conn.Close()
 	}
-	if u.s6ready != nil {
-		u.s6ready.Close() // never ready: s6 is not told so
+	if u.mgr.s6ready != nil {
+		u.mgr.s6ready.Close() // never ready: s6 is not told so
 	}
 	u.reg.closeAll(false, false)
 	return err
-}
-
-// takeOver asks the instance serving on the control socket at path for its
-// descriptors. Nobody serving there is not an error: this is a first start.
-func (u *Upgrader) takeOver(path string) error {
-	conn, pid, err := dialControl(absFromInitial(path))
-	if err != nil {
-		return fmt.Errorf("baton: control socket %s: %w", path, err)
-	}
-	if conn == nil {
-		u.log.Info("no running instance on the control socket: starting fresh", "control", path)
-		return nil
-	}
-	p, entries, err := adoptConn(conn, pid, u.opts.upgradeTimeout())
-	if err != nil {
-		// Whatever listens there may not be ours at all: say where.
-		return fmt.Errorf("baton: control socket %s: %w", path, err)
-	}
-	u.parent, u.gen = p, p.generation
-	u.reg.inherit(entries)
-	u.log.Info("took over through the control socket", "generation", u.gen, "predecessor", pid, "fds", len(entries))
-	return nil
 }
 
 // Generation is 1 for a process not started by Upgrade, and one more than
@@ -243,7 +215,7 @@ func (u *Upgrader) Ready() error {
 	case u.stopped:
 		u.mu.Unlock()
 		return ErrStopped
-	case u.ready:
+	case u.isReady():
 		u.mu.Unlock()
 		return nil
 	}
@@ -253,8 +225,9 @@ func (u *Upgrader) Ready() error {
 		u.log.Info("closed an inherited descriptor nobody asked for", "name", m.Name, "network", m.Network, "address", m.Actual)
 	}
 
-	// Prepare the PID file before the predecessor drains, so an unwritable
-	// directory fails this generation, not the service.
+	// Prepare the PID file and bind the control socket before the
+	// predecessor drains, so an unwritable directory fails this
+	// generation, not the service.
 	var tmp string
 	if u.pid.path != "" {
 		var err error
@@ -264,13 +237,12 @@ func (u *Upgrader) Ready() error {
 		}
 	}
 	var control *controlServer
-	if u.opts.Control != "" {
+	if u.ctl != nil {
 		var err error
-		if control, err = listenControl(absFromInitial(u.opts.Control)); err != nil {
+		if control, err = u.ctl.listen(); err != nil {
 			if tmp != "" {
 				os.Remove(tmp)
 			}
-			err = fmt.Errorf("baton: control socket %s: %w", u.opts.Control, err)
 			u.refuse(err)
 			return err
 		}
@@ -303,19 +275,54 @@ func (u *Upgrader) Ready() error {
 			u.log.Error("control socket: no new instance can take over from this generation", "control", u.opts.Control, "err", err)
 			control = nil
 		}
+		u.ctl.server = control
 	}
-	u.ready = true
-	u.control = control
+	close(u.readyC)
 	u.mu.Unlock()
+	if u.parent != nil {
+		// Whoever waits for the PID file or the control socket to name
+		// us — a predecessor about to re-execute in place — hears it
+		// now rather than looking again and again.
+		u.parent.serving()
+	}
 	if control != nil {
 		go u.serveControl(control)
 	}
 	u.log.Info("ready", "generation", u.gen, "pid", os.Getpid())
 	u.announceReady()
-	if u.interim {
+	if u.ctl != nil && u.ctl.interim {
 		go u.watchInterim()
 	}
 	return nil
+}
+
+// isReady reports whether Ready has succeeded.
+func (u *Upgrader) isReady() bool {
+	select {
+	case <-u.readyC:
+		return true
+	default:
+		return false
+	}
+}
+
+// whenReady runs f once this generation is ready, unless it stops, hands
+// over or is not ready within UpgradeTimeout first (its predecessor, if
+// any, kills it then anyway); late then names what is dropped. It is how
+// a request that came too early — a SIGHUP, a supervisor's restart — is
+// carried out: on the event, not by looking again and again.
+func (u *Upgrader) whenReady(late string, f func()) {
+	timeout := u.opts.upgradeTimeout()
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case <-u.readyC:
+		f()
+	case <-u.exitC:
+	case <-u.stopC:
+	case <-t.C:
+		u.log.Warn(late+": asked before ready, and still not ready; dropping the request", "waited", timeout)
+	}
 }
 
 // refuse tells the predecessor, if any, why this generation cannot be
@@ -346,7 +353,7 @@ func (u *Upgrader) refuse(err error) {
 // the other case where that matters), so that systemd stops it as it would
 // a main process it started itself.
 func (u *Upgrader) Upgrade() error {
-	return u.handover(u.spawner(spawn{detached: u.notify != nil && canDetach()}))
+	return u.handover(u.spawner(spawn{detached: u.mgr.notify != nil && canDetach()}))
 }
 
 // spawner returns the start function of an upgrade to a child of ours.
@@ -378,7 +385,7 @@ func (u *Upgrader) handover(start startFunc) error {
 	case u.stopped || u.handedOver:
 		u.mu.Unlock()
 		return ErrStopped
-	case !u.ready:
+	case !u.isReady():
 		u.mu.Unlock()
 		return ErrNotReady
 	case u.upgrading != nil:
@@ -390,7 +397,7 @@ func (u *Upgrader) handover(start startFunc) error {
 	u.mu.Unlock()
 
 	begin := time.Now()
-	if err := u.notify.Reloading(); err != nil {
+	if err := u.mgr.notify.Reloading(); err != nil {
 		u.log.Warn("telling systemd we reload", "err", err)
 	}
 	c, err := u.upgrade(start)
@@ -406,7 +413,7 @@ func (u *Upgrader) handover(start startFunc) error {
 
 	if err != nil {
 		u.log.Error("upgrade failed; still serving", "generation", u.gen, "err", err)
-		if nerr := u.notify.Send("READY=1", "STATUS="+statusText(fmt.Sprintf("upgrade failed, generation %d still serving: %v", u.gen, err))); nerr != nil {
+		if nerr := u.mgr.notify.Send("READY=1", "STATUS="+statusText(fmt.Sprintf("upgrade failed, generation %d still serving: %v", u.gen, err))); nerr != nil {
 			u.log.Warn("telling systemd we still serve", "err", nerr)
 		}
 		return err
@@ -519,34 +526,29 @@ func (u *Upgrader) Stop() {
 	}
 
 	u.mu.Lock()
-	final, served := !u.handedOver, u.ready
+	final, served := !u.handedOver, u.isReady()
 	if final {
 		close(u.exitC)
+	}
+	var control *controlServer
+	if u.ctl != nil {
+		control = u.ctl.server
 	}
 	u.mu.Unlock()
 
 	// A successor that stops before it was ready leaves the inherited
 	// socket files alone: its predecessor still serves them.
 	u.reg.closeAll(final, final && served)
-	u.mu.Lock()
-	control := u.control
-	u.mu.Unlock()
 	if control != nil {
 		control.close(final)
 	}
 	if final && served {
-		if err := u.notify.Stopping(); err != nil {
+		if err := u.mgr.notify.Stopping(); err != nil {
 			u.log.Warn("telling systemd we stop", "err", err)
 		}
 	}
 	if f := u.takeS6Ready(); f != nil {
 		f.Close() // never ready: s6 is not told so
-	}
-	u.mu.Lock()
-	reexec := u.reexec && !final
-	u.mu.Unlock()
-	if reexec {
-		u.execInPlace() // returns only if it failed
 	}
 	if final && u.pid.path != "" {
 		u.pid.removeIfOurs(os.Getpid())

@@ -116,6 +116,12 @@ func run() int {
 	} else {
 		log.Info("drained", "took", time.Since(start).Round(time.Millisecond))
 	}
+	if upg.ExecRequested() {
+		// SIGHUP under the supervisor: upgrade in place, keeping the pid
+		// it tracks. Exec returns only if it could not re-execute.
+		log.Error("cannot upgrade in place", "err", upg.Exec())
+		return 1
+	}
 	return 0
 }
 

@@ -4,6 +4,7 @@ package baton
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"runtime"
 	"strings"
@@ -42,28 +43,25 @@ import (
 // serves by other means (another control path, a build without baton) and
 // needs the port.
 
-// envInterim marks an interim generation; its value is unused.
-const envInterim = "BATON_INTERIM"
-
-// interimPoll is how often an interim generation looks at the supervisor.
+// interimPoll is how often an interim generation reads the supervisor's
+// status file: the supervisor writes it without telling anyone, so it must
+// be looked at. 50 ms notices a failed attempt (a binary that cannot even
+// be executed lives for a millisecond, but leaves a new stamp) well within
+// the supervisor's one-second restart pace, at the cost of one small read.
 const interimPoll = 50 * time.Millisecond
-
-// readyPoll is how often a restart asked for before Ready looks whether
-// this generation is ready yet: Ready closes no channel.
-const readyPoll = 10 * time.Millisecond
 
 // supervised reports whether this generation restarts through an interim
 // one: it has a control socket, and a supervisor runs it.
 func (u *Upgrader) supervised() bool {
-	return u.opts.Control != "" && u.sv != "" && !u.interim && canDetach()
+	return u.ctl != nil && u.ctl.dir != "" && !u.ctl.interim && canDetach()
 }
 
 // supervisorWantsUp reports whether the supervisor still wants the service
 // up, so that a SIGTERM means a restart rather than a stop.
 func (u *Upgrader) supervisorWantsUp() bool {
-	st, err := u.sv.status()
+	st, err := u.ctl.dir.status()
 	if err != nil {
-		u.log.Warn("cannot read the supervisor's status; stopping", "dir", string(u.sv), "err", err)
+		u.log.Warn("cannot read the supervisor's status; stopping", "dir", string(u.ctl.dir), "err", err)
 		return false
 	}
 	return st.wantUp
@@ -85,7 +83,7 @@ func (u *Upgrader) supervisorWantsUp() bool {
 // supervisor's next instance binds afresh.
 func (u *Upgrader) restartInterim() error {
 	u.mu.Lock()
-	ready, busy, over := u.ready, u.upgrading != nil, u.handedOver || u.stopped
+	ready, busy, over := u.isReady(), u.upgrading != nil, u.handedOver || u.stopped
 	u.mu.Unlock()
 	switch {
 	case over:
@@ -95,51 +93,21 @@ func (u *Upgrader) restartInterim() error {
 		return nil
 	case !ready:
 		u.log.Info("restart: asked before this generation is ready; restarting as soon as it is")
-		go u.restartWhenReady()
-		return nil
-	}
-	u.log.Info("restart: handing the sockets to an interim generation until the supervisor starts the next instance", "supervisor", string(u.sv))
-	err := u.handover(u.interimStarter())
-	if errors.Is(err, ErrUpgradeInProgress) || errors.Is(err, ErrStopped) {
-		return nil // raced with another handover or a stop: joined it
-	}
-	return err
-}
-
-// restartWhenReady is a restart asked for before Ready, carried out once
-// this generation is ready. It gives up, keeping this generation as it
-// is, if it stops first or is not ready within UpgradeTimeout (its
-// predecessor kills it then anyway).
-func (u *Upgrader) restartWhenReady() {
-	timeout := u.opts.upgradeTimeout()
-	deadline := time.NewTimer(timeout)
-	defer deadline.Stop()
-	tick := time.NewTicker(readyPoll)
-	defer tick.Stop()
-	for {
-		select {
-		case <-u.exitC:
-			return
-		case <-u.stopC:
-			return
-		case <-deadline.C:
-			u.log.Warn("restart: asked before ready, and still not ready; dropping the request", "waited", timeout)
-			return
-		case <-tick.C:
-			u.mu.Lock()
-			ready := u.ready
-			u.mu.Unlock()
-			if !ready {
-				continue
-			}
+		go u.whenReady("restart", func() {
 			// The operator may have taken the service down meanwhile
 			// (daemontools and s6 write "want down" after the signal).
 			if !u.supervisorWantsUp() || u.restartInterim() != nil {
 				u.Stop() // as HandleSignals does: the supervisor restarts us anyway
 			}
-			return
-		}
+		})
+		return nil
 	}
+	u.log.Info("restart: handing the sockets to an interim generation until the supervisor starts the next instance", "supervisor", string(u.ctl.dir))
+	err := u.handover(u.interimStarter())
+	if errors.Is(err, ErrUpgradeInProgress) || errors.Is(err, ErrStopped) {
+		return nil // raced with another handover or a stop: joined it
+	}
+	return err
 }
 
 // interimStarter starts the interim generation from the running binary.
@@ -176,13 +144,13 @@ func runningExecutable() (string, error) {
 // serve, and says loudly, meanwhile, that the new instances fail.
 func (u *Upgrader) watchInterim() {
 	u.mu.Lock()
-	control := u.control
+	control := u.ctl.server
 	u.mu.Unlock()
 	if control == nil {
 		// Ready could not put the control socket in place (it said
 		// why): no new instance can take over, and the next one must
 		// bind the port itself, which this generation holds.
-		u.log.Error("interim generation: no control socket, so no new instance can take over; stopping", "control", u.opts.Control)
+		u.log.Error("interim generation: no control socket, so no new instance can take over; stopping", "control", u.ctl.path)
 		u.Stop()
 		return
 	}
@@ -198,13 +166,13 @@ func (u *Upgrader) watchInterim() {
 		case <-u.exitC:
 			return
 		case now := <-tick.C:
-			st, stamp, err := u.sv.statusStamp()
+			st, stamp, err := u.ctl.dir.statusStamp()
 			if err != nil {
 				u.log.Warn("interim generation: the supervisor's status is unreadable; stopping", "err", err)
 				u.Stop()
 				return
 			}
-			alive, err := u.sv.alive()
+			alive, err := u.ctl.dir.alive()
 			if err != nil {
 				// Cannot tell: the status file says the supervisor is
 				// there, and stopping would take the service down.
@@ -227,23 +195,23 @@ func (u *Upgrader) interimEvent(e interimEvent) (stop bool) {
 	const hint = "look at the new instance's output and at ./run: the binary may be missing, not executable or broken, or fail before it reaches the control socket"
 	switch e.kind {
 	case interimAttemptFailed:
-		args := []any{"attempt", e.attempts, "control", u.opts.Control, "hint", hint}
+		args := []any{"attempt", e.attempts, "control", u.ctl.path, "hint", hint}
 		if e.pid != 0 {
 			args = append([]any{"instance", e.pid}, args...)
 		}
 		u.log.Error("interim generation: the supervisor's new instance exited without taking over; still serving the old code", args...)
 	case interimStillWaiting:
 		u.log.Error("interim generation: no new instance has taken over; still serving the old code while the supervisor wants the service up",
-			"waited", e.waited.Round(time.Millisecond), "failed_attempts", e.attempts, "control", u.opts.Control, "hint", hint)
+			"waited", e.waited.Round(time.Millisecond), "failed_attempts", e.attempts, "control", u.ctl.path, "hint", hint)
 	case interimWantDown:
 		u.log.Info("interim generation: the supervisor wants the service down; stopping")
 		return true
 	case interimSupervisorGone:
-		u.log.Warn("interim generation: the supervisor is gone, and nobody could stop this generation any more; stopping", "supervisor", string(u.sv))
+		u.log.Warn("interim generation: the supervisor is gone, and nobody could stop this generation any more; stopping", "supervisor", string(u.ctl.dir))
 		return true
 	case interimRival:
 		u.log.Error("interim generation: the supervisor has run a new instance that never asked for the sockets; stopping so that it can have the port",
-			"instance", e.pid, "waited", e.waited.Round(time.Millisecond), "control", u.opts.Control, "hint", "the run script must pass the same control socket path")
+			"instance", e.pid, "waited", e.waited.Round(time.Millisecond), "control", u.ctl.path, "hint", "the run script must pass the same control socket path")
 		return true
 	}
 	return false
@@ -337,13 +305,43 @@ func (w *interimWatch) observe(now time.Time, st svStatus, stamp svStamp, alive,
 	return interimEvent{kind: interimServe}
 }
 
-// execInPlace re-executes the program in this process, for an upgrade that
-// keeps the pid the supervisor tracks. The new image finds the interim
-// generation on the control socket and takes the sockets back. It returns
-// only on failure: the process then exits as usual, and the supervisor
-// starts the next instance, which takes over the same way.
-func (u *Upgrader) execInPlace() {
-	u.waitInterimControl()
+// ExecRequested reports whether this generation handed its sockets to an
+// interim generation so that the program upgrades in place: a SIGHUP
+// under daemontools, runit or s6 with Options.Control (svc -h, sv hup,
+// s6-svc -h). The application then drains as after any upgrade and calls
+// Exec instead of exiting, so the pid the supervisor tracks stays.
+func (u *Upgrader) ExecRequested() bool {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.ctl != nil && u.ctl.execRequested && u.handedOver
+}
+
+// Exec upgrades in place: it re-executes Options.Executable, with this
+// process's arguments, in this process; the new image takes the sockets
+// back from the interim generation through the control socket. Call it
+// once this generation has drained, when ExecRequested reports true.
+//
+// Exec calls Stop first (if the application has not), then waits — at most
+// UpgradeTimeout — until the interim generation says its control socket is
+// in place: a new image that dialled before would find nobody there, start
+// afresh, and fail to bind the port the interim generation holds. It
+// returns only if it could not re-execute, or with ErrExecNotRequested if
+// ExecRequested is false; the process should then exit, and the
+// supervisor starts the next instance, which takes over the same way.
+func (u *Upgrader) Exec() error {
+	if !u.ExecRequested() {
+		return ErrExecNotRequested
+	}
+	u.Stop()
+	u.mu.Lock()
+	interim := u.successor
+	u.mu.Unlock()
+	if interim != nil {
+		timeout := u.opts.upgradeTimeout()
+		if err := interim.waitServing(time.Now().Add(timeout)); err != nil {
+			u.log.Warn("upgrading in place: the interim generation's control socket may not be in place; re-executing anyway", "control", u.ctl.path, "err", err)
+		}
+	}
 	path, err := u.opts.executable()
 	if err == nil {
 		os.Chdir(initialWD)
@@ -356,32 +354,7 @@ func (u *Upgrader) execInPlace() {
 		u.log.Info("upgrading in place: re-executing; the new image takes over from the interim generation", "executable", path, "pid", os.Getpid())
 		err = syscall.Exec(path, os.Args, env)
 	}
-	u.log.Error("upgrading in place failed; exiting instead, the supervisor starts the next instance", "err", err)
-}
-
-// waitInterimControl waits until the control socket's path leads to the
-// interim generation's socket rather than to ours. The interim one puts
-// it there only after we acknowledged its Ready; a new image that dialed
-// before would find our closed socket, take it for stale, start afresh
-// and fail to bind the port the interim generation holds. Seen on a
-// loaded machine. Bounded by UpgradeTimeout.
-func (u *Upgrader) waitInterimControl() {
-	u.mu.Lock()
-	control := u.control
-	u.mu.Unlock()
-	if control == nil {
-		return
-	}
-	timeout := u.opts.upgradeTimeout()
-	deadline := time.Now().Add(timeout)
-	for {
-		if control.replaced() {
-			return
-		}
-		if time.Now().After(deadline) {
-			u.log.Warn("upgrading in place: the interim generation's control socket is not in place; re-executing anyway", "waited", timeout, "control", u.opts.Control)
-			return
-		}
-		time.Sleep(readyPoll)
-	}
+	err = fmt.Errorf("baton: upgrading in place: %w", err)
+	u.log.Error("upgrading in place failed; exit, and the supervisor starts the next instance", "err", err)
+	return err
 }
