@@ -101,6 +101,14 @@ func Main(name string, args []string, stderr io.Writer) int {
 	} else {
 		log.Info("drained", "took", time.Since(start).Round(time.Millisecond))
 	}
+	if upg.ExecRequested() {
+		// SIGHUP under daemontools, runit or s6 (-control): upgrade in
+		// place, keeping the pid the supervisor tracks. Exec returns only
+		// if it could not re-execute; the supervisor then starts the next
+		// instance, which takes over from the interim generation.
+		log.Error("cannot upgrade in place", "err", upg.Exec())
+		return 1
+	}
 	return 0
 }
 
