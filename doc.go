@@ -66,6 +66,9 @@
 //	ready   successor pid u32
 //	abort   the reason, the whole body: UTF-8, at most 4096 bytes
 //	ack     empty
+//	serving empty: sent by the successor after the ack, once its PID file
+//	        and control socket name it (an incumbent that upgrades in place
+//	        waits for it; any other ignores it)
 //
 // Parsing is strict: every body must have exactly its layout, with no
 // trailing bytes; a string longer than its limit or than what is left, a
@@ -156,6 +159,21 @@
 // s6-svc -d) drains and exits; the interim generation, untracked by the
 // supervisor, stops as soon as it sees the service wanted down, or when
 // no instance came to take over within UpgradeTimeout. See Options.Control.
+//
+// SIGHUP (svc -h, sv hup, s6-svc -h) upgrades in place, keeping the pid
+// the supervisor tracks. The process hands its sockets to an interim
+// generation and closes Exit like after any upgrade; ExecRequested then
+// reports true, and the application, once drained, calls Exec instead of
+// exiting. Replacing the process image is that explicit step, never a side
+// effect of Stop: deferred calls must still run, and a reader of
+// "defer upg.Stop()" should not have to expect an exec:
+//
+//	<-upg.Exit()
+//	srv.Drain(ctx)
+//	if upg.ExecRequested() {
+//		err := upg.Exec() // returns only if it could not re-execute
+//		log.Fatal(err)    // the supervisor starts the next instance
+//	}
 //
 // # Platforms
 //
