@@ -150,7 +150,6 @@ func (s *controlServer) close(unlink bool) {
 	}
 }
 
-
 // connCred returns the pid and uid of the process at the other end of c.
 func connCred(c *net.UnixConn) (pid, uid int, err error) {
 	rc, err := c.SyscallConn()
