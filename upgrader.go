@@ -17,17 +17,16 @@ import (
 
 // Upgrader hands this generation's sockets to a successor and tells the
 // application when to drain. Create it with New, once per process.
-//
-// The core is the same for every topology: a registry of descriptors
-// (fds.go), what this generation knows of its predecessor (parent.go) and
-// of a successor (child.go), and the handover between them (handover,
-// below). What differs is who starts the successor and how it reaches us:
-// Upgrade starts it as our child; under Options.Control a new instance
-// started by a supervisor dials the control socket (control_linux.go), and
-// a supervised restart bridges the gap with an interim generation
-// (interim.go). The service managers that hear of it — systemd, s6 — are
-// told by managers (systemd.go).
 type Upgrader struct {
+	// The core is the same for every topology: a registry of descriptors
+	// (fds.go), what this generation knows of its predecessor (parent.go)
+	// and of a successor (child.go), and the handover between them
+	// (handover, below). What differs is who starts the successor and how
+	// it reaches us: Upgrade starts it as our child; under Options.Control
+	// a new instance started by a supervisor dials the control socket
+	// (control.go), and a supervised restart bridges the gap with an
+	// interim generation (interim.go). The service managers that hear of
+	// it — systemd, s6 — are told through mgr (systemd.go).
 	opts   Options
 	log    *slog.Logger
 	reg    *registry

@@ -39,3 +39,9 @@ func (u *Upgrader) Conn(name string) (net.Conn, error)             { return nil,
 
 // HandleSignals does nothing on this system.
 func (u *Upgrader) HandleSignals() {}
+
+// ExecRequested is false on this system.
+func (u *Upgrader) ExecRequested() bool { return false }
+
+// Exec returns ErrNotSupported on this system.
+func (u *Upgrader) Exec() error { return ErrNotSupported }
