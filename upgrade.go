@@ -1,0 +1,183 @@
+//go:build linux || darwin
+
+package baton
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"time"
+)
+
+// An upgrade, whoever asked for it, is one handover: start (or accept) a
+// successor, hand it every registered descriptor, wait for its ready, tell
+// systemd, acknowledge, and close Exit. Only how the successor is started
+// differs between topologies (a startFunc).
+
+// Upgrade starts a successor from the executable chosen by
+// Options.Executable, hands it every registered descriptor and waits until
+// it is ready. It returns nil once the successor is ready; Exit is then
+// closed and this generation should drain and exit. On failure the
+// successor is killed and reaped, this generation keeps serving, and the
+// error says why (a *ChildError: exit status, signal, timeout, refused
+// handoff). At most one upgrade runs at a time: a concurrent call returns
+// ErrUpgradeInProgress.
+//
+// Under systemd (NOTIFY_SOCKET set) Upgrade also speaks for the service:
+// RELOADING=1 when it starts; then MAINPID=<successor>, READY=1 and a
+// barrier, so systemd follows the successor before this process exits; or
+// READY=1 again if the upgrade failed. The successor is started as a
+// child of systemd rather than of this process (see Options.Control for
+// the other case where that matters), so that systemd stops it as it would
+// a main process it started itself.
+func (u *Upgrader) Upgrade() error {
+	return u.handover(u.spawner(spawn{detached: u.mgr.notify != nil && canDetach()}))
+}
+
+// spawner returns the start function of an upgrade to a child of ours.
+func (u *Upgrader) spawner(how spawn) startFunc {
+	return func(gen int, metas []fdMeta, fds []int, deadline time.Time) (*child, error) {
+		path, err := u.opts.executable()
+		if err != nil {
+			return nil, &ChildError{Path: path, Err: err}
+		}
+		u.log.Info("upgrading", "generation", u.gen, "executable", path, "fds", len(fds), "detached", how.detached)
+		c, err := startChild(path, how, gen, metas, fds, deadline)
+		if err != nil {
+			return nil, &ChildError{Path: path, Err: err}
+		}
+		return c, nil
+	}
+}
+
+// startFunc starts a successor of generation gen, handing it fds, which
+// must be ready by deadline.
+type startFunc func(gen int, metas []fdMeta, fds []int, deadline time.Time) (*child, error)
+
+// handover is every upgrade: to a child of ours (Upgrade), to an interim
+// generation (a supervised restart) or to a new instance that asked through
+// the control socket. start begins it; handover does the rest.
+func (u *Upgrader) handover(start startFunc) error {
+	u.mu.Lock()
+	switch {
+	case u.stopped || u.handedOver:
+		u.mu.Unlock()
+		return ErrStopped
+	case !u.isReady():
+		u.mu.Unlock()
+		return ErrNotReady
+	case u.upgrading != nil:
+		u.mu.Unlock()
+		return ErrUpgradeInProgress
+	}
+	done := make(chan struct{})
+	u.upgrading = done
+	u.mu.Unlock()
+
+	begin := time.Now()
+	if err := u.mgr.notify.Reloading(); err != nil {
+		u.log.Warn("telling systemd we reload", "err", err)
+	}
+	c, err := u.upgrade(start)
+
+	u.mu.Lock()
+	u.upgrading = nil
+	close(done)
+	if err == nil {
+		u.handedOver, u.successor = true, c
+		close(u.exitC)
+	}
+	u.mu.Unlock()
+
+	if err != nil {
+		u.log.Error("upgrade failed; still serving", "generation", u.gen, "err", err)
+		if nerr := u.mgr.notify.Send("READY=1", "STATUS="+statusText(fmt.Sprintf("upgrade failed, generation %d still serving: %v", u.gen, err))); nerr != nil {
+			u.log.Warn("telling systemd we still serve", "err", nerr)
+		}
+		return err
+	}
+	u.log.Info("upgrade done; draining", "generation", u.gen, "successor", c.proc.Pid, "took", time.Since(begin).Round(time.Microsecond))
+	go u.watchSuccessor(c)
+	return nil
+}
+
+// watchSuccessor reports a successor of ours that fails after it took
+// over, while this generation still drains. Nobody else may be left to
+// say it: in a self-upgrade the successor was the only other holder of
+// the sockets, so its death takes the service down, and its exit status
+// reaches only us, its parent. A clean exit (it handed over in turn, or
+// was stopped) is not reported; neither is the end of a successor that is
+// not our child, whose status we never see.
+func (u *Upgrader) watchSuccessor(c *child) {
+	<-c.exited
+	if c.state == nil || c.state.Success() {
+		return
+	}
+	u.log.Error("successor exited after taking over; unless another process holds the sockets, the service is down",
+		"generation", u.gen, "successor", c.proc.Pid, "err", c.exitError())
+}
+
+func (u *Upgrader) upgrade(start startFunc) (*child, error) {
+	timeout := u.opts.upgradeTimeout()
+	metas, fds := u.reg.snapshot()
+	c, err := start(u.gen+1, metas, fds, time.Now().Add(timeout))
+	if err != nil {
+		return nil, err
+	}
+	fail := func(err error) (*child, error) {
+		c.kill()
+		return nil, &ChildError{PID: c.proc.Pid, Path: c.path, Err: err}
+	}
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	timedOut := func() (*child, error) {
+		return fail(fmt.Errorf("not ready after %v, killed: %w", timeout, ErrTimeout))
+	}
+	select {
+	case r := <-c.result:
+		if errors.Is(r.err, os.ErrDeadlineExceeded) {
+			return timedOut()
+		}
+		if r.err != nil {
+			// EOF or an abort usually means the successor is exiting: give
+			// it a moment so the error can say how it ended.
+			if c.waitExited(time.Second) {
+				return fail(fmt.Errorf("%w (%v)", r.err, c.exitError()))
+			}
+			return fail(r.err)
+		}
+		if r.ready.PID != c.proc.Pid {
+			return fail(protoErrorf("ready from pid %d, but the successor is %d", r.ready.PID, c.proc.Pid))
+		}
+		select {
+		case <-c.exited:
+			return fail(fmt.Errorf("exited right after ready: %w", c.exitError()))
+		default:
+		}
+		u.handOverMainPID(c.proc.Pid)
+		if err := c.ack(); err != nil {
+			u.takeBackMainPID()
+			// Most likely it died since its ready: say how.
+			if c.waitExited(time.Second) {
+				err = fmt.Errorf("%w (%v)", err, c.exitError())
+			}
+			return fail(fmt.Errorf("acknowledging ready: %w", err))
+		}
+		return c, nil
+	case <-c.exited:
+		// Its last words may still be on the socket: an abort says why
+		// it gave up, which its exit status does not. Without this, the
+		// reason is lost whenever the exit is noticed first.
+		var refused *refusedError
+		var perr *ProtocolError
+		if r, ok := c.lastWords(time.Second); ok && (errors.As(r.err, &refused) || errors.As(r.err, &perr)) {
+			return fail(fmt.Errorf("%w (%v)", r.err, c.exitError()))
+		}
+		return fail(c.exitError())
+	case <-timer.C:
+		return timedOut()
+	case <-u.stopC:
+		return fail(fmt.Errorf("cancelled by Stop: %w", ErrStopped))
+	}
+}
+
