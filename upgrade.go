@@ -180,4 +180,3 @@ func (u *Upgrader) upgrade(start startFunc) (*child, error) {
 		return fail(fmt.Errorf("cancelled by Stop: %w", ErrStopped))
 	}
 }
-
