@@ -20,7 +20,7 @@ type Stat struct {
 	// Comm is the kernel's name for the process: the executable's base
 	// name cut to 15 bytes, unless the process renamed itself.
 	Comm string
-	// State is one letter: R running, S sleeping, D disk sleep, T
+	// State is one ASCII letter (anything else is refused): R running, S sleeping, D disk sleep, T
 	// stopped, t traced, Z zombie (exited, not yet reaped), X dead, I
 	// idle (kernel threads)...
 	State byte
@@ -62,7 +62,7 @@ func ParseStat(b []byte) (Stat, error) {
 	rest := b[end+1:]
 	// After the command name: exactly one space, the state letter, one
 	// space: no field may be missing or empty.
-	if len(rest) < 4 || rest[0] != ' ' || rest[2] != ' ' || rest[1] == ' ' {
+	if len(rest) < 4 || rest[0] != ' ' || rest[2] != ' ' || !letter(rest[1]) {
 		return Stat{}, fmt.Errorf("procfs: stat %.80q: want \") STATE PPID ...\" after the command name", b)
 	}
 	st.State = rest[1]
@@ -95,6 +95,10 @@ func ParseStat(b []byte) (Stat, error) {
 	}
 	return st, nil
 }
+
+// letter reports whether c is an ASCII letter: every state the kernel
+// writes is one (R, S, D, Z, T, t, X, I, ...).
+func letter(c byte) bool { return 'A' <= c && c <= 'Z' || 'a' <= c && c <= 'z' }
 
 // decimal reports whether s is an optional '-' and one or more digits,
 // as the kernel prints a number (unsigned fields can exceed int64).

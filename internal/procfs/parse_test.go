@@ -68,11 +68,12 @@ func FuzzParseStat(f *testing.F) {
 		if st, err := ParseStat(raw); err == nil && (st.PID <= 0 || st.PPID < 0 || st.PGID < 0 || st.Session < 0) {
 			t.Fatalf("ParseStat(%q) = %+v: a negative id", raw, st)
 		}
-		if state == ' ' || state == '\n' {
-			state = 'S'
+		if !('A' <= state && state <= 'Z' || 'a' <= state && state <= 'z') {
+			state = 'S' // the kernel's states are letters; ')' would be ambiguous
 		}
 		ppid &= 1<<31 - 1
-		line := fmt.Sprintf("4242 (%s) %c %d 4243 4244 0 -1 4194560 1086 0 0 0 3 1 0 0 20 0 1 0 %d 5963776\n", comm, state, ppid, start)
+		// The state as one byte, not %c: a byte above 0x7f is no rune.
+		line := fmt.Sprintf("4242 (%s) %s %d 4243 4244 0 -1 4194560 1086 0 0 0 3 1 0 0 20 0 1 0 %d 5963776\n", comm, []byte{state}, ppid, start)
 		want := Stat{PID: 4242, Comm: comm, State: state, PPID: int(ppid), PGID: 4243, Session: 4244, StartTime: start}
 		if got, err := ParseStat([]byte(line)); err != nil || got != want {
 			t.Fatalf("ParseStat(%q) = %+v, %v; want %+v", line, got, err, want)
