@@ -146,6 +146,11 @@ func FuzzParseVmRSS(f *testing.F) {
 	f.Add([]byte("VmRSS:\t    1000 kB\n"), int64(1000))
 	f.Add([]byte("Name:\tx\n"), int64(0))
 	f.Add([]byte("VmRSS: 9223372036854775808 kB"), int64(1<<62))
+	f.Add([]byte("Name:\tsoak.test\nVmPeak:\t 1000 kB\nVmRSS:\t   12345 kB\nThreads:\t7\n"), int64(12345))
+	f.Add([]byte("VmRSS:\t0 kB"), int64(0))
+	f.Add([]byte("VmRSS: -1 kB\n"), int64(1))
+	f.Add([]byte("VmRSS:\t12 MB\n"), int64(1<<40))
+	f.Add([]byte("Name:\tx\n"), int64(9223372036854775807))
 	f.Fuzz(func(t *testing.T, status []byte, kib int64) {
 		if v, err := ParseVmRSS(status); err == nil && v < 0 {
 			t.Fatalf("ParseVmRSS(%q) = %d", status, v)
