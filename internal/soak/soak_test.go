@@ -21,6 +21,7 @@ import (
 	"github.com/batonhq/baton/internal/demoserver"
 	"github.com/batonhq/baton/internal/loadgen"
 	"github.com/batonhq/baton/internal/proctest"
+	"github.com/batonhq/baton/internal/reaper"
 	"golang.org/x/sys/unix"
 )
 
@@ -276,21 +277,10 @@ func (s *soak) reap(final bool) {
 // it (a generation that exits right after its successor did), it becomes
 // ours, and only we can reap it. (proctest.Reap counts it as done.)
 func reapOrphan(pid int, d time.Duration) error {
-	deadline := time.Now().Add(d)
-	for {
-		var ws unix.WaitStatus
-		wpid, err := unix.Wait4(pid, &ws, unix.WNOHANG, nil)
-		switch {
-		case wpid == pid:
-			return nil
-		case errors.Is(err, unix.ECHILD) && proctest.State(pid) == "":
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("pid %d still there after %v (state %q)", pid, d, proctest.State(pid))
-		}
-		time.Sleep(10 * time.Millisecond)
+	if err := reaper.AwaitGone(pid, d); err != nil {
+		return fmt.Errorf("%w (state %q)", err, proctest.State(pid))
 	}
+	return nil
 }
 
 // stop ends the service (SIGTERM to the serving generation), reaps every
@@ -371,25 +361,4 @@ func (s *soak) checkFlat(t *testing.T) {
 			t.Errorf("generation after upgrade %d (pid %d) held %d TCP connections; %d clients may account for %d at most", i+1, m.pid, m.Conns, 2*clients, maxConns)
 		}
 	}
-}
-
-// FuzzParseVmRSS reads /proc/PID/status: a VmRSS line written as the
-// kernel writes it gives back its number, and nothing negative is ever
-// accepted.
-func FuzzParseVmRSS(f *testing.F) {
-	f.Add([]byte("Name:\tsoak.test\nVmPeak:\t 1000 kB\nVmRSS:\t   12345 kB\nThreads:\t7\n"), int64(12345))
-	f.Add([]byte("VmRSS:\t0 kB"), int64(0))
-	f.Add([]byte("VmRSS: -1 kB\n"), int64(1))
-	f.Add([]byte("VmRSS:\t12 MB\n"), int64(1<<40))
-	f.Add([]byte("Name:\tx\n"), int64(9223372036854775807))
-	f.Fuzz(func(t *testing.T, status []byte, kib int64) {
-		if v, err := ParseVmRSS(status); err == nil && v < 0 {
-			t.Fatalf("ParseVmRSS(%q) = %d", status, v)
-		}
-		kib &= 1<<62 - 1
-		line := fmt.Appendf(nil, "Name:\tdemo-server\nVmHWM:\t%8d kB\nVmRSS:\t%8d kB\nRssAnon:\t1 kB\n", kib+1, kib)
-		if v, err := ParseVmRSS(line); err != nil || v != kib {
-			t.Fatalf("ParseVmRSS(%q) = %d, %v; want %d", line, v, err, kib)
-		}
-	})
 }
