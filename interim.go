@@ -6,10 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"runtime"
-	"strings"
 	"syscall"
 	"time"
+
+	"github.com/batonhq/baton/internal/environ"
+	"github.com/batonhq/baton/internal/exepath"
+	"github.com/batonhq/baton/internal/svstatus"
 )
 
 // Supervised restarts (Options.Control under daemontools, runit or s6).
@@ -64,7 +66,7 @@ func (u *Upgrader) supervisorWantsUp() bool {
 		u.log.Warn("cannot read the supervisor's status; stopping", "dir", string(u.ctl.dir), "err", err)
 		return false
 	}
-	return st.wantUp
+	return st.WantUp
 }
 
 // restartInterim hands the sockets to an interim generation. On success
@@ -113,7 +115,7 @@ func (u *Upgrader) restartInterim() error {
 // interimStarter starts the interim generation from the running binary.
 func (u *Upgrader) interimStarter() startFunc {
 	return func(gen int, metas []fdMeta, fds []int, deadline time.Time) (*child, error) {
-		path, err := runningExecutable()
+		path, err := exepath.Running()
 		if err != nil {
 			return nil, &ChildError{Path: path, Err: err}
 		}
@@ -124,20 +126,6 @@ func (u *Upgrader) interimStarter() startFunc {
 		}
 		return c, nil
 	}
-}
-
-// runningExecutable is the binary this process runs, even if its file was
-// replaced or removed since: on Linux /proc/self/exe still leads to it.
-func runningExecutable() (string, error) {
-	if runtime.GOOS == "linux" {
-		const self = "/proc/self/exe"
-		return self, checkExecutable(self)
-	}
-	self, err := os.Executable()
-	if err != nil {
-		return "", err
-	}
-	return self, checkExecutable(self)
 }
 
 // watchInterim stops an interim generation once it has no reason to
@@ -166,7 +154,7 @@ func (u *Upgrader) watchInterim() {
 		case <-u.exitC:
 			return
 		case now := <-tick.C:
-			st, stamp, err := u.ctl.dir.statusStamp()
+			st, err := u.ctl.dir.status()
 			if err != nil {
 				u.log.Warn("interim generation: the supervisor's status is unreadable; stopping", "err", err)
 				u.Stop()
@@ -181,7 +169,7 @@ func (u *Upgrader) watchInterim() {
 			u.mu.Lock()
 			busy := u.upgrading != nil
 			u.mu.Unlock()
-			if u.interimEvent(w.observe(now, st, stamp, alive, busy)) {
+			if u.interimEvent(w.observe(now, st, alive, busy)) {
 				u.Stop()
 				return
 			}
@@ -244,9 +232,8 @@ type interimWatch struct {
 	start   time.Time
 
 	seen     bool
-	last     svStatus
-	stamp    svStamp
-	since    time.Time // when last.pid was first seen
+	last     svstatus.Status
+	since    time.Time // when last.PID was first seen
 	asked    int       // the last tracked pid seen while a take-over ran: not a rival
 	said     time.Time // when "still waiting" was last said, or start
 	attempts int
@@ -256,34 +243,34 @@ func newInterimWatch(pred int, timeout time.Duration, now time.Time) *interimWat
 	return &interimWatch{pred: pred, timeout: timeout, start: now, said: now}
 }
 
-// observe takes one look: the status and its stamp, whether the
+// observe takes one look: the status (with its stamp), whether the
 // supervisor is alive, whether a take-over is under way.
-func (w *interimWatch) observe(now time.Time, st svStatus, stamp svStamp, alive, busy bool) interimEvent {
+func (w *interimWatch) observe(now time.Time, st svstatus.Status, alive, busy bool) interimEvent {
 	switch {
 	case !alive:
 		return interimEvent{kind: interimSupervisorGone}
-	case !st.wantUp:
+	case !st.WantUp:
 		return interimEvent{kind: interimWantDown}
 	}
-	prev, prevStamp, seen := w.last, w.stamp, w.seen
-	w.last, w.stamp, w.seen = st, stamp, true
-	if !seen || st.pid != prev.pid {
+	prev, seen := w.last, w.seen
+	w.last, w.seen = st, true
+	if !seen || st.PID != prev.PID {
 		w.since = now
 	}
-	if busy && st.pid != 0 {
+	if busy && st.PID != 0 {
 		// Most likely the instance that asks for the sockets; when its
 		// take-over fails (a timeout kills it) the supervisor may still
 		// track it for a moment, which must not look like a rival.
-		w.asked = st.pid
+		w.asked = st.PID
 	}
 	if seen {
 		failed, pid := false, 0
 		switch {
-		case st.pid != prev.pid && prev.pid != 0 && prev.pid != w.pred:
+		case st.PID != prev.PID && prev.PID != 0 && prev.PID != w.pred:
 			// The instance seen last is gone, and it did not take
 			// over: the watch would have ended.
-			failed, pid = true, prev.pid
-		case st.pid == 0 && prev.pid == 0 && stamp != prevStamp:
+			failed, pid = true, prev.PID
+		case st.PID == 0 && prev.PID == 0 && st.Stamp != prev.Stamp:
 			// Down at both looks, with a state change in between: an
 			// instance came and went unseen (a binary that could not
 			// be executed lives for a millisecond).
@@ -295,8 +282,8 @@ func (w *interimWatch) observe(now time.Time, st svStatus, stamp svStamp, alive,
 			return interimEvent{kind: interimAttemptFailed, pid: pid, attempts: w.attempts}
 		}
 	}
-	if st.pid != 0 && st.pid != w.pred && st.pid != w.asked && !busy && now.Sub(w.since) >= w.timeout {
-		return interimEvent{kind: interimRival, pid: st.pid, waited: now.Sub(w.since)}
+	if st.PID != 0 && st.PID != w.pred && st.PID != w.asked && !busy && now.Sub(w.since) >= w.timeout {
+		return interimEvent{kind: interimRival, pid: st.PID, waited: now.Sub(w.since)}
 	}
 	if now.Sub(w.said) >= w.timeout {
 		w.said = now
@@ -345,12 +332,7 @@ func (u *Upgrader) Exec() error {
 	path, err := u.opts.executable()
 	if err == nil {
 		os.Chdir(initialWD)
-		env := make([]string, 0, len(os.Environ()))
-		for _, kv := range os.Environ() {
-			if !strings.HasPrefix(kv, envHandoff+"=") && !strings.HasPrefix(kv, envInterim+"=") {
-				env = append(env, kv)
-			}
-		}
+		env := environ.Without(os.Environ(), envHandoff, envInterim)
 		u.log.Info("upgrading in place: re-executing; the new image takes over from the interim generation", "executable", path, "pid", os.Getpid())
 		err = syscall.Exec(path, os.Args, env)
 	}

@@ -5,6 +5,8 @@ package baton
 import (
 	"testing"
 	"time"
+
+	"github.com/batonhq/baton/internal/svstatus"
 )
 
 // The interim generation's reading of the supervisor's status, one look
@@ -16,12 +18,14 @@ func TestInterimWatch(t *testing.T) {
 		pred    = 100
 		timeout = 2 * time.Second
 	)
-	up := func(pid int) svStatus { return svStatus{kind: runit, pid: pid, wantUp: true} }
-	down := svStatus{kind: runit, wantUp: true}
-	stamp := func(n byte) svStamp { return svStamp{11: n} }
+	up := func(pid int) svstatus.Status {
+		return svstatus.Status{Kind: svstatus.Runit, PID: pid, Up: true, WantUp: true}
+	}
+	down := svstatus.Status{Kind: svstatus.Runit, WantUp: true}
+	stamped := func(st svstatus.Status, n byte) svstatus.Status { st.Stamp = svstatus.Stamp{11: n}; return st }
 	type look struct {
 		at     time.Duration
-		st     svStatus
+		st     svstatus.Status
 		stamp  byte
 		alive  bool
 		busy   bool
@@ -74,7 +78,7 @@ func TestInterimWatch(t *testing.T) {
 		}},
 		{"want down", []look{
 			{at: 0, st: up(pred), stamp: 1, alive: true, want: interimServe},
-			{at: 50 * time.Millisecond, st: svStatus{kind: runit}, stamp: 2, alive: true, want: interimWantDown},
+			{at: 50 * time.Millisecond, st: svstatus.Status{Kind: svstatus.Runit}, stamp: 2, alive: true, want: interimWantDown},
 		}},
 		{"the supervisor is gone", []look{
 			{at: 0, st: down, stamp: 1, alive: true, want: interimServe},
@@ -86,7 +90,7 @@ func TestInterimWatch(t *testing.T) {
 			t0 := time.Unix(1e9, 0)
 			w := newInterimWatch(pred, timeout, t0)
 			for i, l := range tc.looks {
-				e := w.observe(t0.Add(l.at), l.st, stamp(l.stamp), l.alive, l.busy)
+				e := w.observe(t0.Add(l.at), stamped(l.st, l.stamp), l.alive, l.busy)
 				if e.kind != l.want || (l.pid != 0 && e.pid != l.pid) || (l.tries != 0 && e.attempts != l.tries) {
 					t.Errorf("look %d at %v (%+v, stamp %d, alive %v, busy %v): got %+v; want kind %d, pid %d, attempts %d (%s)",
 						i, l.at, l.st, l.stamp, l.alive, l.busy, e, l.want, l.pid, l.tries, l.reason)

@@ -7,6 +7,8 @@ import (
 	"syscall"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/batonhq/baton/internal/ownersock"
 )
 
 // canDetach reports whether a successor can be started as a sibling rather
@@ -75,17 +77,6 @@ func watchPidfd(pidfd int) (<-chan struct{}, error) {
 	return done, nil
 }
 
-// peerCred returns the credentials of the process at the other end of the
-// unix socket fd, as the kernel recorded them at connect(2) or
-// socketpair(2) time.
-func peerCred(fd int) (pid, uid int, err error) {
-	cred, err := unix.GetsockoptUcred(fd, unix.SOL_SOCKET, unix.SO_PEERCRED)
-	if err != nil {
-		return 0, 0, os.NewSyscallError("getsockopt(SO_PEERCRED)", err)
-	}
-	return int(cred.Pid), int(cred.Uid), nil
-}
-
 // handoffFrom reports whether the handoff socket at fd was made by process
 // ppid. A successor started detached is not ppid's child, so its parent
 // tells nothing; the socket's credentials do.
@@ -93,8 +84,8 @@ func handoffFrom(fd, ppid int) bool {
 	if os.Getppid() == ppid {
 		return true
 	}
-	pid, uid, err := peerCred(fd)
-	return err == nil && pid == ppid && uid == os.Geteuid()
+	cred, err := ownersock.PeerCredFD(fd)
+	return err == nil && cred.PID == ppid && cred.UID == os.Geteuid()
 }
 
 // watchProcess closes the returned channel when pid has exited. It takes

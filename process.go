@@ -6,11 +6,11 @@ import (
 	"bytes"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
-	"strings"
+
+	"github.com/batonhq/baton/internal/environ"
+	"github.com/batonhq/baton/internal/exepath"
 )
 
 // initialWD is the working directory the process started in. Relative
@@ -26,56 +26,23 @@ func absFromInitial(p string) string {
 	return filepath.Join(initialWD, p)
 }
 
-// executable applies the policy documented on Options.Executable.
+// executable applies the policy documented on Options.Executable; its one
+// home is internal/exepath, shared with the master.
 func (o *Options) executable() (string, error) {
 	if o.Executable != "" {
 		p := absFromInitial(o.Executable)
-		return p, checkExecutable(p)
+		return p, exepath.Check(p)
 	}
-	var p string
-	switch arg0 := os.Args[0]; {
-	case strings.Contains(arg0, "/"):
-		p = absFromInitial(arg0)
-	default:
-		lp, err := exec.LookPath(arg0)
-		if err != nil {
-			p = ""
-		} else {
-			p = absFromInitial(lp)
-		}
-	}
-	if p != "" {
-		if _, err := os.Stat(p); err == nil {
-			return p, checkExecutable(p)
-		}
-	}
-	// os.Args[0] is gone: "go run" removed its temporary binary, or a
-	// deploy deleted the old file. Run the binary this process runs.
-	if runtime.GOOS == "linux" {
-		const self = "/proc/self/exe"
-		return self, checkExecutable(self)
-	}
-	self, err := os.Executable()
-	if err != nil {
-		return os.Args[0], fmt.Errorf("%s not found and the running binary is unknown: %w", os.Args[0], err)
-	}
-	return self, checkExecutable(self)
+	return exepath.Self(initialWD)
 }
 
 // successorEnv is this process's environment without baton's private
 // variables, plus the handoff variable for the successor.
 func successorEnv(handoffFd int) []string {
-	env := os.Environ()
-	out := make([]string, 0, len(env)+1)
-	for _, kv := range env {
-		// WATCHDOG_PID names us; without it the successor takes
-		// WATCHDOG_USEC as its own once it is the main process.
-		if strings.HasPrefix(kv, envHandoff+"=") || strings.HasPrefix(kv, "WATCHDOG_PID=") {
-			continue
-		}
-		out = append(out, kv)
-	}
-	return append(out, formatHandoffEnv(handoffFd, os.Getpid()))
+	// WATCHDOG_PID names us; without it the successor takes WATCHDOG_USEC
+	// as its own once it is the main process.
+	env := environ.Without(os.Environ(), envHandoff, "WATCHDOG_PID")
+	return append(env, formatHandoffEnv(handoffFd, os.Getpid()))
 }
 
 // pidFile writes a PID file atomically: a temporary file in the same

@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/batonhq/baton/internal/ownersock"
 	"github.com/batonhq/baton/systemd"
 )
 
@@ -234,7 +235,7 @@ func (u *Upgrader) Ready() error {
 			return err
 		}
 	}
-	var control *controlServer
+	var control *ownersock.Listener
 	if u.ctl != nil {
 		var err error
 		if control, err = u.ctl.listen(); err != nil {
@@ -261,13 +262,13 @@ func (u *Upgrader) Ready() error {
 		if err := u.pid.commit(tmp); err != nil {
 			u.mu.Unlock()
 			if control != nil {
-				control.close(false)
+				control.Close(false)
 			}
 			return err
 		}
 	}
 	if control != nil {
-		if err := control.commit(); err != nil {
+		if err := control.Commit(); err != nil {
 			// Too late to fail: the predecessor drains. Serve on; only
 			// the next supervised restart will not be seamless.
 			u.log.Error("control socket: no new instance can take over from this generation", "control", u.opts.Control, "err", err)
@@ -361,7 +362,7 @@ func (u *Upgrader) Stop() {
 	if final {
 		close(u.exitC)
 	}
-	var control *controlServer
+	var control *ownersock.Listener
 	if u.ctl != nil {
 		control = u.ctl.server
 	}
@@ -371,7 +372,7 @@ func (u *Upgrader) Stop() {
 	// socket files alone: its predecessor still serves them.
 	u.reg.closeAll(final, final && served)
 	if control != nil {
-		control.close(final)
+		control.Close(final)
 	}
 	if final && served {
 		if err := u.mgr.notify.Stopping(); err != nil {
