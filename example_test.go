@@ -32,9 +32,8 @@ func Example() {
 		// New). Exit: the predecessor is told why and serves on.
 		log.Fatal(err)
 	}
-	// Stop comes last, after the drain: a final Stop closes the sockets
-	// and removes the PID file; after a handover it only lets go of this
-	// process's copies.
+	// Stop comes last, after the drain: if no successor took over, it
+	// removes the PID file (and the files of Unix sockets).
 	defer upg.Stop()
 
 	// The first generation binds; every later one gets the same socket.

@@ -105,12 +105,12 @@ func Run(cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("cannot take over: %w", err)
 	}
-	// Stop runs last, after the drain below. Before Ready it tells a
-	// predecessor we failed; after a handover it only releases this
-	// process's copies; on a final stop it closes the sockets, unlinks
-	// Unix socket files and removes the PID file. Under a supervisor it may
-	// re-execute the program in this process (see baton.Options.Control),
-	// which is why it must come after the drain, not before.
+	// Stop runs last, after the drain below. If no successor took over it
+	// is the final stop of the service: it removes the PID file and the
+	// files of Unix sockets, which must not vanish while requests are
+	// still being answered. Under a supervisor with -control it may
+	// re-execute the program in this very process (an upgrade in place,
+	// see baton.Options.Control): one more reason to drain first.
 	defer upg.Stop()
 	log = log.With("gen", upg.Generation())
 
@@ -136,16 +136,19 @@ func Run(cfg Config, log *slog.Logger) error {
 	}, httpdrain.Options{Logger: log, IdleGrace: cfg.IdleGrace})
 	go srv.Serve(ln)
 
-	// 4. Signals before Ready: SIGHUP's default action kills the process,
-	// and a deploy script may send it the moment the PID file names us.
-	// HandleSignals upgrades on SIGHUP and stops on SIGTERM and SIGINT; a
-	// program with other needs calls Upgrade and Stop itself.
+	// 4. Signals before Ready: Ready publishes our pid (PID file,
+	// MAINPID=), and a SIGHUP that arrived before a handler was installed
+	// would kill the process, its default action. HandleSignals upgrades
+	// on SIGHUP (one that comes before Ready waits for it) and stops on
+	// SIGTERM and SIGINT; a program with other needs calls Upgrade and
+	// Stop itself.
 	upg.HandleSignals()
 
 	// 5. Ready: the predecessor, if any, now stops accepting and drains;
-	// the PID file names us; systemd hears READY=1 (and MAINPID=). A
-	// successor that never gets here is killed after UpgradeTimeout and
-	// the predecessor serves on.
+	// the PID file names us; systemd, if it runs the service, learns that
+	// we serve (READY=1, and MAINPID= after an upgrade). A successor that
+	// never gets here is killed after UpgradeTimeout and the predecessor
+	// serves on.
 	if err := upg.Ready(); err != nil {
 		return fmt.Errorf("cannot become ready: %w", err)
 	}
