@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -105,8 +106,9 @@ func (cfg serverConfig) env() string {
 }
 
 // readServerConfig decodes the configuration in the environment strictly:
-// an unknown field, a wrong type, trailing data or a missing Dir is an
-// error, so that a test cannot configure what the server ignores.
+// an unknown field, a wrong type, trailing data, a missing Dir, an unknown
+// failure or a per-generation setting without its generation is an error,
+// so that a test cannot configure what the server ignores.
 func readServerConfig() (serverConfig, error) {
 	var cfg serverConfig
 	v, ok := os.LookupEnv(serverEnv)
@@ -121,8 +123,17 @@ func readServerConfig() (serverConfig, error) {
 	if dec.More() {
 		return cfg, fmt.Errorf("%s: data after the configuration", serverEnv)
 	}
-	if cfg.Dir == "" {
+	switch {
+	case cfg.Dir == "":
 		return cfg, fmt.Errorf("%s: no Dir", serverEnv)
+	case !slices.Contains([]failure{"", failExit, failExitListen, failStop, failHang, failSIGSTOP, failReadyExit}, cfg.Fail):
+		return cfg, fmt.Errorf("%s: unknown Fail %q", serverEnv, cfg.Fail)
+	case (cfg.Fail != "") != (cfg.FailGen > 0), cfg.FailOnce && cfg.Fail == "":
+		return cfg, fmt.Errorf("%s: Fail %q for generation %d (FailOnce %t): want both or neither", serverEnv, cfg.Fail, cfg.FailGen, cfg.FailOnce)
+	case (cfg.ReadyDelay > 0) != (cfg.ReadyDelayGen > 0):
+		return cfg, fmt.Errorf("%s: ReadyDelay %v for generation %d: want both or neither", serverEnv, cfg.ReadyDelay, cfg.ReadyDelayGen)
+	case (cfg.Reserve > 0) != (cfg.ReserveGen > 0):
+		return cfg, fmt.Errorf("%s: Reserve %d for generation %d: want both or neither", serverEnv, cfg.Reserve, cfg.ReserveGen)
 	}
 	return cfg, nil
 }
@@ -344,5 +355,31 @@ func check(err error) {
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "server:", err)
 		os.Exit(4)
+	}
+}
+
+// The test server refuses a configuration it would partly ignore, and
+// reads back what env wrote.
+func TestServerConfigStrict(t *testing.T) {
+	good := serverConfig{Dir: "/tmp/x", FailGen: 2, Fail: failHang, UpgradeTimeout: time.Second}
+	t.Setenv(serverEnv, strings.TrimPrefix(good.env(), serverEnv+"="))
+	if got, err := readServerConfig(); err != nil || got != good {
+		t.Errorf("readServerConfig of %+v = %+v, %v; want it back", good, got, err)
+	}
+	for _, bad := range []string{
+		``,
+		`{}`,
+		`{"Dir":"/tmp/x","Bogus":1}`,
+		`{"Dir":"/tmp/x","Drain":"1s"}`,
+		`{"Dir":"/tmp/x"} {}`,
+		`{"Dir":"/tmp/x","Fail":"explode","FailGen":2}`,
+		`{"Dir":"/tmp/x","Fail":"exit"}`,
+		`{"Dir":"/tmp/x","ReadyDelay":1000}`,
+		`{"Dir":"/tmp/x","Reserve":10}`,
+	} {
+		t.Setenv(serverEnv, bad)
+		if got, err := readServerConfig(); err == nil {
+			t.Errorf("readServerConfig of %s = %+v, nil; want an error", bad, got)
+		}
 	}
 }
