@@ -31,7 +31,7 @@ func init() {
 // by the test, as a supervisor would, not by its predecessor.
 type instances struct {
 	t       *testing.T
-	env     []string
+	env     []string // the server's configuration, and anything added
 	control string
 	procs   []*proctest.Proc
 	tcp     string
@@ -39,14 +39,13 @@ type instances struct {
 	pid     int
 }
 
-func startInstances(t *testing.T, env ...string) *instances {
+// startInstances starts the first instance, with cfg's Dir and Control
+// set to new paths.
+func startInstances(t *testing.T, cfg serverConfig, env ...string) *instances {
 	t.Helper()
-	dir := t.TempDir()
-	control := filepath.Join(dir, "ctl", "control.sock")
-	in := &instances{t: t, control: control, env: append([]string{
-		"SRV_DIR=" + dir,
-		"SRV_CONTROL=" + control,
-	}, env...)}
+	cfg.Dir = t.TempDir()
+	cfg.Control = filepath.Join(cfg.Dir, "ctl", "control.sock")
+	in := &instances{t: t, control: cfg.Control, env: append([]string{cfg.env()}, env...)}
 	if err := in.next(); err != nil {
 		t.Fatal(err)
 	}
@@ -77,7 +76,7 @@ func (in *instances) next() error {
 func TestControlTakeoverUnderLoad(t *testing.T) {
 	for _, mode := range []loadgen.Mode{loadgen.Fresh, loadgen.KeepAlive} {
 		t.Run(string(mode), func(t *testing.T) {
-			in := startInstances(t, "SRV_IDLE_GRACE=2s") // see TestZeroFailedRequestsUnderLoad
+			in := startInstances(t, serverConfig{IdleGrace: 2 * time.Second}) // see TestZeroFailedRequestsUnderLoad
 			var mu sync.Mutex
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 			defer cancel()
@@ -134,7 +133,7 @@ func TestControlRefusesOpenDirectory(t *testing.T) {
 		t.Fatal(err)
 	}
 	os.Chmod(ctl, 0o755) // whatever the umask
-	p := proctest.Start(t, "server", []string{"SRV_DIR=" + dir, "SRV_CONTROL=" + filepath.Join(ctl, "c.sock")})
+	p := proctest.Start(t, "server", []string{serverConfig{Dir: dir, Control: filepath.Join(ctl, "c.sock")}.env()})
 	st, _ := p.Wait(20 * time.Second)
 	if st == nil {
 		t.Fatal("still running with a control directory open to others")
@@ -153,7 +152,7 @@ func TestControlRefusesOtherUser(t *testing.T) {
 	if os.Geteuid() != 0 {
 		requireIntegration(t, "TestControlRefusesOtherUser needs root to start a process of another uid")
 	}
-	in := startInstances(t)
+	in := startInstances(t, serverConfig{})
 	// The test binary sits in a directory only root may enter, and exec
 	// happens after the switch to the other uid: run a copy it can reach.
 	exe := reachableCopy(t)
@@ -206,14 +205,8 @@ func reachableCopy(t *testing.T) string {
 	if err := os.Chmod(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	b, err := os.ReadFile("/proc/self/exe")
-	if err != nil {
-		t.Fatal(err)
-	}
 	exe := filepath.Join(dir, "baton.test")
-	if err := os.WriteFile(exe, b, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	copyTestBinary(t, exe)
 	return exe
 }
 

@@ -3,47 +3,44 @@
 package baton_test
 
 import (
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/batonhq/baton/internal/proctest"
 )
 
-// copyTestBinary copies the running test binary to path.
+// copyTestBinary copies the running test binary to path, executable by
+// everybody.
+//
+// cp writes it, not this process: a parallel test forking while this
+// process held the copy open for writing would give its child that
+// descriptor until exec closes it, and executing the copy meanwhile fails
+// with ETXTBSY, "text file busy" (golang/go#22315).
 func copyTestBinary(t *testing.T, path string) {
 	t.Helper()
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	src, err := os.Open(os.Args[0])
-	if err != nil {
-		t.Fatal(err)
+	if out, err := exec.Command("cp", "--", "/proc/"+strconv.Itoa(os.Getpid())+"/exe", path).CombinedOutput(); err != nil {
+		t.Fatalf("cp the test binary to %s: %v\n%s", path, err, out)
 	}
-	defer src.Close()
-	dst, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o755)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := io.Copy(dst, src); err != nil {
-		t.Fatal(err)
-	}
-	if err := dst.Close(); err != nil {
+	if err := os.Chmod(path, 0o755); err != nil {
 		t.Fatal(err)
 	}
 }
 
 // startFrom starts the server helper from exe with argv[0] and working
 // directory dir, the way a shell or a supervisor would.
-func startFrom(t *testing.T, exe, argv0, dir string, env ...string) *server {
+func startFrom(t *testing.T, exe, argv0, dir string, cfg serverConfig) *server {
 	t.Helper()
-	sdir := t.TempDir()
+	cfg.Dir = t.TempDir()
 	cmd := &exec.Cmd{Path: exe, Args: []string{argv0}, Dir: dir}
-	cmd.Env = append(append(os.Environ(), "SRV_DIR="+sdir), env...)
-	s := &server{t: t, proc: proctest.StartCommand(t, "server", cmd), dir: sdir}
+	cmd.Env = append(os.Environ(), cfg.env())
+	s := &server{t: t, proc: proctest.StartCommand(t, "server", cmd), cfg: cfg, dir: cfg.Dir}
 	s.waitReady(1)
 	return s
 }
@@ -63,7 +60,7 @@ func TestExecutableRelativeArgv0AfterChdir(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	copyTestBinary(t, filepath.Join(dir, "bin", "server"))
-	s := startFrom(t, filepath.Join(dir, "bin", "server"), "./bin/server", dir, "SRV_CHDIR=/")
+	s := startFrom(t, filepath.Join(dir, "bin", "server"), "./bin/server", dir, serverConfig{Chdir: "/"})
 	s.mustUpgrade()
 	if got, want := s.exe(), filepath.Join(dir, "bin", "server"); got != want {
 		t.Errorf("successor runs %s, want %s", got, want)
@@ -83,7 +80,7 @@ func TestExecutableFollowsCurrentSymlink(t *testing.T) {
 	if err := os.Symlink(filepath.Join("releases", "1"), current); err != nil {
 		t.Fatal(err)
 	}
-	s := startFrom(t, filepath.Join(current, "server"), filepath.Join(current, "server"), dir)
+	s := startFrom(t, filepath.Join(current, "server"), filepath.Join(current, "server"), dir, serverConfig{})
 	if got := s.exe(); got != r1 {
 		t.Fatalf("generation 1 runs %s, want %s", got, r1)
 	}
@@ -109,7 +106,7 @@ func TestExecutableDeleted(t *testing.T) {
 	dir := t.TempDir()
 	exe := filepath.Join(dir, "server")
 	copyTestBinary(t, exe)
-	s := startFrom(t, exe, exe, dir)
+	s := startFrom(t, exe, exe, dir, serverConfig{})
 	if err := os.Remove(exe); err != nil {
 		t.Fatal(err)
 	}

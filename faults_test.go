@@ -6,6 +6,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -53,9 +54,9 @@ import (
 // faultCase is one fault, injected into a server under load.
 type faultCase struct {
 	name string
-	env  []string // the server's environment, after SRV_DIR
+	cfg  serverConfig // the server's; startServer sets Dir
 	// start, if set, starts the server instead of startServer.
-	start func(t *testing.T, env []string) *server
+	start func(t *testing.T, cfg serverConfig) *server
 	// setup, if set, runs once the first generation serves, before the
 	// descriptor baseline is taken and the load starts.
 	setup func(t *testing.T, r *rig)
@@ -228,10 +229,11 @@ func (r *rig) mustFail(ctx context.Context, want ...string) error {
 }
 
 // serviceProcs returns the running processes of this service: those whose
-// environment holds its SRV_DIR. (A zombie has no environment; the checks
-// on known pids cover zombies.)
+// environment holds its serverConfig, with Dir dir. (A zombie has no
+// environment; the checks on known pids cover zombies.)
 func serviceProcs(dir string) []int {
-	want := []byte("SRV_DIR=" + dir + "\x00")
+	quoted, _ := json.Marshal(dir)
+	want := []byte(`"Dir":` + string(quoted) + ",")
 	var pids []int
 	ents, _ := os.ReadDir("/proc")
 	for _, e := range ents {
@@ -294,7 +296,7 @@ func settledFds(pid int) int {
 // runFault runs one case: the server, the load with the fault injected,
 // and the checks.
 func runFault(t *testing.T, tc faultCase) {
-	if envValue(tc.env, "SRV_IDLE_GRACE") == "" {
+	if tc.cfg.IdleGrace == 0 {
 		// A keep-alive connection idle for IdleGrace during a drain is
 		// closed, and a request its client sends at that moment is lost:
 		// the keep-alive race httpdrain documents, which the default
@@ -302,13 +304,13 @@ func runFault(t *testing.T, tc faultCase) {
 		// machine, shared with CPU-bound jobs (load averages above 20 on
 		// 2 cores), a client can be descheduled longer than that between
 		// two requests. That race is not what these faults are about.
-		tc.env = append(slices.Clone(tc.env), "SRV_IDLE_GRACE="+idleGrace.String())
+		tc.cfg.IdleGrace = idleGrace
 	}
 	var s *server
 	if tc.start != nil {
-		s = tc.start(t, tc.env)
+		s = tc.start(t, tc.cfg)
 	} else {
-		s = startServer(t, tc.env...)
+		s = startServer(t, tc.cfg)
 	}
 	r := newRig(t, s)
 	if tc.setup != nil {
@@ -468,7 +470,7 @@ func TestFaultSelfUpgrade(t *testing.T) {
 	cases := []faultCase{
 		{
 			name:       "successor exits before Listen",
-			env:        []string{"SRV_FAIL=2:exit"},
+			cfg:        serverConfig{FailGen: 2, Fail: failExit},
 			injections: 3,
 			fault: func(ctx context.Context, r *rig, i int) error {
 				return r.mustFail(ctx, "failed before it was ready", exitStatus(7))
@@ -476,7 +478,7 @@ func TestFaultSelfUpgrade(t *testing.T) {
 		},
 		{
 			name:       "successor exits after Listen before Ready",
-			env:        []string{"SRV_FAIL=2:exit-listen"},
+			cfg:        serverConfig{FailGen: 2, Fail: failExitListen},
 			injections: 3,
 			fault: func(ctx context.Context, r *rig, i int) error {
 				return r.mustFail(ctx, "failed before it was ready", exitStatus(8))
@@ -486,7 +488,7 @@ func TestFaultSelfUpgrade(t *testing.T) {
 			// The successor never says ready: it is killed when
 			// UpgradeTimeout runs out.
 			name:       "successor hangs",
-			env:        []string{"SRV_FAIL=2:hang", "SRV_TIMEOUT=2s"},
+			cfg:        serverConfig{FailGen: 2, Fail: failHang, UpgradeTimeout: 2 * time.Second},
 			injections: 2,
 			fault: func(ctx context.Context, r *rig, i int) error {
 				return r.mustFail(ctx, "not ready after 2s, killed", "successor not ready in time")
@@ -496,7 +498,7 @@ func TestFaultSelfUpgrade(t *testing.T) {
 			// Stopped (SIGSTOP) while it initialises, after it took the
 			// sockets: SIGKILL still ends it at UpgradeTimeout.
 			name:       "successor SIGSTOPped during init",
-			env:        []string{"SRV_FAIL=2:sigstop", "SRV_TIMEOUT=2s"},
+			cfg:        serverConfig{FailGen: 2, Fail: failSIGSTOP, UpgradeTimeout: 2 * time.Second},
 			injections: 2,
 			fault: func(ctx context.Context, r *rig, i int) error {
 				incumbent := r.pid
@@ -515,7 +517,7 @@ func TestFaultSelfUpgrade(t *testing.T) {
 		},
 		{
 			name:       "successor binary missing",
-			env:        []string{"SRV_EXE=/nonexistent/server"},
+			cfg:        serverConfig{Executable: "/nonexistent/server"},
 			injections: 2,
 			fault: func(ctx context.Context, r *rig, i int) error {
 				return r.mustFail(ctx, "/nonexistent/server", "did not start", "no such file or directory")
@@ -523,7 +525,7 @@ func TestFaultSelfUpgrade(t *testing.T) {
 		},
 		{
 			name:       "successor binary not executable",
-			env:        []string{"SRV_EXE=" + notExec},
+			cfg:        serverConfig{Executable: notExec},
 			injections: 2,
 			fault: func(ctx context.Context, r *rig, i int) error {
 				return r.mustFail(ctx, notExec, "not executable", "permission denied")
@@ -546,7 +548,7 @@ func TestFaultSelfUpgrade(t *testing.T) {
 			// the operator is to say so, with the exit status that only
 			// the parent sees.
 			name:       "successor exits right after Ready",
-			env:        []string{"SRV_FAIL=2:ready-exit"},
+			cfg:        serverConfig{FailGen: 2, Fail: failReadyExit},
 			injections: 1,
 			slow:       -1,
 			fault: func(ctx context.Context, r *rig, i int) error {
@@ -593,7 +595,7 @@ func TestFaultSelfUpgrade(t *testing.T) {
 			// started for the script variant, may find the binary at the
 			// path by the time it reads it, and runs its bytes as
 			// commands — whose redirections create files where it runs.
-			env:        []string{"SRV_EXE=" + swap.path, "SRV_CHDIR=" + swap.dir},
+			cfg:        serverConfig{Executable: swap.path, Chdir: swap.dir},
 			injections: len(swapPlan) + 4,
 			fault: func(ctx context.Context, r *rig, i int) error {
 				if i <= len(swapPlan) {
@@ -662,9 +664,9 @@ func TestFaultSelfUpgrade(t *testing.T) {
 			// with prlimit(2) so that the successor cannot take every
 			// socket: the kernel installs what fits and sets MSG_CTRUNC.
 			// The incumbent keeps 100 free descriptor numbers below the
-			// limit (SRV_RESERVE), so it still accepts connections.
+			// limit (serverConfig.Reserve), so it still accepts connections.
 			name:       "fd limit too low for every socket",
-			env:        []string{"SRV_SOCKETS=200", "SRV_RESERVE=1:100"},
+			cfg:        serverConfig{Sockets: 200, ReserveGen: 1, Reserve: 100},
 			injections: 2,
 			setup: func(t *testing.T, r *rig) {
 				lim := unix.Rlimit{Cur: fdLimit, Max: fdLimit}
@@ -732,12 +734,13 @@ func TestFaultSelfUpgrade(t *testing.T) {
 			// incumbent serves on. (A stranger's socket there, at start,
 			// is TestFaultStartRefused's.)
 			name: "control socket path taken by a stranger's file",
-			start: func(t *testing.T, env []string) *server {
-				return startServer(t, append(env, "SRV_CONTROL="+filepath.Join(t.TempDir(), "ctl", "control.sock"))...)
+			start: func(t *testing.T, cfg serverConfig) *server {
+				cfg.Control = filepath.Join(t.TempDir(), "ctl", "control.sock")
+				return startServer(t, cfg)
 			},
 			injections: 2,
 			fault: func(ctx context.Context, r *rig, i int) error {
-				control := envValue(r.proc.Cmd.Env, "SRV_CONTROL")
+				control := r.cfg.Control
 				stranger := filepath.Join(r.t.TempDir(), "stranger")
 				if err := os.WriteFile(stranger, []byte("a stranger's data\n"), 0o600); err != nil {
 					return err
@@ -780,7 +783,7 @@ func TestFaultSelfUpgrade(t *testing.T) {
 			name: "slow clients past the drain deadline",
 			// The grace must end before the deadline, or idle
 			// connections would be closed at the deadline too.
-			env:        []string{"SRV_DRAIN=3s", "SRV_IDLE_GRACE=1500ms"},
+			cfg:        serverConfig{Drain: 3 * time.Second, IdleGrace: 1500 * time.Millisecond},
 			injections: 1,
 			slow:       200 * time.Millisecond, // loadgen's own: done within the drain
 			fault: func(ctx context.Context, r *rig, i int) error {
@@ -837,7 +840,7 @@ func TestFaultSelfUpgrade(t *testing.T) {
 			name: "successor killed between its ready and the ack",
 			// Time for the test to stop the incumbent after the
 			// successor has the sockets and before its ready.
-			env:        []string{"SRV_READY_DELAY=2:2s"},
+			cfg:        serverConfig{ReadyDelayGen: 2, ReadyDelay: 2 * time.Second},
 			injections: 1,
 			slow:       -1,
 			fault: func(ctx context.Context, r *rig, i int) error {
@@ -855,7 +858,7 @@ func TestFaultSelfUpgrade(t *testing.T) {
 				}
 				defer r.signal(incumbent, unix.SIGCONT)
 				if len(r.lines("ready gen=2 ")) > 0 {
-					return errors.New("the successor was ready before the incumbent could be stopped: make its SRV_READY_DELAY longer")
+					return errors.New("the successor was ready before the incumbent could be stopped: make its ReadyDelay longer")
 				}
 				// The ready frame: 5 bytes of header, 4 of pid.
 				var queued int
@@ -920,7 +923,7 @@ func TestFaultSelfUpgrade(t *testing.T) {
 			// socketpair), and it serves on without the ack; it is
 			// reparented to the subreaper and sees its parent gone.
 			name:       "incumbent SIGKILLed during the handshake",
-			env:        []string{"SRV_READY_DELAY=2:1500ms"},
+			cfg:        serverConfig{ReadyDelayGen: 2, ReadyDelay: 1500 * time.Millisecond},
 			injections: 1,
 			slow:       -1,
 			fault: func(ctx context.Context, r *rig, i int) error {
@@ -974,22 +977,12 @@ const idleGrace = 3 * time.Second
 // slowClients is how many requests outlast the drain deadline.
 const slowClients = 4
 
-// envValue returns the value of key in env ("K=V" entries), the last one.
-func envValue(env []string, key string) string {
-	v := ""
-	for _, kv := range env {
-		if k, val, ok := strings.Cut(kv, "="); ok && k == key {
-			v = val
-		}
-	}
-	return v
-}
-
 // nobodyServer prepares the test server to run as uid 65534, from a copy
-// of the test binary it can reach, with SRV_DIR a directory it owns and,
-// in it, the directory run (for a PID file) owned by runOwner with mode
-// 0755. Root ignores file modes; another user does not.
-func nobodyServer(t *testing.T, runOwner int, env ...string) (*exec.Cmd, string) {
+// of the test binary it can reach, with cfg.Dir a directory it owns and,
+// in it, the directory run (for cfg.PIDFile) owned by runOwner with mode
+// 0755. Root ignores file modes; another user does not. It returns the
+// command and the configuration it runs with.
+func nobodyServer(t *testing.T, runOwner int, cfg serverConfig) (*exec.Cmd, serverConfig) {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		requireIntegration(t, "running the server as uid 65534 needs root")
@@ -1017,9 +1010,10 @@ func nobodyServer(t *testing.T, runOwner int, env ...string) (*exec.Cmd, string)
 		}
 	}
 	cmd := exec.Command(reachableCopy(t))
-	cmd.Env = append(os.Environ(), append([]string{"SRV_DIR=" + dir, "SRV_PIDFILE=" + filepath.Join(run, "server.pid")}, env...)...)
+	cfg.Dir, cfg.PIDFile = dir, filepath.Join(run, "server.pid")
+	cmd.Env = append(os.Environ(), cfg.env())
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobody, Gid: nobody}}
-	return cmd, dir
+	return cmd, cfg
 }
 
 // nobody is the uid and gid the PID-file cases run the server as.
@@ -1027,10 +1021,10 @@ const nobody = 65534
 
 // startWithPIDFile starts the server as uid 65534 with a PID file in a
 // directory it owns.
-func startWithPIDFile(t *testing.T, env []string) *server {
+func startWithPIDFile(t *testing.T, cfg serverConfig) *server {
 	t.Helper()
-	cmd, dir := nobodyServer(t, nobody, env...)
-	s := &server{t: t, proc: proctest.StartCommand(t, "server", cmd), dir: dir}
+	cmd, cfg := nobodyServer(t, nobody, cfg)
+	s := &server{t: t, proc: proctest.StartCommand(t, "server", cmd), cfg: cfg, dir: cfg.Dir}
 	s.waitReady(1)
 	return s
 }
@@ -1305,7 +1299,8 @@ func TestFaultStartRefused(t *testing.T) {
 		{
 			name: "PID file directory unwritable",
 			prepare: func(t *testing.T) (*exec.Cmd, string, []string, func(*testing.T)) {
-				cmd, dir := nobodyServer(t, 0) // run belongs to root
+				cmd, cfg := nobodyServer(t, 0, serverConfig{}) // run belongs to root
+				dir := cfg.Dir
 				return cmd, dir, []string{"PID file", filepath.Join(dir, "run"), "permission denied"}, func(t *testing.T) {
 					if ents, _ := os.ReadDir(filepath.Join(dir, "run")); len(ents) > 0 {
 						t.Errorf("the PID file directory holds %v", ents)
@@ -1320,7 +1315,7 @@ func TestFaultStartRefused(t *testing.T) {
 				if err := os.WriteFile(control, []byte("a stranger's file\n"), 0o600); err != nil {
 					t.Fatal(err)
 				}
-				cmd, dir := serverCommand(t, "SRV_CONTROL="+control)
+				cmd, dir := serverCommand(t, serverConfig{Control: control})
 				return cmd, dir, []string{control, "is not a socket"}, func(t *testing.T) {
 					if b, err := os.ReadFile(control); err != nil || string(b) != "a stranger's file\n" {
 						t.Errorf("the stranger's file now reads %q, %v", b, err)
@@ -1339,7 +1334,7 @@ func TestFaultStartRefused(t *testing.T) {
 				if err := os.Symlink(target, control); err != nil {
 					t.Fatal(err)
 				}
-				cmd, dir := serverCommand(t, "SRV_CONTROL="+control)
+				cmd, dir := serverCommand(t, serverConfig{Control: control})
 				return cmd, dir, []string{control, "is not a socket"}, func(t *testing.T) {
 					if l, err := os.Readlink(control); err != nil || l != target {
 						t.Errorf("the symlink now leads to %q, %v; want %s", l, err, target)
@@ -1361,7 +1356,7 @@ func TestFaultStartRefused(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				cmd, dir := serverCommand(t, "SRV_CONTROL="+control, "SRV_TIMEOUT=2s")
+				cmd, dir := serverCommand(t, serverConfig{Control: control, UpgradeTimeout: 2 * time.Second})
 				return cmd, dir, []string{"control socket " + control, "i/o timeout"}, func(t *testing.T) {
 					after, err := os.Lstat(control)
 					if err != nil || !os.SameFile(before, after) {
@@ -1409,12 +1404,13 @@ func TestFaultStartRefused(t *testing.T) {
 	}
 }
 
-// serverCommand prepares the test server as root, with a new SRV_DIR.
-func serverCommand(t *testing.T, env ...string) (*exec.Cmd, string) {
-	dir := t.TempDir()
+// serverCommand prepares the test server as root, with cfg and a new
+// cfg.Dir, which it returns.
+func serverCommand(t *testing.T, cfg serverConfig) (*exec.Cmd, string) {
+	cfg.Dir = t.TempDir()
 	cmd := exec.Command(os.Args[0])
-	cmd.Env = append(os.Environ(), append([]string{"SRV_DIR=" + dir}, env...)...)
-	return cmd, dir
+	cmd.Env = append(os.Environ(), cfg.env())
+	return cmd, cfg.Dir
 }
 
 // controlPath returns a control socket path in a fresh directory closed

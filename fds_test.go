@@ -1051,61 +1051,6 @@ func checkStopped(t *testing.T, u *Upgrader) {
 	}
 }
 
-func TestUpgraderStates(t *testing.T) {
-	t.Parallel()
-	t.Run("upgrade before ready", func(t *testing.T) {
-		t.Parallel()
-		u := newTestUpgrader(t)
-		if err := u.Upgrade(); err != ErrNotReady {
-			t.Errorf("Upgrade before Ready = %v, want ErrNotReady", err)
-		}
-		if err := u.WaitForParent(t.Context()); err != nil {
-			t.Errorf("WaitForParent of a first generation = %v, want nil at once", err)
-		}
-	})
-	t.Run("stop before ready", func(t *testing.T) {
-		t.Parallel()
-		u := newTestUpgrader(t)
-		u.Stop()
-		checkStopped(t, u)
-	})
-	t.Run("stop after ready", func(t *testing.T) {
-		t.Parallel()
-		u := newTestUpgrader(t)
-		if err := u.Ready(); err != nil {
-			t.Fatal(err)
-		}
-		if err := u.Ready(); err != nil {
-			t.Errorf("second Ready = %v, want nil", err)
-		}
-		select {
-		case <-u.Exit():
-			t.Fatalf("Exit closed before Stop")
-		default:
-		}
-		u.Stop()
-		checkStopped(t, u)
-	})
-	t.Run("registry closed under the upgrader", func(t *testing.T) {
-		t.Parallel()
-		u := newTestUpgrader(t)
-		if _, err := u.Listen("tcp", "127.0.0.1:0"); err != nil {
-			t.Fatal(err)
-		}
-		u.reg.closeAll(false, false)
-		u.reg.closeAll(false, false) // again: nothing happens
-		if l, err := u.Listen("tcp", "127.0.0.1:0"); err != ErrStopped {
-			t.Errorf("Listen on a closed registry = %v, %v; want ErrStopped", l, err)
-		}
-		if c, err := u.ListenPacket("udp", "127.0.0.1:0"); err != ErrStopped {
-			t.Errorf("ListenPacket on a closed registry = %v, %v; want ErrStopped", c, err)
-		}
-		if err := u.Add("x", tcpListener(t)); err != ErrStopped {
-			t.Errorf("Add on a closed registry = %v; want ErrStopped", err)
-		}
-	})
-}
-
 // socketPair returns both ends of a handoff socketpair as *net.UnixConn.
 func socketPair(t *testing.T) (*net.UnixConn, *net.UnixConn) {
 	t.Helper()

@@ -90,7 +90,7 @@ func startSuccessor(t *testing.T, incumbent int) (*proctest.Proc, *net.UnixConn)
 	conn.SetDeadline(time.Now().Add(20 * time.Second))
 
 	cmd := exec.Command(os.Args[0])
-	cmd.Env = append(os.Environ(), "SRV_DIR="+t.TempDir(), "BATON_HANDOFF=3:"+strconv.Itoa(incumbent))
+	cmd.Env = append(os.Environ(), serverConfig{Dir: t.TempDir()}.env(), "BATON_HANDOFF=3:"+strconv.Itoa(incumbent))
 	cmd.ExtraFiles = []*os.File{theirs} // descriptor 3
 	p := proctest.StartCommand(t, "server", cmd)
 	theirs.Close()

@@ -4,6 +4,7 @@ package baton_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -13,6 +14,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -29,33 +31,115 @@ func TestMain(m *testing.M) {
 	proctest.Main(m)
 }
 
-// serverMain is one generation of a test server. It is configured by
-// environment variables (inherited by every successor):
-//
-//	SRV_DIR        directory for the unix socket, the data file, markers
-//	SRV_PIDFILE    Options.PIDFile
-//	SRV_TIMEOUT    Options.UpgradeTimeout
-//	SRV_EXE        Options.Executable
-//	SRV_FAIL       "<gen>:<how>" — generation <gen> fails: exit (before
-//	               Listen), exit-listen (after Listen, before Ready), stop
-//	               (Stop, then exit, before Ready), hang,
-//	               ready-exit (exits right after Ready); only once if the
-//	               file SRV_DIR/fail-once exists (it is removed).
-//	SRV_READY_DELAY "<gen>:<duration>" — generation <gen> sleeps before Ready
-//	SRV_SOCKETS    extra TCP listeners to open (for benchmarks)
-//	SRV_RESERVE    "<gen>:<n>" — generation <gen> holds n descriptors while
-//	               it opens its listeners and frees them before it serves:
-//	               n free descriptor numbers below every socket, so that it
-//	               still accepts connections once its RLIMIT_NOFILE is
-//	               lowered below its highest descriptor
-//	SRV_DRAIN      drain deadline
-//	SRV_IDLE_GRACE httpdrain.Options.IdleGrace
-//	SRV_CHDIR      directory to change to right after New
-//	SRV_CONTROL    Options.Control
-//	SRV_FDSTORE    Options.FDStore, if set
-//	SRV_LISTEN     the TCP address to listen on (default 127.0.0.1:0)
-//	SRV_HANDLE_SIGNALS if set, Upgrader.HandleSignals handles the signals,
-//	               wired right after New
+// serverEnv names the environment variable that carries the test server's
+// serverConfig, JSON-encoded. Every successor inherits it unchanged, so
+// every generation of one server reads the same configuration.
+const serverEnv = "BATON_TEST_SERVER"
+
+// failure is how a generation of the test server fails on purpose.
+type failure string
+
+const (
+	failExit       failure = "exit"        // exit 7 before Listen
+	failExitListen failure = "exit-listen" // exit 8 after Listen, before Ready
+	failStop       failure = "stop"        // Stop, then exit 10, before Ready
+	failHang       failure = "hang"        // block forever before Ready
+	failSIGSTOP    failure = "sigstop"     // stop itself with SIGSTOP before Ready
+	failReadyExit  failure = "ready-exit"  // exit 9 right after Ready
+)
+
+// serverConfig configures the test server (serverMain). The zero value
+// serves with baton's defaults, except that Dir must be set: startServer
+// sets it to a new temporary directory if it is empty.
+type serverConfig struct {
+	// Dir holds the unix socket, the data file and markers.
+	Dir string
+
+	PIDFile        string        // Options.PIDFile
+	UpgradeTimeout time.Duration // Options.UpgradeTimeout
+	Executable     string        // Options.Executable
+	Control        string        // Options.Control
+	FDStore        bool          // Options.FDStore
+
+	// Fail, if set, is how generation FailGen fails. With FailOnce it
+	// fails only if the file Dir/fail-once exists, which it removes.
+	Fail     failure
+	FailGen  int
+	FailOnce bool
+
+	// ReadyDelay is how long generation ReadyDelayGen sleeps before Ready.
+	ReadyDelay    time.Duration
+	ReadyDelayGen int
+
+	// Sockets is how many extra TCP listeners to open (named extra-<i>).
+	Sockets int
+
+	// Reserve is how many descriptors generation ReserveGen holds while it
+	// opens its listeners and frees before it serves: free descriptor
+	// numbers below every socket, so that it still accepts connections
+	// once its RLIMIT_NOFILE is lowered below its highest descriptor.
+	Reserve    int
+	ReserveGen int
+
+	Drain     time.Duration // the drain deadline; defaults to 10s
+	IdleGrace time.Duration // httpdrain.Options.IdleGrace
+
+	// Chdir is the directory to change to right after New: the executable
+	// and the PID file must still be found.
+	Chdir string
+
+	// Listen is the TCP address to listen on; defaults to 127.0.0.1:0.
+	Listen string
+
+	// HandleSignals makes Upgrader.HandleSignals handle the signals,
+	// wired right after New, instead of the server's own handler.
+	HandleSignals bool
+}
+
+// env returns cfg as the environment entry serverMain reads.
+func (cfg serverConfig) env() string {
+	b, err := json.Marshal(cfg)
+	if err != nil {
+		panic(err) // a struct of strings, numbers and bools always encodes
+	}
+	return serverEnv + "=" + string(b)
+}
+
+// readServerConfig decodes the configuration in the environment strictly:
+// an unknown field, a wrong type, trailing data, a missing Dir, an unknown
+// failure or a per-generation setting without its generation is an error,
+// so that a test cannot configure what the server ignores.
+func readServerConfig() (serverConfig, error) {
+	var cfg serverConfig
+	v, ok := os.LookupEnv(serverEnv)
+	if !ok {
+		return cfg, fmt.Errorf("%s is not set", serverEnv)
+	}
+	dec := json.NewDecoder(strings.NewReader(v))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&cfg); err != nil {
+		return cfg, fmt.Errorf("%s: %w", serverEnv, err)
+	}
+	if dec.More() {
+		return cfg, fmt.Errorf("%s: data after the configuration", serverEnv)
+	}
+	switch {
+	case cfg.Dir == "":
+		return cfg, fmt.Errorf("%s: no Dir", serverEnv)
+	case !slices.Contains([]failure{"", failExit, failExitListen, failStop, failHang, failSIGSTOP, failReadyExit}, cfg.Fail):
+		return cfg, fmt.Errorf("%s: unknown Fail %q", serverEnv, cfg.Fail)
+	case (cfg.Fail != "") != (cfg.FailGen > 0), cfg.FailOnce && cfg.Fail == "":
+		return cfg, fmt.Errorf("%s: Fail %q for generation %d (FailOnce %t): want both or neither", serverEnv, cfg.Fail, cfg.FailGen, cfg.FailOnce)
+	case (cfg.ReadyDelay > 0) != (cfg.ReadyDelayGen > 0):
+		return cfg, fmt.Errorf("%s: ReadyDelay %v for generation %d: want both or neither", serverEnv, cfg.ReadyDelay, cfg.ReadyDelayGen)
+	case (cfg.Reserve > 0) != (cfg.ReserveGen > 0):
+		return cfg, fmt.Errorf("%s: Reserve %d for generation %d: want both or neither", serverEnv, cfg.Reserve, cfg.ReserveGen)
+	}
+	return cfg, nil
+}
+
+// serverMain is one generation of a test server, configured by the
+// serverConfig in $BATON_TEST_SERVER.
 //
 // It serves HTTP on a TCP and a unix listener: GET / answers
 // "pid=… gen=… fds=… data=… handoff=…", ?delay= sleeps first, POST /upgrade
@@ -65,53 +149,57 @@ func TestMain(m *testing.M) {
 // "ready gen=G pid=P tcp=ADDR udp=ADDR", "upgrade-failed …",
 // "parent-gone gen=G", "exit gen=G".
 func serverMain() {
-	dir := os.Getenv("SRV_DIR")
-	opts := baton.Options{
-		PIDFile:    os.Getenv("SRV_PIDFILE"),
-		Executable: os.Getenv("SRV_EXE"),
-		Control:    os.Getenv("SRV_CONTROL"),
-		FDStore:    os.Getenv("SRV_FDSTORE") != "",
-		Logger:     slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+	cfg, err := readServerConfig()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "server:", err)
+		os.Exit(5)
 	}
-	if d, err := time.ParseDuration(os.Getenv("SRV_TIMEOUT")); err == nil {
-		opts.UpgradeTimeout = d
-	}
-	upg, err := baton.New(opts)
+	dir := cfg.Dir
+	upg, err := baton.New(baton.Options{
+		PIDFile:        cfg.PIDFile,
+		UpgradeTimeout: cfg.UpgradeTimeout,
+		Executable:     cfg.Executable,
+		Control:        cfg.Control,
+		FDStore:        cfg.FDStore,
+		Logger:         slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+	})
 	if err != nil {
 		fmt.Println("new-failed", err)
 		os.Exit(3)
 	}
 	gen := upg.Generation()
-	handleSignals := os.Getenv("SRV_HANDLE_SIGNALS") != ""
-	if handleSignals {
+	if cfg.HandleSignals {
 		upg.HandleSignals()
 	}
 	fmt.Printf("new gen=%d pid=%d\n", gen, os.Getpid())
-	if d := os.Getenv("SRV_CHDIR"); d != "" {
+	if cfg.Chdir != "" {
 		// The executable and the PID file must still be found.
-		check(os.Chdir(d))
+		check(os.Chdir(cfg.Chdir))
 	}
-	fail := genSetting(gen, "SRV_FAIL")
-	if fail != "" && os.Getenv("SRV_FAIL_ONCE") != "" {
+	var fail failure
+	if cfg.FailGen == gen {
+		fail = cfg.Fail
+	}
+	if fail != "" && cfg.FailOnce {
 		if err := os.Remove(filepath.Join(dir, "fail-once")); err != nil {
 			fail = ""
 		}
 	}
-	if fail == "exit" {
+	if fail == failExit {
 		fmt.Fprintln(os.Stderr, "failing on purpose before Listen")
 		os.Exit(7)
 	}
 
 	var reserve []*os.File
-	if n, _ := strconv.Atoi(genSetting(gen, "SRV_RESERVE")); n > 0 {
-		for range n {
+	if cfg.ReserveGen == gen {
+		for range cfg.Reserve {
 			f, err := os.Open(os.DevNull)
 			check(err)
 			reserve = append(reserve, f)
 		}
 	}
 
-	tcpAddr := os.Getenv("SRV_LISTEN")
+	tcpAddr := cfg.Listen
 	if tcpAddr == "" {
 		tcpAddr = "127.0.0.1:0"
 	}
@@ -137,8 +225,7 @@ func serverMain() {
 		f.Close()
 	}
 	var extra []net.Listener
-	n, _ := strconv.Atoi(os.Getenv("SRV_SOCKETS"))
-	for i := range n {
+	for i := range cfg.Sockets {
 		l, err := extraListener(upg, i)
 		check(err)
 		extra = append(extra, l)
@@ -147,24 +234,24 @@ func serverMain() {
 		f.Close()
 	}
 
-	if fail == "stop" {
+	if fail == failStop {
 		fmt.Fprintln(os.Stderr, "stopping on purpose before Ready")
 		upg.Stop()
 		os.Exit(10)
 	}
-	if fail == "exit-listen" {
+	if fail == failExitListen {
 		fmt.Fprintln(os.Stderr, "failing on purpose after Listen")
 		os.Exit(8)
 	}
-	if fail == "hang" {
+	if fail == failHang {
 		select {}
 	}
-	if fail == "sigstop" {
+	if fail == failSIGSTOP {
 		fmt.Fprintln(os.Stderr, "stopping myself with SIGSTOP before Ready")
 		syscall.Kill(os.Getpid(), syscall.SIGSTOP)
 	}
-	if d, err := time.ParseDuration(genSetting(gen, "SRV_READY_DELAY")); err == nil {
-		time.Sleep(d)
+	if cfg.ReadyDelayGen == gen {
+		time.Sleep(cfg.ReadyDelay)
 	}
 
 	mux := http.NewServeMux()
@@ -189,11 +276,7 @@ func serverMain() {
 		out, _ := exec.Command("env").Output()
 		w.Write(out)
 	})
-	var drainOpts httpdrain.Options
-	if d, err := time.ParseDuration(os.Getenv("SRV_IDLE_GRACE")); err == nil {
-		drainOpts.IdleGrace = d
-	}
-	srv := httpdrain.New(&http.Server{Handler: mux}, drainOpts)
+	srv := httpdrain.New(&http.Server{Handler: mux}, httpdrain.Options{IdleGrace: cfg.IdleGrace})
 	go srv.Serve(tcp)
 	go srv.Serve(unixLn)
 	go func() {
@@ -210,12 +293,12 @@ func serverMain() {
 	// Signals are wired before anyone is told we are ready: a SIGHUP's
 	// default action would kill us.
 	sigs := make(chan os.Signal, 4)
-	if !handleSignals {
+	if !cfg.HandleSignals {
 		signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT)
 	}
 	check(upg.Ready())
 	fmt.Printf("ready gen=%d pid=%d tcp=%s udp=%s\n", gen, os.Getpid(), tcp.Addr(), udp.LocalAddr())
-	if fail == "ready-exit" {
+	if fail == failReadyExit {
 		os.Exit(9)
 	}
 	go func() {
@@ -240,8 +323,8 @@ func serverMain() {
 	<-upg.Exit()
 	udp.Close() // the successor reads it now
 	drain := 10 * time.Second
-	if d, err := time.ParseDuration(os.Getenv("SRV_DRAIN")); err == nil {
-		drain = d
+	if cfg.Drain > 0 {
+		drain = cfg.Drain
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), drain)
 	defer cancel()
@@ -268,18 +351,35 @@ func extraListener(upg *baton.Upgrader, i int) (net.Listener, error) {
 	return l, upg.Add(name, l.(*net.TCPListener))
 }
 
-// genSetting returns the value of an "<gen>:<value>" variable for gen.
-func genSetting(gen int, key string) string {
-	g, v, ok := strings.Cut(os.Getenv(key), ":")
-	if !ok || g != strconv.Itoa(gen) {
-		return ""
-	}
-	return v
-}
-
 func check(err error) {
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "server:", err)
 		os.Exit(4)
+	}
+}
+
+// The test server refuses a configuration it would partly ignore, and
+// reads back what env wrote.
+func TestServerConfigStrict(t *testing.T) {
+	good := serverConfig{Dir: "/tmp/x", FailGen: 2, Fail: failHang, UpgradeTimeout: time.Second}
+	t.Setenv(serverEnv, strings.TrimPrefix(good.env(), serverEnv+"="))
+	if got, err := readServerConfig(); err != nil || got != good {
+		t.Errorf("readServerConfig of %+v = %+v, %v; want it back", good, got, err)
+	}
+	for _, bad := range []string{
+		``,
+		`{}`,
+		`{"Dir":"/tmp/x","Bogus":1}`,
+		`{"Dir":"/tmp/x","Drain":"1s"}`,
+		`{"Dir":"/tmp/x"} {}`,
+		`{"Dir":"/tmp/x","Fail":"explode","FailGen":2}`,
+		`{"Dir":"/tmp/x","Fail":"exit"}`,
+		`{"Dir":"/tmp/x","ReadyDelay":1000}`,
+		`{"Dir":"/tmp/x","Reserve":10}`,
+	} {
+		t.Setenv(serverEnv, bad)
+		if got, err := readServerConfig(); err == nil {
+			t.Errorf("readServerConfig of %s = %+v, nil; want an error", bad, got)
+		}
 	}
 }

@@ -47,7 +47,7 @@ func TestZeroFailedRequestsUnderLoad(t *testing.T) {
 		t.Run(string(mode), func(t *testing.T) {
 			// Above the stalls of a -race test process on a shared machine:
 			// a client frozen for the grace looks idle to the drain.
-			s := startServer(t, "SRV_IDLE_GRACE=2s")
+			s := startServer(t, serverConfig{IdleGrace: 2 * time.Second})
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 			defer cancel()
 			rep, err := loadgen.Run(ctx, loadgen.Config{

@@ -22,9 +22,9 @@ import (
 
 // startRefused starts a server that must refuse to run, and returns its
 // output.
-func startRefused(t *testing.T, env ...string) string {
+func startRefused(t *testing.T, cfg serverConfig) string {
 	t.Helper()
-	p := proctest.Start(t, "server", env)
+	p := proctest.Start(t, "server", []string{cfg.env()})
 	st, _ := p.Wait(20 * time.Second)
 	if st == nil {
 		t.Fatal("still running; want a refusal")
@@ -50,7 +50,7 @@ func TestControlRefusesDirectoryNotOurs(t *testing.T) {
 	if err := os.Chown(ctl, 65534, 65534); err != nil {
 		t.Fatal(err)
 	}
-	out := startRefused(t, "SRV_DIR="+dir, "SRV_CONTROL="+filepath.Join(ctl, "c.sock"))
+	out := startRefused(t, serverConfig{Dir: dir, Control: filepath.Join(ctl, "c.sock")})
 	if !strings.Contains(out, "belongs to uid 65534") {
 		t.Errorf("output:\n%s\nwant a refusal that names the directory's owner", out)
 	}
@@ -72,7 +72,7 @@ func TestControlRefusesSymlinkedDirectory(t *testing.T) {
 	if err := os.Symlink(target, link); err != nil {
 		t.Fatal(err)
 	}
-	out := startRefused(t, "SRV_DIR="+dir, "SRV_CONTROL="+filepath.Join(link, "c.sock"))
+	out := startRefused(t, serverConfig{Dir: dir, Control: filepath.Join(link, "c.sock")})
 	if !strings.Contains(out, "is a symlink") {
 		t.Errorf("output:\n%s\nwant a refusal that says the directory is a symlink", out)
 	}
@@ -95,7 +95,7 @@ func TestPIDFileReplacesSymlink(t *testing.T) {
 	if err := os.Symlink(victim, pidFile); err != nil {
 		t.Fatal(err)
 	}
-	s := startServer(t, "SRV_PIDFILE="+pidFile)
+	s := startServer(t, serverConfig{PIDFile: pidFile})
 	fi, err := os.Lstat(pidFile)
 	if err != nil || !fi.Mode().IsRegular() {
 		t.Fatalf("PID file: %v, %v; want a regular file in place of the link", fi, err)
@@ -120,7 +120,7 @@ func TestPIDFileMode(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	pidFile := filepath.Join(dir, "app.pid")
-	s := startServer(t, "SRV_PIDFILE="+pidFile)
+	s := startServer(t, serverConfig{PIDFile: pidFile})
 	s.mustUpgrade()
 	fi, err := os.Stat(pidFile)
 	if err != nil {
@@ -188,7 +188,7 @@ func TestControlClientRefusesOtherUser(t *testing.T) {
 	if _, err := stranger.WaitLine("listening uid=65534", 20*time.Second); err != nil {
 		t.Fatalf("%v\n%s", err, stranger.Output())
 	}
-	out := startRefused(t, "SRV_DIR="+dir, "SRV_CONTROL="+path)
+	out := startRefused(t, serverConfig{Dir: dir, Control: path})
 	if !strings.Contains(out, "served by uid 65534") {
 		t.Errorf("output:\n%s\nwant a refusal that names the other uid", out)
 	}

@@ -18,7 +18,7 @@ import (
 // once however many came.
 func TestSIGHUPBeforeReadyUpgradesOnceReady(t *testing.T) {
 	t.Parallel()
-	s := startServer(t, "SRV_HANDLE_SIGNALS=1", "SRV_READY_DELAY=2:1s")
+	s := startServer(t, serverConfig{HandleSignals: true, ReadyDelayGen: 2, ReadyDelay: time.Second})
 	if err := syscall.Kill(s.pid, syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}

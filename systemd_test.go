@@ -125,7 +125,7 @@ func (m *fakeManager) expect(t *testing.T, field string) (notification, []notifi
 func TestSystemdNotifyHandover(t *testing.T) {
 	t.Parallel()
 	m := newFakeManager(t)
-	s := startServer(t, "NOTIFY_SOCKET="+m.path, "SRV_FAIL=3:exit")
+	s := startServer(t, serverConfig{FailGen: 3, Fail: failExit}, "NOTIFY_SOCKET="+m.path)
 	n, _ := m.expect(t, "READY=1")
 	if n.pid != s.pid || !strings.Contains(n.value("STATUS"), "generation 1") {
 		t.Errorf("first READY=1 from pid %d with %q; want from generation 1 (pid %d) with its status", n.pid, n.fields, s.pid)
@@ -189,7 +189,7 @@ func TestSystemdNotifyHandover(t *testing.T) {
 func TestSystemdFDStore(t *testing.T) {
 	t.Parallel()
 	m := newFakeManager(t)
-	s := startServer(t, "NOTIFY_SOCKET="+m.path, "SRV_FDSTORE=1")
+	s := startServer(t, serverConfig{FDStore: true}, "NOTIFY_SOCKET="+m.path)
 	n, _ := m.expect(t, "FDSTORE=1")
 	// TCP, UDP and the unix listener; not the data file.
 	if n.value("FDNAME") != "baton" || n.fds != 3 || n.pid != s.pid {
@@ -214,12 +214,12 @@ func TestSocketActivation(t *testing.T) {
 	ln.Close()
 	defer f.Close()
 
-	dir := t.TempDir()
+	cfg := serverConfig{Dir: t.TempDir(), Listen: addr}
 	// systemd sets LISTEN_PID to the pid it execs; "exec" in sh keeps it.
 	cmd := exec.Command("/bin/sh", "-c", `LISTEN_PID=$$ LISTEN_FDS=1 LISTEN_FDNAMES=web.socket exec "$0"`, os.Args[0])
-	cmd.Env = append(os.Environ(), "SRV_DIR="+dir, "SRV_LISTEN="+addr)
+	cmd.Env = append(os.Environ(), cfg.env())
 	cmd.ExtraFiles = []*os.File{f}
-	s := &server{t: t, proc: proctest.StartCommand(t, "server", cmd), dir: dir}
+	s := &server{t: t, proc: proctest.StartCommand(t, "server", cmd), cfg: cfg, dir: cfg.Dir}
 	s.waitReady(1)
 	// Had the server not adopted it, its own bind would have failed:
 	// the socket is still open here and in the server.

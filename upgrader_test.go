@@ -25,8 +25,9 @@ import (
 type server struct {
 	t    *testing.T
 	proc *proctest.Proc
-	dir  string
-	tcp  string // address of the TCP listener, the same in every generation
+	cfg  serverConfig // what every generation was started with
+	dir  string       // cfg.Dir
+	tcp  string       // address of the TCP listener, the same in every generation
 	udp  string
 	gen  int // generation serving now
 	pid  int // its pid
@@ -38,11 +39,16 @@ var controlClient = &http.Client{
 	Timeout:   30 * time.Second,
 }
 
-func startServer(t *testing.T, env ...string) *server {
+// startServer starts the test server with cfg (in a new temporary
+// directory if cfg.Dir is empty) and env added to the test's environment,
+// and waits until its first generation is ready.
+func startServer(t *testing.T, cfg serverConfig, env ...string) *server {
 	t.Helper()
-	dir := t.TempDir()
-	env = append([]string{"SRV_DIR=" + dir}, env...)
-	s := &server{t: t, proc: proctest.Start(t, "server", env), dir: dir}
+	if cfg.Dir == "" {
+		cfg.Dir = t.TempDir()
+	}
+	env = append([]string{cfg.env()}, env...)
+	s := &server{t: t, proc: proctest.Start(t, "server", env), cfg: cfg, dir: cfg.Dir}
 	s.waitReady(1)
 	return s
 }
@@ -134,7 +140,7 @@ func (s *server) stop() {
 
 func TestUpgradePassesSockets(t *testing.T) {
 	t.Parallel()
-	s := startServer(t)
+	s := startServer(t, serverConfig{})
 	before := s.servingPid()
 	udp1 := udpEcho(t, s.udp)
 
@@ -234,21 +240,21 @@ func TestFailingSuccessorKeepsIncumbent(t *testing.T) {
 
 	cases := []struct {
 		name string
-		env  []string
+		cfg  serverConfig
 		want []string // substrings of the error
 	}{
-		{"exit before Listen", []string{"SRV_FAIL=2:exit"}, []string{"exit status 7"}},
-		{"exit before Ready", []string{"SRV_FAIL=2:exit-listen"}, []string{"exit status 8"}},
-		{"Stop before Ready", []string{"SRV_FAIL=2:stop"}, []string{"exit status 10"}},
-		{"hang", []string{"SRV_FAIL=2:hang", "SRV_TIMEOUT=1s"}, []string{"not ready after 1s", "successor not ready in time"}},
-		{"missing binary", []string{"SRV_EXE=/nonexistent/server"}, []string{"/nonexistent/server", "no such file"}},
-		{"not executable", []string{"SRV_EXE=" + notExec}, []string{"not executable"}},
-		{"malformed ready", []string{"SRV_EXE=" + garbage}, []string{"handoff protocol", "R frame"}},
+		{"exit before Listen", serverConfig{FailGen: 2, Fail: failExit}, []string{"exit status 7"}},
+		{"exit before Ready", serverConfig{FailGen: 2, Fail: failExitListen}, []string{"exit status 8"}},
+		{"Stop before Ready", serverConfig{FailGen: 2, Fail: failStop}, []string{"exit status 10"}},
+		{"hang", serverConfig{FailGen: 2, Fail: failHang, UpgradeTimeout: time.Second}, []string{"not ready after 1s", "successor not ready in time"}},
+		{"missing binary", serverConfig{Executable: "/nonexistent/server"}, []string{"/nonexistent/server", "no such file"}},
+		{"not executable", serverConfig{Executable: notExec}, []string{"not executable"}},
+		{"malformed ready", serverConfig{Executable: garbage}, []string{"handoff protocol", "R frame"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			s := startServer(t, tc.env...)
+			s := startServer(t, tc.cfg)
 			err := s.upgrade()
 			if err == nil {
 				t.Fatalf("upgrade succeeded; want it to fail with %q", tc.want)
@@ -277,7 +283,7 @@ func TestFailingSuccessorKeepsIncumbent(t *testing.T) {
 // After a failed attempt the next upgrade works.
 func TestUpgradeAfterFailure(t *testing.T) {
 	t.Parallel()
-	s := startServer(t, "SRV_FAIL=2:exit-listen", "SRV_FAIL_ONCE=1")
+	s := startServer(t, serverConfig{FailGen: 2, Fail: failExitListen, FailOnce: true})
 	os.WriteFile(filepath.Join(s.dir, "fail-once"), nil, 0o600)
 	if err := s.upgrade(); err == nil || !strings.Contains(err.Error(), "exit status 8") {
 		t.Fatalf("first upgrade: %v; want exit status 8", err)
@@ -291,7 +297,7 @@ func TestUpgradeAfterFailure(t *testing.T) {
 
 func TestConcurrentUpgradesRunOnce(t *testing.T) {
 	t.Parallel()
-	s := startServer(t, "SRV_READY_DELAY=2:500ms")
+	s := startServer(t, serverConfig{ReadyDelayGen: 2, ReadyDelay: 500 * time.Millisecond})
 	var wg sync.WaitGroup
 	errs := make([]error, 4)
 	for i := range errs {
@@ -327,7 +333,7 @@ func TestConcurrentUpgradesRunOnce(t *testing.T) {
 func TestSuccessorSeesParentDeath(t *testing.T) {
 	t.Parallel()
 	// A long drain keeps generation 1 alive until we kill it.
-	s := startServer(t, "SRV_DRAIN=1m")
+	s := startServer(t, serverConfig{Drain: time.Minute})
 	old := s.pid
 	// Hold a slow request so gen 1 cannot finish draining by itself.
 	go s.get("/?delay=30s")
@@ -348,7 +354,7 @@ func TestSuccessorSeesParentDeath(t *testing.T) {
 func TestPIDFileFollowsServingGeneration(t *testing.T) {
 	t.Parallel()
 	pidFile := filepath.Join(t.TempDir(), "server.pid")
-	s := startServer(t, "SRV_PIDFILE="+pidFile)
+	s := startServer(t, serverConfig{PIDFile: pidFile})
 
 	stop := make(chan struct{})
 	var bad []string
@@ -413,7 +419,7 @@ func TestManyUpgradesLeakNothing(t *testing.T) {
 		t.Skip("50 upgrades: skipped with -short")
 	}
 	t.Parallel()
-	s := startServer(t)
+	s := startServer(t, serverConfig{})
 	s.mustUpgrade()
 	base := proctest.FdCount(s.pid)
 	for range 50 {

@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"io"
 
-	"github.com/batonhq/baton/internal/demoserver"
+	demoserver "github.com/batonhq/baton/examples/httpserver/server"
 	"github.com/batonhq/baton/supervisor"
 )
 

@@ -1,7 +1,7 @@
 // Package soak measures a server across many consecutive upgrades: its
-// test upgrades the demo server (internal/demoserver, in the test binary
-// re-executed as a helper) over and over under load from internal/loadgen,
-// and proves that nothing failed and nothing grew.
+// test upgrades the demo server (examples/httpserver/server, in the test
+// binary re-executed as a helper) over and over under load from
+// internal/loadgen, and proves that nothing failed and nothing grew.
 //
 // # What is measured, and when
 //

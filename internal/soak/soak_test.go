@@ -18,7 +18,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/batonhq/baton/internal/demoserver"
+	"github.com/batonhq/baton/examples/httpserver/server"
 	"github.com/batonhq/baton/internal/loadgen"
 	"github.com/batonhq/baton/internal/proctest"
 	"github.com/batonhq/baton/internal/reaper"
@@ -26,12 +26,12 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	// The test binary is the server: demoserver.Main is exactly what
+	// The test binary is the server: server.Main is exactly what
 	// "baton demo-server" runs, and as the test's own child (and child
 	// subreaper of every orphaned generation) it can be proven to leave
 	// nothing behind.
 	proctest.Register("demo-server", func() {
-		os.Exit(demoserver.Main("demo-server", os.Args[1:], os.Stderr))
+		os.Exit(server.Main("demo-server", os.Args[1:], os.Stderr))
 	})
 	proctest.Main(m)
 }

@@ -1,9 +1,9 @@
 //go:build linux
 
-// Command faultserver is the demo server (internal/demoserver's contract:
-// GET / answers "pid=<pid> gen=<generation>", ?delay= sleeps first) with
-// fault hooks, for the supervisor-restart fault tests in
-// integration/supervisors. It is a test fixture, not an example.
+// Command faultserver is the demo server (the contract of
+// examples/httpserver/server: GET / answers "pid=<pid> gen=<generation>",
+// ?delay= sleeps first) with fault hooks, for the supervisor-restart fault
+// tests in integration/supervisors. It is a test fixture, not an example.
 //
 // -fault PATH names a file with one line, "ROLE POINT ACTION COUNT":
 //

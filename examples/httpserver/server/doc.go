@@ -1,0 +1,43 @@
+// Package server is baton's reference server: an HTTP server that replaces
+// itself — new binary, new configuration — without refusing, resetting or
+// failing a single request. Read server.go from the top: [Run] is the whole
+// life of one generation, in the order a program using baton must do
+// things, with the reason for each step. Copy it.
+//
+// Three programs run this one implementation: examples/httpserver (its
+// main is [Main]), "baton demo-server" (and so "baton demo", which drives
+// it under load through upgrades) and the soak test in internal/soak.
+//
+// # Contract
+//
+// Scripts, service units and tests rely on these flags and this
+// behaviour; they do not change:
+//
+//	-listen ADDR            TCP address to serve HTTP on (127.0.0.1:8080)
+//	-pid-file PATH          the serving generation's pid, written atomically
+//	                        once it is ready
+//	-drain D                how long a retiring generation may drain (30s)
+//	-upgrade-timeout D      how long a successor may take to be ready (1m)
+//	-control PATH           restart under daemontools, runit or s6 through
+//	                        the control socket at PATH
+//	-fd-store               keep the listener in systemd's descriptor store
+//	-idle-grace D           while draining, close a keep-alive connection
+//	                        only after its client has been silent this long
+//	                        (500ms)
+//
+//	SIGHUP                  upgrade: start the binary at the same path with
+//	                        the same arguments and hand it the socket
+//	SIGTERM, SIGINT         drain and stop (under a supervisor, with
+//	                        -control, SIGTERM restarts while the supervisor
+//	                        wants the service up)
+//	GET /                   200 "pid=<serving pid> gen=<generation>\n"
+//	GET /?delay=2s          the same, after sleeping that long (at most
+//	                        MaxDelay)
+//
+// Each generation logs with log/slog to stderr: serving, each upgrade step,
+// drained. [Main] returns the exit status: 0 after a drain, 1 if the
+// generation could not start, 2 on a usage error.
+//
+// Under systemd nothing more is needed: baton reads NOTIFY_SOCKET and
+// LISTEN_FDS itself (see examples/systemd for the units).
+package server

@@ -1,0 +1,212 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/batonhq/baton"
+	"github.com/batonhq/baton/httpdrain"
+)
+
+// MaxDelay bounds ?delay=, so that one request cannot keep a retiring
+// generation alive for longer than a demo needs.
+const MaxDelay = time.Minute
+
+// Config is what the flags set. Its zero value is not the flags'
+// defaults: Main fills those in.
+type Config struct {
+	Listen         string        // -listen: TCP address to serve on
+	PIDFile        string        // -pid-file: baton.Options.PIDFile
+	Drain          time.Duration // -drain: a retiring generation's deadline
+	UpgradeTimeout time.Duration // -upgrade-timeout: baton.Options.UpgradeTimeout
+	Control        string        // -control: baton.Options.Control
+	FDStore        bool          // -fd-store: baton.Options.FDStore
+	IdleGrace      time.Duration // -idle-grace: httpdrain.Options.IdleGrace
+}
+
+// Main parses args (without the program name) and runs one generation of
+// the server, logging to stderr. It returns the process's exit status: 0
+// after a drain, 1 if the generation could not start, 2 on a usage error.
+//
+// Every generation runs Main with the same arguments: a successor is the
+// same command line started again, so a flag's value can only change
+// between generations if it is read from a file the operator edits (not
+// shown here).
+func Main(name string, args []string, stderr io.Writer) int {
+	cfg, status := parseFlags(name, args, stderr)
+	if status >= 0 {
+		return status
+	}
+	log := slog.New(slog.NewTextHandler(stderr, nil)).With("pid", os.Getpid())
+	if err := Run(cfg, log); err != nil {
+		log.Error("not serving", "err", err)
+		return 1
+	}
+	return 0
+}
+
+// parseFlags returns the configuration, or an exit status (0 for -h, 2 for
+// a usage error) if Main must return at once; -1 means go on.
+func parseFlags(name string, args []string, stderr io.Writer) (Config, int) {
+	var cfg Config
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&cfg.Listen, "listen", "127.0.0.1:8080", "TCP `address` to serve HTTP on")
+	fs.StringVar(&cfg.PIDFile, "pid-file", "", "write the serving generation's pid to `path`")
+	fs.DurationVar(&cfg.Drain, "drain", 30*time.Second, "how long a retiring generation may drain")
+	fs.DurationVar(&cfg.UpgradeTimeout, "upgrade-timeout", baton.DefaultUpgradeTimeout, "how long a successor may take to be ready")
+	fs.StringVar(&cfg.Control, "control", "", "restart under daemontools, runit or s6 through the control socket at `path`")
+	fs.BoolVar(&cfg.FDStore, "fd-store", false, "keep the listener in systemd's file descriptor store")
+	fs.DurationVar(&cfg.IdleGrace, "idle-grace", httpdrain.DefaultIdleGrace, "while draining, close a keep-alive connection only after its client has been silent this long (raise it above the longest pause of your clients)")
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: %s [-listen ADDR] [-pid-file PATH] [-control PATH] [-fd-store] [-drain DURATION]\n\n", name)
+		fmt.Fprintf(stderr, "A zero-downtime HTTP server: SIGHUP upgrades it (new binary, same sockets),\nSIGTERM or SIGINT drains and stops it.\n\nOptions:\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return cfg, 0
+		}
+		return cfg, 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "%s: unexpected argument %q\n", name, fs.Arg(0))
+		fs.Usage()
+		return cfg, 2
+	}
+	return cfg, -1
+}
+
+// Run is one generation's life: take over (or start), listen, serve, say
+// ready, wait until a successor serves or we are told to stop, drain. It
+// returns an error only if this generation could not start serving; the
+// previous generation, if any, then serves on.
+func Run(cfg Config, log *slog.Logger) error {
+	// 1. New first, before anything that takes time or touches the
+	// outside world. In a successor it receives the predecessor's sockets
+	// (and with -control, takes them over from the instance serving
+	// there); in a first generation it adopts what systemd passed, if
+	// anything. An error here means the handoff was malformed: exit, and
+	// the predecessor, told why, keeps serving.
+	upg, err := baton.New(baton.Options{
+		PIDFile:        cfg.PIDFile,
+		UpgradeTimeout: cfg.UpgradeTimeout,
+		Control:        cfg.Control,
+		FDStore:        cfg.FDStore,
+		Logger:         log, // nil would be silent; an operator wants these lines
+	})
+	if err != nil {
+		return fmt.Errorf("cannot take over: %w", err)
+	}
+	// Stop runs last, after the drain below. If no successor took over it
+	// is the final stop of the service: it removes the PID file and the
+	// files of Unix sockets, which must not vanish while requests are
+	// still being answered.
+	defer upg.Stop()
+	log = log.With("gen", upg.Generation())
+
+	// 2. Listen through the upgrader, never net.Listen: the first
+	// generation gets a new socket, every later one the very same socket
+	// its predecessor served (found by network and address), so the
+	// kernel's accept queue is never dropped. Under socket activation it is
+	// the socket systemd made for this address.
+	ln, err := upg.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("cannot listen: %w", err)
+	}
+
+	// 3. Serve before Ready. Until Ready the predecessor still accepts on
+	// the shared socket too, so connections are served either way; after
+	// Ready it stops, and we must already be accepting.
+	srv := httpdrain.New(&http.Server{
+		Handler: Handler(upg.Generation()),
+		// A client that never finishes its headers must not hold a
+		// connection, and so a retiring generation, until the drain
+		// deadline.
+		ReadHeaderTimeout: 10 * time.Second,
+	}, httpdrain.Options{Logger: log, IdleGrace: cfg.IdleGrace})
+	go srv.Serve(ln)
+
+	// 4. Signals before Ready: Ready publishes our pid (PID file,
+	// MAINPID=), and a SIGHUP that arrived before a handler was installed
+	// would kill the process, its default action. HandleSignals upgrades
+	// on SIGHUP (one that comes before Ready waits for it) and stops on
+	// SIGTERM and SIGINT; a program with other needs calls Upgrade and
+	// Stop itself.
+	upg.HandleSignals()
+
+	// 5. Ready: the predecessor, if any, now stops accepting and drains;
+	// the PID file names us; systemd, if it runs the service, learns that
+	// we serve (READY=1, and MAINPID= after an upgrade). A successor that
+	// never gets here is killed after UpgradeTimeout and the predecessor
+	// serves on.
+	if err := upg.Ready(); err != nil {
+		return fmt.Errorf("cannot become ready: %w", err)
+	}
+	log.Info("serving", "addr", ln.Addr().String())
+
+	// 6. Wait. Exit is closed when a successor is ready (after SIGHUP) or
+	// when Stop was called (after SIGTERM): either way this generation's
+	// work is done.
+	<-upg.Exit()
+
+	// 7. Drain: stop accepting (closing only this process's copy of the
+	// socket; the successor keeps accepting on it), let in-flight requests
+	// finish, close idle keep-alive connections without losing a request
+	// that is on its way. At the deadline, whatever is left is closed:
+	// the deadline bounds how long two generations run side by side.
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.Drain)
+	defer cancel()
+	start := time.Now()
+	if err := srv.Drain(ctx); err != nil {
+		log.Warn("drained at the deadline", "err", err)
+	} else {
+		log.Info("drained", "took", time.Since(start).Round(time.Millisecond))
+	}
+
+	// 8. Under daemontools, runit or s6 with -control, a SIGHUP upgrades
+	// in place: the sockets went to an interim generation, and this
+	// process now re-executes the program, keeping the pid the supervisor
+	// tracks; the new image takes the sockets back. Replacing the process
+	// is this explicit step, never a side effect of Stop. Exec returns
+	// only if it could not re-execute; the supervisor then starts the
+	// next instance, which takes over from the interim generation.
+	if upg.ExecRequested() {
+		return fmt.Errorf("cannot upgrade in place: %w", upg.Exec())
+	}
+	return nil
+}
+
+// Handler answers GET / with the pid and generation of the process that
+// served the request, so a client can see the upgrade happen; ?delay=D
+// sleeps D first (at most MaxDelay), to show that a slow request started
+// before an upgrade still gets its full response.
+func Handler(gen int) http.Handler {
+	pid := os.Getpid()
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/" {
+			http.NotFound(w, r)
+			return
+		}
+		if v := r.URL.Query().Get("delay"); v != "" {
+			d, err := time.ParseDuration(v)
+			if err != nil || d < 0 || d > MaxDelay {
+				http.Error(w, fmt.Sprintf("bad delay %q: want a duration from 0 to %v", v, MaxDelay), http.StatusBadRequest)
+				return
+			}
+			select {
+			case <-time.After(d):
+			case <-r.Context().Done():
+				return
+			}
+		}
+		fmt.Fprintf(w, "pid=%d gen=%d\n", pid, gen)
+	})
+}

@@ -1,0 +1,85 @@
+package server
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/batonhq/baton"
+	"github.com/batonhq/baton/httpdrain"
+)
+
+// The flags are an interface: scripts, units and tests use them.
+func TestFlags(t *testing.T) {
+	t.Parallel()
+	cfg, status := parseFlags("httpserver", nil, io.Discard)
+	want := Config{
+		Listen:         "127.0.0.1:8080",
+		Drain:          30 * time.Second,
+		UpgradeTimeout: baton.DefaultUpgradeTimeout,
+		IdleGrace:      httpdrain.DefaultIdleGrace,
+	}
+	if status != -1 || cfg != want {
+		t.Errorf("parseFlags() = %+v, %d; want the defaults %+v, -1", cfg, status, want)
+	}
+
+	args := []string{"-listen", "127.0.0.1:9", "-pid-file", "p", "-drain", "1s", "-upgrade-timeout", "2s",
+		"-control", "c", "-fd-store", "-idle-grace", "3s"}
+	cfg, status = parseFlags("httpserver", args, io.Discard)
+	want = Config{Listen: "127.0.0.1:9", PIDFile: "p", Drain: time.Second, UpgradeTimeout: 2 * time.Second,
+		Control: "c", FDStore: true, IdleGrace: 3 * time.Second}
+	if status != -1 || cfg != want {
+		t.Errorf("parseFlags(%q) = %+v, %d; want %+v, -1", args, cfg, status, want)
+	}
+
+	for _, tc := range []struct {
+		args []string
+		want int
+	}{
+		{[]string{"-h"}, 0},
+		{[]string{"-bogus"}, 2},
+		{[]string{"extra"}, 2},
+		{[]string{"-drain", "soon"}, 2},
+	} {
+		var out strings.Builder
+		if got := Main("httpserver", tc.args, &out); got != tc.want {
+			t.Errorf("Main(%q) = %d; want %d. Output:\n%s", tc.args, got, tc.want, &out)
+		}
+		if !strings.Contains(out.String(), "Usage: httpserver") {
+			t.Errorf("Main(%q) printed no usage:\n%s", tc.args, &out)
+		}
+	}
+}
+
+func TestHandler(t *testing.T) {
+	t.Parallel()
+	srv := httptest.NewServer(Handler(7))
+	defer srv.Close()
+	for _, tc := range []struct {
+		path   string
+		status int
+		body   string
+	}{
+		{"/", 200, fmt.Sprintf("pid=%d gen=7\n", os.Getpid())},
+		{"/?delay=20ms", 200, fmt.Sprintf("pid=%d gen=7\n", os.Getpid())},
+		{"/?delay=soon", 400, ""},
+		{"/?delay=-1s", 400, ""},
+		{"/?delay=2m", 400, ""},
+		{"/other", 404, ""},
+	} {
+		resp, err := http.Get(srv.URL + tc.path)
+		if err != nil {
+			t.Fatalf("GET %s: %v", tc.path, err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != tc.status || (tc.body != "" && string(b) != tc.body) {
+			t.Errorf("GET %s = %d %q; want %d %q", tc.path, resp.StatusCode, b, tc.status, tc.body)
+		}
+	}
+}
