@@ -46,7 +46,7 @@ func Main(name string, args []string, stderr io.Writer) int {
 	}
 	log := slog.New(slog.NewTextHandler(stderr, nil)).With("pid", os.Getpid())
 	if err := Run(cfg, log); err != nil {
-		log.Error("not serving", "err", err)
+		log.Error("exiting", "err", err)
 		return 1
 	}
 	return 0
@@ -85,9 +85,11 @@ func parseFlags(name string, args []string, stderr io.Writer) (Config, int) {
 }
 
 // Run is one generation's life: take over (or start), listen, serve, say
-// ready, wait until a successor serves or we are told to stop, drain. It
-// returns an error only if this generation could not start serving; the
-// previous generation, if any, then serves on.
+// ready, wait until a successor serves or we are told to stop, drain, and
+// — under a supervisor, after a SIGHUP — upgrade in place. It returns an
+// error if this generation could not start serving (the previous one, if
+// any, then serves on) or could not re-execute itself (the interim
+// generation serves until the supervisor's next instance takes over).
 func Run(cfg Config, log *slog.Logger) error {
 	// 1. New first, before anything that takes time or touches the
 	// outside world. In a successor it receives the predecessor's sockets
