@@ -8,12 +8,12 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/batonhq/baton"
+	"github.com/batonhq/baton/internal/procfs"
 	"github.com/batonhq/baton/internal/proctest"
 )
 
@@ -125,18 +125,11 @@ func BenchmarkIdleRSS(b *testing.B) {
 		}
 		pid, _ := strconv.Atoi(proctest.Field(line, "pid"))
 		time.Sleep(100 * time.Millisecond) // let the runtime settle
-		status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+		kib, err := procfs.VmRSS(pid)
 		if err != nil {
 			b.Fatal(err)
 		}
-		for _, l := range strings.Split(string(status), "\n") {
-			if f := strings.Fields(l); len(f) >= 2 && f[0] == "VmRSS:" {
-				kb, _ := strconv.Atoi(f[1])
-				return float64(kb) * 1024
-			}
-		}
-		b.Fatal("no VmRSS")
-		return 0
+		return float64(kib) * 1024
 	}
 	var with, without float64
 	for range b.N {

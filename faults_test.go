@@ -27,6 +27,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/batonhq/baton/internal/loadgen"
+	"github.com/batonhq/baton/internal/procfs"
 	"github.com/batonhq/baton/internal/proctest"
 )
 
@@ -235,13 +236,12 @@ func serviceProcs(dir string) []int {
 	quoted, _ := json.Marshal(dir)
 	want := []byte(`"Dir":` + string(quoted) + ",")
 	var pids []int
-	ents, _ := os.ReadDir("/proc")
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil || pid == os.Getpid() {
+	all, _ := procfs.Pids()
+	for _, pid := range all {
+		if pid == os.Getpid() {
 			continue
 		}
-		env, err := os.ReadFile("/proc/" + e.Name() + "/environ")
+		env, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/environ")
 		if err != nil || !bytes.Contains(env, want) {
 			continue
 		}
@@ -254,12 +254,11 @@ func serviceProcs(dir string) []int {
 
 // fdList describes the descriptors pid has open, for failure messages.
 func fdList(pid int) string {
-	dir := fmt.Sprintf("/proc/%d/fd", pid)
-	ents, _ := os.ReadDir(dir)
+	links, _ := procfs.FDLinks(pid)
+	fds := slices.Sorted(maps.Keys(links))
 	var b strings.Builder
-	for _, e := range ents {
-		l, _ := os.Readlink(filepath.Join(dir, e.Name()))
-		fmt.Fprintf(&b, " %s→%s", e.Name(), l)
+	for _, fd := range fds {
+		fmt.Fprintf(&b, " %d→%s", fd, links[fd])
 	}
 	return b.String()
 }
@@ -1045,16 +1044,14 @@ func (r *rig) handoffState(pid int) (queued int, peerClosed bool, err error) {
 	if err != nil {
 		return 0, false, err
 	}
-	dir := fmt.Sprintf("/proc/%d/fd", pid)
-	ents, err := os.ReadDir(dir)
+	links, err := procfs.FDLinks(pid)
 	if err != nil {
 		return 0, false, err
 	}
-	for _, e := range ents {
-		if l, _ := os.Readlink(filepath.Join(dir, e.Name())); !strings.HasPrefix(l, "socket:") {
+	for target, l := range links {
+		if _, ok := procfs.ParseSocketLink(l); !ok {
 			continue
 		}
-		target, _ := strconv.Atoi(e.Name())
 		fd, err := unix.PidfdGetfd(pfd, target, 0)
 		if err != nil {
 			continue // closed meanwhile
