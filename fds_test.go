@@ -1388,3 +1388,197 @@ func TestRecvFrameErrorsCloseDescriptors(t *testing.T) {
 		})
 	}
 }
+
+// socketInode returns the inode of the socket behind fd, the number that
+// /proc/PID/fd shows as socket:[inode].
+func socketInode(t *testing.T, fd int) uint64 {
+	t.Helper()
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		t.Fatalf("fstat(%d): %v", fd, err)
+	}
+	return uint64(st.Ino)
+}
+
+// connInodes returns the socket inodes behind cs, read through SyscallConn.
+func connInodes(t *testing.T, cs []syscall.Conn) map[uint64]bool {
+	t.Helper()
+	inodes := make(map[uint64]bool, len(cs))
+	for _, c := range cs {
+		inodes[socketInode(t, sysFd(t, c))] = true
+	}
+	return inodes
+}
+
+// socketFds counts this process's descriptors that refer to one of the
+// sockets in inodes (links socket:[inode] in /proc/self/fd); -1 where the
+// system cannot tell. Counting by inode ignores whatever other tests open
+// meanwhile.
+func socketFds(inodes map[uint64]bool) int {
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return -1
+	}
+	n := 0
+	for _, e := range ents {
+		link, err := os.Readlink("/proc/self/fd/" + e.Name())
+		if err != nil {
+			continue // closed meanwhile
+		}
+		s, ok := strings.CutPrefix(link, "socket:[")
+		if !ok {
+			continue
+		}
+		ino, err := strconv.ParseUint(strings.TrimSuffix(s, "]"), 10, 64)
+		if err == nil && inodes[ino] {
+			n++
+		}
+	}
+	return n
+}
+
+// A registered listener or packet socket costs the process one descriptor,
+// the application's own, however it was registered: Listen, ListenPacket,
+// Add, or an inherited one made into a value by Listen or Listener.
+func TestOneDescriptorPerSocket(t *testing.T) {
+	t.Parallel()
+	if socketFds(nil) < 0 {
+		t.Skipf("skipped: no /proc/self/fd on %s", runtime.GOOS)
+	}
+	const each = 50
+	u := newTestUpgrader(t)
+	var cs []syscall.Conn
+	keep := func(c io.Closer) {
+		t.Cleanup(func() { c.Close() })
+		cs = append(cs, c.(syscall.Conn))
+	}
+	for i := range each {
+		l, err := u.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		keep(l)
+		p, err := u.ListenPacket("udp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		keep(p)
+		a := tcpListener(t)
+		if err := u.Add("added"+strconv.Itoa(i), a); err != nil {
+			t.Fatal(err)
+		}
+		cs = append(cs, a)
+		// Inherited, then made into a listener by address and by name.
+		for _, name := range []string{"", "inherited" + strconv.Itoa(i)} {
+			l, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			m := fdMeta{Name: name, Kind: kindListener, Network: "tcp", Actual: l.Addr().String()}
+			if name == "" {
+				m.Address = m.Actual
+			}
+			inherit(t, u, m, l.(*net.TCPListener))
+			var got net.Listener
+			if name == "" {
+				got, err = u.Listen("tcp", m.Actual)
+			} else {
+				got, err = u.Listener(name)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			keep(got)
+		}
+	}
+	if err := u.Ready(); err != nil {
+		t.Fatal(err)
+	}
+	n := len(cs)
+	got := socketFds(connInodes(t, cs))
+	t.Logf("%d registered sockets: %d descriptors in this process refer to them (%.2f per socket)", n, got, float64(got)/float64(n))
+	if got != n {
+		t.Errorf("%d registered sockets are behind %d descriptors of this process; want %d, one each (the registry keeps no copy)", n, got, n)
+	}
+	if s := u.reg.snapshot(); s.len() != n {
+		t.Errorf("an upgrade would pass on %d descriptors, want %d", s.len(), n)
+	}
+}
+
+// A socket the application closes is closed (the registry holds no copy):
+// an upgrade leaves it out. One closed while its batch is being prepared
+// fails the upgrade, which the incumbent survives; its descriptor number
+// is never sent, so a file that reused it cannot leak to the successor.
+func TestUpgradeAfterListenerClosed(t *testing.T) {
+	// Not parallel: it counts the process's descriptors.
+	dir := t.TempDir()
+	u := newTestUpgrader(t)
+	var ls []net.Listener
+	for range 3 {
+		l, err := u.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		ls = append(ls, l)
+	}
+	sock := filepath.Join(dir, "s.sock")
+	ul, err := u.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	named := tcpListener(t)
+	if err := u.Add("named", named); err != nil {
+		t.Fatal(err)
+	}
+
+	// Closed before the upgrade: not passed on. The unix socket's file
+	// stays until the final Stop, and the name is free again.
+	ls[1].Close()
+	ul.Close()
+	named.Close()
+	snap := u.reg.snapshot()
+	want := []string{ls[0].Addr().String(), ls[2].Addr().String()}
+	var got []string
+	for _, m := range snap.metas {
+		got = append(got, m.Actual)
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("after closing a listener, a unix listener and a named one, an upgrade would pass on %v; want %v", got, want)
+	}
+	if _, err := os.Stat(sock); err != nil {
+		t.Errorf("socket file after its listener was closed: %v; want it kept until the final Stop", err)
+	}
+	again := tcpListener(t)
+	if err := u.Add("named", again); err != nil {
+		t.Errorf("Add of a name whose socket was closed: %v; want the name free", err)
+	}
+
+	// Closed after the snapshot, before its batch is sent: the handshake
+	// fails after the hello, without sending a batch or leaking a copy.
+	a, b := socketPair(t)
+	before := openFds()
+	ls[2].Close()
+	c := &child{conn: a}
+	_, err = c.handshake(2, snap)
+	if !errors.Is(err, errClosedByApp) || !strings.Contains(err.Error(), ls[2].Addr().String()) {
+		t.Errorf("handshake with a listener closed after the snapshot = %v; want an error naming %s that wraps errClosedByApp", err, ls[2].Addr())
+	}
+	if after := openFds(); before >= 0 && after != before-1 {
+		t.Errorf("%d descriptors open before the failed handshake, %d after; want %d (only the closed listener's gone)", before, after, before-1)
+	}
+	a.Close()
+	typ, _, fds, err := recvFrame(b)
+	if err != nil || typ != frameHello || len(fds) != 0 {
+		t.Errorf("the successor's end got %q, %d descriptors, %v; want the hello alone", typ, len(fds), err)
+	}
+	if typ, _, fds, err := recvFrame(b); !errors.Is(err, io.EOF) {
+		closeFds(fds)
+		t.Errorf("after the hello the successor's end got %q with %d descriptors, %v; want EOF (no batch sent)", typ, len(fds), err)
+	}
+
+	u.Stop()
+	if _, err := os.Stat(sock); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("socket file of a closed listener after the final Stop: %v; want it removed", err)
+	}
+}
