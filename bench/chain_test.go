@@ -30,6 +30,7 @@ type chain struct {
 	lines <-chan string
 	cur   int    // pid of the serving generation; 0 once stopped
 	first string // the first line printed
+	ready string // the "ready" line of the serving generation
 	once  sync.Once
 }
 
@@ -42,6 +43,7 @@ func startChain(tb testing.TB, helper string, env ...string) *chain {
 	if word(c.first) != "ready" || field(c.first, "pid") != c.cur {
 		tb.Fatalf("helper %s (pid %d) said %q, want \"ready pid=%d\"", helper, c.cur, c.first, c.cur)
 	}
+	c.ready = c.first
 	return c
 }
 
@@ -150,6 +152,7 @@ func (c *chain) upgrade() time.Duration {
 			took = max(time.Duration(ns), 1)
 		case word(l) == "ready" && field(l, "pid") != old:
 			next = field(l, "pid")
+			c.ready = l
 		default:
 			c.tb.Fatalf("upgrading pid %d: unexpected line %q", old, l)
 		}
