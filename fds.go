@@ -344,41 +344,83 @@ func (s *fdSnapshot) send(i, j int, f func(metas []fdMeta, fds []int) error) err
 	return s.reg.withFds(s.entries[i:j], func(fds []int) error { return f(s.metas[i:j], fds) })
 }
 
-// withFds calls f with a descriptor of each of es, in order, valid until
-// f returns: copies made just now, under the lock, and closed when f
-// returns. Copies, not the application's descriptors in Control: f may
-// block (sending to a successor that does not read), and an application
-// closing its listener meanwhile would wait as long. A batch costs its
-// size in descriptors while f runs, never a copy per socket for the life
-// of the process. A copy shares the open file description, and so its
-// O_NONBLOCK: what the successor receives is as non-blocking as what the
-// application holds.
+// withFds calls f with a descriptor of each of es, in order, each valid
+// until f returns, and without a copy of the application's sockets: f runs
+// inside the RawConn.Control of every one of them (nested, see hold), so
+// that none can be closed, nor its number reused, while f uses it. A copy
+// per socket would cost what the registry no longer keeps, and even a
+// batch of copies made just for the send would grow, at every upgrade, the
+// descriptor table of a process that holds thousands of sockets (the
+// kernel doubles it, and a multi-threaded process may wait for an RCU
+// grace period when it does). The price: an application closing one of
+// these sockets meanwhile waits until f returns — one sendmsg of at most
+// 128 descriptors, bounded by the upgrade's deadline.
 //
-// If the application has closed one of es since the snapshot, f is not
-// called and the error says which: the upgrade fails and this generation
-// serves on; a second one passes on what is still open.
+// The registry's own descriptors (files, connections, inherited sockets
+// not yet made into a listener) are copied under the lock instead: a claim
+// may close one while f runs. A descriptor passed is what the application
+// or the registry holds, or a copy of it: the same open file description,
+// so the successor's socket is as non-blocking as everyone else's.
+//
+// If the application has closed every value of one of es since the
+// snapshot, f is not called and the error says which: the upgrade fails
+// and this generation serves on; a second one passes on what is still
+// open.
 func (r *registry) withFds(es []*entry, f func(fds []int) error) error {
-	fds := make([]int, 0, len(es))
-	defer func() { closeFds(fds) }()
+	fds := make([]int, len(es))
+	conns := make([][]syscall.RawConn, len(es))
+	var copies []int
+	defer func() { closeFds(copies) }()
 	r.mu.Lock()
 	if r.closed {
 		r.mu.Unlock()
 		return ErrStopped
 	}
-	for _, e := range es {
-		nfd, err := -1, error(nil)
-		if !e.control(func(fd int) { nfd, err = dupFd(fd) }) {
-			r.mu.Unlock()
-			return fmt.Errorf("baton: %s: %w during the upgrade", e.describe(), errClosedByApp)
+	for i, e := range es {
+		if e.fd < 0 {
+			if len(e.conns) == 0 {
+				r.mu.Unlock()
+				return fmt.Errorf("baton: %s: %w during the upgrade", e.describe(), errClosedByApp)
+			}
+			// e.conns only grows, and closeAll replaces it: this
+			// slice's elements never change.
+			conns[i] = e.conns
+			continue
 		}
+		nfd, err := dupFd(e.fd)
 		if err != nil {
 			r.mu.Unlock()
 			return fmt.Errorf("baton: %s: %w", e.describe(), err)
 		}
-		fds = append(fds, nfd)
+		copies = append(copies, nfd)
+		fds[i] = nfd
 	}
 	r.mu.Unlock()
-	return f(fds)
+	return hold(es, conns, fds, 0, f)
+}
+
+// hold fills fds[i:] with the descriptors of conns[i:] (skipping the
+// entries that have none: their fds are set), each read inside its
+// RawConn.Control, and calls f from the innermost callback, so that every
+// one stays open until f returns. Of an entry's values, the first still
+// open is used. The recursion is as deep as a batch is long (128).
+func hold(es []*entry, conns [][]syscall.RawConn, fds []int, i int, f func(fds []int) error) error {
+	for i < len(es) && conns[i] == nil {
+		i++
+	}
+	if i == len(es) {
+		return f(fds)
+	}
+	for _, rc := range conns[i] {
+		var err error
+		if rc.Control(func(fd uintptr) {
+			fds[i] = int(fd)
+			err = hold(es, conns, fds, i+1, f)
+		}) == nil {
+			return err
+		}
+	}
+	return fmt.Errorf("baton: %s: %w during the upgrade", es[i].describe(), errClosedByApp)
 }
 
 // closeAll closes every descriptor the registry holds itself. With unlinkOwn it also removes the

@@ -1582,3 +1582,63 @@ func TestUpgradeAfterListenerClosed(t *testing.T) {
 		t.Errorf("socket file of a closed listener after the final Stop: %v; want it removed", err)
 	}
 }
+
+// Listeners closed by the application while their batches are being sent:
+// the handshake either passes on every socket of the snapshot or fails
+// with errClosedByApp, and whatever the successor receives is one of those
+// sockets, never a file that took a closed listener's descriptor number.
+func TestCloseDuringSend(t *testing.T) {
+	t.Parallel()
+	const n = 3*maxFdsPerFrame + 1
+	u := newTestUpgrader(t)
+	var ls []net.Listener
+	var cs []syscall.Conn
+	for range n {
+		l, err := u.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ls = append(ls, l)
+		cs = append(cs, l.(syscall.Conn))
+	}
+	inodes := connInodes(t, cs)
+	a, b := socketPair(t)
+	snap := u.reg.snapshot()
+	sent := make(chan error, 1)
+	go func() {
+		_, err := (&child{conn: a}).handshake(2, snap)
+		a.Close() // as the incumbent does when it kills a failed successor
+		sent <- err
+	}()
+	// Close from the end, as the batches go out from the start; files
+	// opened meanwhile may take the freed numbers.
+	var files []*os.File
+	for i := n - 1; i >= n/2; i-- {
+		ls[i].Close()
+		if f, err := os.Open(os.DevNull); err == nil {
+			files = append(files, f)
+		}
+	}
+	p := &parent{pid: os.Getpid(), conn: b}
+	es, rerr := p.receive(10 * time.Second)
+	b.Close()
+	// With every descriptor sent, the handshake waits for a ready that
+	// never comes (b is closed): that error is not the point here.
+	err := <-sent
+	if len(es) != n && !errors.Is(err, errClosedByApp) {
+		t.Errorf("handshake while listeners were being closed: %v, and the successor received %d of %d (%v); want all, or errClosedByApp", err, len(es), n, rerr)
+	}
+	for _, e := range es {
+		if !inodes[socketInode(t, e.fd)] {
+			t.Errorf("the successor received descriptor %d, which is none of the listeners' sockets", e.fd)
+		}
+		unix.Close(e.fd)
+	}
+	for _, f := range files {
+		f.Close()
+	}
+	for _, l := range ls[:n/2] {
+		l.Close()
+	}
+	t.Logf("handshake: %v; successor received %d of %d", err, len(es), n)
+}

@@ -59,26 +59,22 @@ func benchHandoff(b *testing.B, lib string, n int) {
 	c.stop()
 }
 
-// batonBatch is the most descriptors baton copies at once while it
-// sends them (maxFdsPerFrame in the root package).
-const batonBatch = 128
-
 // descriptorsNeeded is about what a helper of lib needs to hand over n
-// sockets, at its peak. baton keeps no copy of a socket: n, plus one
-// batch of copies while it sends them. tableflip keeps a copy of each
-// (2n), and its start of a successor (syscall.StartProcess) first moves
-// the n passed descriptors above the highest open one in the forked
-// child: 3n.
+// sockets, at its peak, with a margin of 100 for everything else. baton
+// keeps no copy of a socket and sends the listeners' own descriptors: n.
+// tableflip keeps a copy of each (2n), and its start of a successor
+// (syscall.StartProcess) first moves the n passed descriptors above the
+// highest open one in the forked child: 3n.
 func descriptorsNeeded(lib string, n int) uint64 {
 	if lib == "tableflip" {
 		return 3*uint64(n) + 100
 	}
-	return uint64(n) + batonBatch + 100
+	return uint64(n) + 100
 }
 
 // perSocket says, for a SKIP line, what a library costs per socket.
 var perSocket = map[string]string{
-	"baton":     "baton keeps no copy: 1 per socket, and 128 copies at a time while it sends them",
+	"baton":     "baton keeps no copy: 1 per socket, also while it sends them",
 	"tableflip": "tableflip keeps 2 per socket, and 3 while it starts a successor",
 }
 

@@ -321,7 +321,7 @@ func renderHandoff(b *strings.Builder, rs []result, nofileHard uint64) {
 // libDescriptors says what each library costs in descriptors, for a size
 // the page cannot show.
 var libDescriptors = map[string]string{
-	"baton":     "baton holds 1 descriptor per socket, and copies 128 at a time while it sends them",
+	"baton":     "baton holds 1 descriptor per socket, also while it sends them",
 	"tableflip": "tableflip holds 2 descriptors per socket (its own copy beside the listener), and 3 while it starts a successor",
 }
 
