@@ -159,8 +159,8 @@ func (c *child) handshake(generation int, fds *fdSnapshot) (readyMsg, error) {
 		n := min(fds.len()-i, maxFdsPerFrame)
 		var sendErr error
 		// The registry holds no copy of a socket the application
-		// holds: each batch's descriptors are taken for its send only
-		// (see withFds).
+		// holds: each batch is sent from inside the Control callbacks
+		// that keep its descriptors open (see withFds).
 		err := fds.send(i, i+n, func(metas []fdMeta, batch []int) error {
 			body, err := encodeFds(metas)
 			if err != nil {

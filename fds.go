@@ -315,9 +315,9 @@ type fdSnapshot struct {
 }
 
 // snapshot returns what to pass on: every entry that still has a
-// descriptor. A socket the application has closed is left out, and so are
-// the sockets of its entry (its file stays until the final Stop); see the
-// package documentation.
+// descriptor. An entry whose sockets the application has closed is left
+// out; it stays in the registry all the same, so that a final Stop still
+// removes its socket file, if it has one.
 func (r *registry) snapshot() *fdSnapshot {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -423,9 +423,10 @@ func hold(es []*entry, conns [][]syscall.RawConn, fds []int, i int, f func(fds [
 	return fmt.Errorf("baton: %s: %w during the upgrade", es[i].describe(), errClosedByApp)
 }
 
-// closeAll closes every descriptor the registry holds itself. With unlinkOwn it also removes the
-// files of unix sockets this generation created, and with unlinkInherited
-// those of inherited ones: no generation will serve them any more.
+// closeAll closes every descriptor the registry holds itself. With
+// unlinkOwn it also removes the files of unix sockets this generation
+// created, and with unlinkInherited those of inherited ones: no generation
+// will serve them any more.
 func (r *registry) closeAll(unlinkOwn, unlinkInherited bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()

@@ -107,8 +107,7 @@ func inspectSocket(c syscall.Conn) (ino uint64, nonblock bool, err error) {
 // holds one descriptor per socket, the sockets are non-blocking in both,
 // and a listener closed before the upgrade is not passed on.
 func TestUpgradeOneDescriptorPerSocket(t *testing.T) {
-	// Not parallel: the successor is a child of this process, started with
-	// this process's descriptors in mind.
+	// Not parallel: it starts a real successor from this test binary.
 	const nListen, nNamed = 200, 100
 	u := newTestUpgrader(t)
 	var cs []syscall.Conn

@@ -134,7 +134,8 @@ func (u *Upgrader) storeFDs() {
 		return
 	}
 	// The registry keeps no copy of the application's sockets: each
-	// push takes copies for its own length (see registry.withFds).
+	// push sends their own descriptors, held open for its length (see
+	// registry.withFds).
 	s := u.reg.snapshot()
 	byName := map[string][]*entry{}
 	for i, m := range s.metas {
