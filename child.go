@@ -53,7 +53,7 @@ type spawn struct {
 
 // startChild starts the successor and begins the handshake. The returned
 // child is running; its outcome arrives on child.result.
-func startChild(path string, how spawn, generation int, metas []fdMeta, fds []int, deadline time.Time) (*child, error) {
+func startChild(path string, how spawn, generation int, fds *fdSnapshot, deadline time.Time) (*child, error) {
 	conn, remote, err := socketpair()
 	if err != nil {
 		return nil, err
@@ -99,14 +99,14 @@ func startChild(path string, how spawn, generation int, metas []fdMeta, fds []in
 			close(exited)
 		}()
 	}
-	c.start(generation, metas, fds, deadline)
+	c.start(generation, fds, deadline)
 	return c, nil
 }
 
 // peerChild is the successor that came through the control socket: a new
 // instance of the program, started by somebody else (a supervisor), which
 // asked for the sockets over conn.
-func peerChild(conn *net.UnixConn, pid int, generation int, metas []fdMeta, fds []int, deadline time.Time) (*child, error) {
+func peerChild(conn *net.UnixConn, pid int, generation int, fds *fdSnapshot, deadline time.Time) (*child, error) {
 	// On Linux FindProcess holds a pidfd: signals cannot hit a recycled pid.
 	proc, err := os.FindProcess(pid)
 	if err != nil {
@@ -124,26 +124,26 @@ func peerChild(conn *net.UnixConn, pid int, generation int, metas []fdMeta, fds 
 		exited: exited,
 		result: make(chan handshakeResult, 1),
 	}
-	c.start(generation, metas, fds, deadline)
+	c.start(generation, fds, deadline)
 	return c, nil
 }
 
-func (c *child) start(generation int, metas []fdMeta, fds []int, deadline time.Time) {
+func (c *child) start(generation int, fds *fdSnapshot, deadline time.Time) {
 	c.conn.SetDeadline(deadline)
 	go func() {
-		m, err := c.handshake(generation, metas, fds)
+		m, err := c.handshake(generation, fds)
 		c.result <- handshakeResult{m, err}
 	}()
 }
 
 // handshake sends hello and the descriptors, then reads the successor's
 // answer.
-func (c *child) handshake(generation int, metas []fdMeta, fds []int) (readyMsg, error) {
+func (c *child) handshake(generation int, fds *fdSnapshot) (readyMsg, error) {
 	body, err := encodeHello(helloMsg{
 		Version:    protocolVersion,
 		Generation: generation,
 		PID:        os.Getpid(),
-		Fds:        len(fds),
+		Fds:        fds.len(),
 	})
 	if err != nil {
 		return readyMsg{}, err
@@ -155,20 +155,31 @@ func (c *child) handshake(generation int, metas []fdMeta, fds []int) (readyMsg, 
 	if err := sendFrame(c.conn, hello, nil); err != nil {
 		return readyMsg{}, c.sendFailed("sending hello", err)
 	}
-	for len(fds) > 0 {
-		n := min(len(fds), maxFdsPerFrame)
-		body, err := encodeFds(metas[:n])
+	for i := 0; i < fds.len(); {
+		n := min(fds.len()-i, maxFdsPerFrame)
+		var sendErr error
+		// The registry holds no copy of a socket the application
+		// holds: each batch is sent from inside the Control callbacks
+		// that keep its descriptors open (see withFds).
+		err := fds.send(i, i+n, func(metas []fdMeta, batch []int) error {
+			body, err := encodeFds(metas)
+			if err != nil {
+				return err
+			}
+			frame, err := encodeFrame(frameFds, body)
+			if err != nil {
+				return err
+			}
+			sendErr = sendFrame(c.conn, frame, batch)
+			return sendErr
+		})
+		if sendErr != nil {
+			return readyMsg{}, c.sendFailed("sending descriptors", sendErr)
+		}
 		if err != nil {
 			return readyMsg{}, err
 		}
-		frame, err := encodeFrame(frameFds, body)
-		if err != nil {
-			return readyMsg{}, err
-		}
-		if err := sendFrame(c.conn, frame, fds[:n]); err != nil {
-			return readyMsg{}, c.sendFailed("sending descriptors", err)
-		}
-		metas, fds = metas[n:], fds[n:]
+		i += n
 	}
 	typ, body, extra, err := recvFrame(c.conn)
 	if len(extra) > 0 {

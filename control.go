@@ -157,8 +157,8 @@ func (u *Upgrader) controlConn(conn *net.UnixConn, pid int) {
 		return
 	}
 	u.log.Info("control socket: a new instance asks to take over", "pid", pid)
-	err = u.handover(func(gen int, metas []fdMeta, fds []int, deadline time.Time) (*child, error) {
-		return peerChild(conn, pid, gen, metas, fds, deadline)
+	err = u.handover(func(gen int, fds *fdSnapshot, deadline time.Time) (*child, error) {
+		return peerChild(conn, pid, gen, fds, deadline)
 	})
 	var ce *ChildError
 	if err != nil && !errors.As(err, &ce) {

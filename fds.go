@@ -18,13 +18,32 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// entry is one descriptor the registry owns and will pass on.
+// entry is one descriptor the registry will pass on.
+//
+// A listening or packet socket costs one descriptor per process, not two:
+// the registry passes on the descriptor of the application's own value and
+// keeps no copy of it (with a copy, 10,000 sockets need 20,000 descriptors
+// in every generation). Everything else, and an inherited socket until
+// this generation makes a value of it, the registry holds itself.
 type entry struct {
 	meta fdMeta
-	// fd is the registry's own close-on-exec copy. The application's
-	// listeners and files are separate copies: closing them never affects
-	// what is passed on, and closing this one never affects theirs.
+	// fd is the registry's own close-on-exec descriptor, or -1. It is an
+	// inherited descriptor nobody made a listener or packet socket of (yet:
+	// unclaimed, or claimed as a file or a connection), or a copy of a
+	// file or connection given to Add: those stay the caller's to close.
 	fd int
+	// conns reach the application's own listeners or packet sockets for
+	// this entry: the one given to Add or made by Listen, or those that
+	// Listen, Listener or PacketConn made of an inherited descriptor. The
+	// descriptor passed on is that of the first one still open, found
+	// through SyscallConn, never through File or Fd: those may switch the
+	// shared open file description to blocking mode for every holder.
+	// Kept as RawConn, not as a descriptor number: a number outlives the
+	// value's Close and may name another file by the time it is sent, but
+	// Control on a closed value fails. Once the application has closed
+	// every one, the socket itself is gone (nobody else held it), and it is
+	// not passed on.
+	conns []syscall.RawConn
 	// inherited is true for descriptors received from the predecessor;
 	// claimed is true once this generation asked for them. Inherited
 	// descriptors nobody claimed are closed by Ready.
@@ -61,6 +80,62 @@ func (e *entry) unixPath() string {
 	}
 	return p
 }
+
+// control calls f with a descriptor of e that stays open until f returns,
+// and reports whether e had one: the registry's own, or that of the first
+// of the application's values still open. That one is used inside its
+// RawConn.Control, where the poller holds a reference that makes a
+// concurrent Close wait until f returns (the descriptor is closed only
+// when its last reference goes), so it can neither be closed nor reused
+// for another file while f uses it. f must not block for long, then: an
+// application closing the listener waits. The caller holds the registry's
+// lock (e.fd and e.conns change under it).
+func (e *entry) control(f func(fd int)) bool {
+	if e.fd >= 0 {
+		f(e.fd)
+		return true
+	}
+	for _, rc := range e.conns {
+		if rc.Control(func(fd uintptr) { f(int(fd)) }) == nil {
+			return true
+		}
+	}
+	return false
+}
+
+// open reports whether e still has a descriptor to pass on.
+func (e *entry) open() bool { return e.control(func(int) {}) }
+
+// adopt makes v, a listener or packet socket built from a copy of e's
+// descriptor, the holder of e's socket, and closes the registry's own
+// descriptor if it had one: from now on the socket costs this process one
+// descriptor, v's. Values built from e later are added too, so that e is
+// passed on as long as any of them is open. The caller holds the
+// registry's lock.
+func (e *entry) adopt(v syscall.Conn) {
+	rc, err := v.SyscallConn()
+	if err != nil {
+		return // keep the registry's descriptor, as for a file
+	}
+	e.conns = append(e.conns, rc)
+	if e.fd >= 0 {
+		unix.Close(e.fd)
+		e.fd = -1
+	}
+}
+
+// describe names e in errors.
+func (e *entry) describe() string {
+	if e.meta.Name != "" {
+		return fmt.Sprintf("%s %q", e.meta.Kind, e.meta.Name)
+	}
+	return fmt.Sprintf("%s %s %s", e.meta.Network, e.meta.Kind, e.meta.Actual)
+}
+
+// errClosedByApp is why a registered socket cannot be used or passed on:
+// the application closed every value it had of it, and with them the
+// socket.
+var errClosedByApp = errors.New("closed by the application")
 
 // registry holds every descriptor this generation will hand over.
 type registry struct {
@@ -158,16 +233,30 @@ func (r *registry) add(e *entry) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.closed {
-		unix.Close(e.fd)
+		closeOwn(e)
 		return ErrStopped
 	}
-	if _, dup := r.byName[e.meta.Name]; dup && e.meta.Name != "" {
-		unix.Close(e.fd)
-		return fmt.Errorf("baton: a descriptor named %q is already registered", e.meta.Name)
+	if old, dup := r.byName[e.meta.Name]; dup && e.meta.Name != "" {
+		if old.inherited || old.open() {
+			closeOwn(e)
+			return fmt.Errorf("baton: a descriptor named %q is already registered", e.meta.Name)
+		}
+		// The application closed the socket registered under this name
+		// (and with it the socket): the name is free for a new one. The
+		// old entry stays, so that a final Stop still removes its file.
+		old.meta.Name = ""
 	}
 	r.entries = append(r.entries, e)
 	r.index(e)
 	return nil
+}
+
+// closeOwn closes the registry's own descriptor of e, if it has one.
+func closeOwn(e *entry) {
+	if e.fd >= 0 {
+		unix.Close(e.fd)
+		e.fd = -1
+	}
 }
 
 // claimAddr finds an inherited, unclaimed socket of kind k on network that
@@ -199,7 +288,7 @@ func (r *registry) closeUnclaimed() []fdMeta {
 	kept := r.entries[:0]
 	for _, e := range r.entries {
 		if e.inherited && !e.claimed {
-			unix.Close(e.fd)
+			closeOwn(e)
 			dropped = append(dropped, e.meta)
 			if e.meta.Name != "" {
 				delete(r.byName, e.meta.Name)
@@ -216,22 +305,128 @@ func (r *registry) closeUnclaimed() []fdMeta {
 	return dropped
 }
 
-// snapshot returns the descriptors to pass on. They stay valid until
-// closeAll, which the Upgrader never calls during an upgrade.
-func (r *registry) snapshot() ([]fdMeta, []int) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	metas := make([]fdMeta, len(r.entries))
-	fds := make([]int, len(r.entries))
-	for i, e := range r.entries {
-		metas[i], fds[i] = e.meta, e.fd
-	}
-	return metas, fds
+// fdSnapshot is what one upgrade passes on: the registry's entries, and
+// their descriptions as they were when it began. It holds no descriptor:
+// see withFds.
+type fdSnapshot struct {
+	reg     *registry
+	metas   []fdMeta
+	entries []*entry
 }
 
-// closeAll closes every descriptor. With unlinkOwn it also removes the
-// files of unix sockets this generation created, and with unlinkInherited
-// those of inherited ones: no generation will serve them any more.
+// snapshot returns what to pass on: every entry that still has a
+// descriptor. An entry whose sockets the application has closed is left
+// out; it stays in the registry all the same, so that a final Stop still
+// removes its socket file, if it has one.
+func (r *registry) snapshot() *fdSnapshot {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	s := &fdSnapshot{reg: r}
+	if r.closed {
+		return s
+	}
+	for _, e := range r.entries {
+		if !e.open() {
+			continue
+		}
+		s.metas = append(s.metas, e.meta)
+		s.entries = append(s.entries, e)
+	}
+	return s
+}
+
+// len is the number of descriptors s passes on.
+func (s *fdSnapshot) len() int { return len(s.entries) }
+
+// send calls f with the descriptions and descriptors of entries [i, j);
+// the descriptors are valid until f returns (see withFds).
+func (s *fdSnapshot) send(i, j int, f func(metas []fdMeta, fds []int) error) error {
+	return s.reg.withFds(s.entries[i:j], func(fds []int) error { return f(s.metas[i:j], fds) })
+}
+
+// withFds calls f with a descriptor of each of es, in order, each valid
+// until f returns, and without a copy of the application's sockets: f runs
+// inside the RawConn.Control of every one of them (nested, see hold), so
+// that none can be closed, nor its number reused, while f uses it. A copy
+// per socket would cost what the registry no longer keeps, and even a
+// batch of copies made just for the send would grow, at every upgrade, the
+// descriptor table of a process that holds thousands of sockets (the
+// kernel doubles it, and a multi-threaded process may wait for an RCU
+// grace period when it does). The price: an application closing one of
+// these sockets meanwhile waits until f returns — one sendmsg of at most
+// 128 descriptors, bounded by the upgrade's deadline.
+//
+// The registry's own descriptors (files, connections, inherited sockets
+// not yet made into a listener) are copied under the lock instead: a claim
+// may close one while f runs. A descriptor passed is what the application
+// or the registry holds, or a copy of it: the same open file description,
+// so the successor's socket is as non-blocking as everyone else's.
+//
+// If the application has closed every value of one of es since the
+// snapshot, f is not called and the error says which: the upgrade fails
+// and this generation serves on; a second one passes on what is still
+// open.
+func (r *registry) withFds(es []*entry, f func(fds []int) error) error {
+	fds := make([]int, len(es))
+	conns := make([][]syscall.RawConn, len(es))
+	var copies []int
+	defer func() { closeFds(copies) }()
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return ErrStopped
+	}
+	for i, e := range es {
+		if e.fd < 0 {
+			if len(e.conns) == 0 {
+				r.mu.Unlock()
+				return fmt.Errorf("baton: %s: %w during the upgrade", e.describe(), errClosedByApp)
+			}
+			// e.conns only grows, and closeAll replaces it: this
+			// slice's elements never change.
+			conns[i] = e.conns
+			continue
+		}
+		nfd, err := dupFd(e.fd)
+		if err != nil {
+			r.mu.Unlock()
+			return fmt.Errorf("baton: %s: %w", e.describe(), err)
+		}
+		copies = append(copies, nfd)
+		fds[i] = nfd
+	}
+	r.mu.Unlock()
+	return hold(es, conns, fds, 0, f)
+}
+
+// hold fills fds[i:] with the descriptors of conns[i:] (skipping the
+// entries that have none: their fds are set), each read inside its
+// RawConn.Control, and calls f from the innermost callback, so that every
+// one stays open until f returns. Of an entry's values, the first still
+// open is used. The recursion is as deep as a batch is long (128).
+func hold(es []*entry, conns [][]syscall.RawConn, fds []int, i int, f func(fds []int) error) error {
+	for i < len(es) && conns[i] == nil {
+		i++
+	}
+	if i == len(es) {
+		return f(fds)
+	}
+	for _, rc := range conns[i] {
+		var err error
+		if rc.Control(func(fd uintptr) {
+			fds[i] = int(fd)
+			err = hold(es, conns, fds, i+1, f)
+		}) == nil {
+			return err
+		}
+	}
+	return fmt.Errorf("baton: %s: %w during the upgrade", es[i].describe(), errClosedByApp)
+}
+
+// closeAll closes every descriptor the registry holds itself. With
+// unlinkOwn it also removes the files of unix sockets this generation
+// created, and with unlinkInherited those of inherited ones: no generation
+// will serve them any more.
 func (r *registry) closeAll(unlinkOwn, unlinkInherited bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -252,7 +447,10 @@ func (r *registry) closeAll(unlinkOwn, unlinkInherited bool) {
 		if p := e.unixPath(); unlink && p != "" {
 			os.Remove(p)
 		}
-		unix.Close(e.fd)
+		// The application's own values stay open: draining them is
+		// its job.
+		closeOwn(e)
+		e.conns = nil
 	}
 	r.entries = nil
 }
@@ -318,29 +516,40 @@ func listen[T io.Closer](u *Upgrader, k fdKind, network, addr string,
 		if err != nil {
 			return zero, fmt.Errorf("baton: inherited %s %s on %s: %w", network, k, addr, err)
 		}
+		if sc, ok := any(v).(syscall.Conn); ok {
+			e.adopt(sc)
+		}
 		return v, nil
 	}
 	v, actual, err := create()
 	if err != nil {
 		return zero, err
 	}
-	fd, err := dupConn(any(v).(syscall.Conn))
+	// No copy: the registry passes on v's own descriptor (see entry).
+	rc, err := any(v).(syscall.Conn).SyscallConn()
 	if err != nil {
 		v.Close()
 		return zero, err
 	}
 	r.entries = append(r.entries, &entry{
-		meta: fdMeta{Kind: k, Network: network, Address: addr, Actual: actual},
-		fd:   fd,
+		meta:  fdMeta{Kind: k, Network: network, Address: addr, Actual: actual},
+		fd:    -1,
+		conns: []syscall.RawConn{rc},
 	})
 	return v, nil
 }
 
 // Add registers any socket, connection or file under name, so that the
-// next generation can take it with File, Conn, Listener or PacketConn. The
-// Upgrader keeps its own copy of the descriptor: c stays the caller's,
-// except that a *net.UnixListener no longer removes its socket file on
-// Close (the file belongs to every generation, as with Listen).
+// next generation can take it with File, Conn, Listener or PacketConn.
+//
+// A listener or packet socket is passed on as c holds it: the Upgrader
+// keeps no copy, so that a socket costs one descriptor, not two. Closing c
+// closes the socket and takes it out of later upgrades (the name may then
+// be added again); close it only once this generation is done with it,
+// after Exit. A connection or file is copied: c stays the caller's to
+// close at any time. Either way a *net.UnixListener no longer removes its
+// socket file on Close (the file belongs to every generation, as with
+// Listen).
 func (u *Upgrader) Add(name string, c syscall.Conn) error {
 	if !validName(name) {
 		return fmt.Errorf("baton: bad descriptor name %q", name)
@@ -369,11 +578,21 @@ func (u *Upgrader) Add(name string, c syscall.Conn) error {
 	if meta.Kind != kindFile && !validNetwork(meta.Kind, meta.Network) {
 		return fmt.Errorf("baton: Add %q: %s on network %q cannot be passed on", name, meta.Kind, meta.Network)
 	}
-	fd, err := dupConn(c)
-	if err != nil {
-		return fmt.Errorf("baton: Add %q: %w", name, err)
+	e := &entry{meta: meta, fd: -1}
+	if meta.Kind == kindListener || meta.Kind == kindPacket {
+		rc, err := c.SyscallConn()
+		if err != nil {
+			return fmt.Errorf("baton: Add %q: %w", name, err)
+		}
+		e.conns = []syscall.RawConn{rc}
+	} else {
+		fd, err := dupConn(c)
+		if err != nil {
+			return fmt.Errorf("baton: Add %q: %w", name, err)
+		}
+		e.fd = fd
 	}
-	return u.reg.add(&entry{meta: meta, fd: fd})
+	return u.reg.add(e)
 }
 
 // ErrNoSuchName is returned by File, Conn, Listener and PacketConn for a
@@ -396,16 +615,24 @@ func (u *Upgrader) lookup(name string, want fdKind) (*entry, error) {
 }
 
 // claimed claims the descriptor registered as name, of kind want (any kind
-// if ""), and builds the value the caller asked for from a copy of it.
+// if ""), and builds the value the caller asked for from a copy of it. A
+// listener or packet socket built so holds e's socket from then on (see
+// adopt); a file or a connection is the caller's alone.
 func claimed[T any](u *Upgrader, name string, want fdKind, build func(fd int, name string) (T, error)) (T, error) {
 	u.reg.mu.Lock()
 	defer u.reg.mu.Unlock()
+	var v T
 	e, err := u.lookup(name, want)
 	if err != nil {
-		var zero T
-		return zero, err
+		return v, err
 	}
-	return build(e.fd, name)
+	if !e.control(func(fd int) { v, err = build(fd, name) }) {
+		return v, fmt.Errorf("baton: %s: %w", e.describe(), errClosedByApp)
+	}
+	if sc, ok := any(v).(syscall.Conn); ok && err == nil && (want == kindListener || want == kindPacket) {
+		e.adopt(sc)
+	}
+	return v, err
 }
 
 // File returns a new *os.File for the descriptor registered as name, of any

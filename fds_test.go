@@ -131,6 +131,36 @@ func sysFd(t *testing.T, c syscall.Conn) int {
 	return fd
 }
 
+// passedFd returns a copy of the descriptor the registry would pass on for
+// e, made through SyscallConn (never Fd, which may make the shared open
+// file description blocking) and closed when the test ends; -1 if e has
+// none. A copy shares the open file description, so its O_NONBLOCK is
+// that of every holder of the socket.
+func passedFd(t *testing.T, u *Upgrader, e *entry) int {
+	t.Helper()
+	u.reg.mu.Lock()
+	defer u.reg.mu.Unlock()
+	nfd := -1
+	var err error
+	if !e.control(func(fd int) { nfd, err = dupFd(fd) }) {
+		return -1
+	}
+	if err != nil {
+		t.Fatalf("copying the descriptor of %s: %v", e.describe(), err)
+	}
+	t.Cleanup(func() { unix.Close(nfd) })
+	return nfd
+}
+
+// checkOwnsNone fails t unless the registry keeps no descriptor of its own
+// for e, only the application's value(s): one descriptor per socket.
+func checkOwnsNone(t *testing.T, e *entry, after string) {
+	t.Helper()
+	if e.fd != -1 || len(e.conns) == 0 {
+		t.Errorf("after %s the registry holds descriptor %d and %d of the application's values; want none of its own (-1) and at least one value", after, e.fd, len(e.conns))
+	}
+}
+
 // openFds counts this process's open descriptors; -1 where the system
 // cannot tell (then the tests skip the check).
 func openFds() int {
@@ -236,26 +266,27 @@ func TestListen(t *testing.T) {
 			if e.meta != want || e.inherited || e.claimed {
 				t.Errorf("after Listen(%q, %q) the registry holds %+v (inherited %t, claimed %t); want %+v, neither", tc.network, tc.addr, e.meta, e.inherited, e.claimed, want)
 			}
-			if fd := sysFd(t, l.(syscall.Conn)); fd == e.fd {
-				t.Errorf("the listener and the registry share descriptor %d; want separate copies", fd)
+			// One descriptor per socket: the registry passes on the
+			// listener's own.
+			checkOwnsNone(t, &e, "Listen")
+			fd := passedFd(t, u, &e)
+			if fd < 0 || !sameFile(t, fd, sysFd(t, l.(syscall.Conn))) {
+				t.Errorf("the registry would pass on descriptor %d, not the listener's socket", fd)
 			}
-			checkNonblock(t, e.fd, "Listen")
-			checkCloexec(t, e.fd, "the registry's copy")
+			checkNonblock(t, fd, "Listen")
 			checkAccepts(t, l)
 
-			// Closing the application's listener leaves the registry's copy,
-			// and the socket, to the next generation.
+			// Closing the application's listener closes the socket (the
+			// registry has no copy): it is not passed on any more. A unix
+			// socket's file stays until the final Stop.
 			l.Close()
-			checkOpen(t, e.fd, true, "the registry's copy after the listener was closed")
+			if s := u.reg.snapshot(); s.len() != 0 {
+				t.Errorf("after the listener was closed an upgrade would pass on %+v; want nothing", s.metas)
+			}
 			if strings.HasPrefix(tc.network, "unix") {
 				if _, err := os.Stat(tc.addr); err != nil {
-					t.Errorf("socket file after closing the %s listener: %v; want it kept for the next generation", tc.network, err)
+					t.Errorf("socket file after closing the %s listener: %v; want it kept until the final Stop", tc.network, err)
 				}
-			}
-			if c, err := net.DialTimeout(tc.network, e.meta.Actual, 5*time.Second); err != nil {
-				t.Errorf("dial %s %s after closing the application's listener: %v; want the socket still listening", tc.network, e.meta.Actual, err)
-			} else {
-				c.Close()
 			}
 		})
 	}
@@ -289,8 +320,8 @@ func TestListenPacket(t *testing.T) {
 			if e.meta != want || e.inherited {
 				t.Errorf("after ListenPacket(%q, %q) the registry holds %+v; want %+v", tc.network, tc.addr, e.meta, want)
 			}
-			checkNonblock(t, e.fd, "ListenPacket")
-			checkCloexec(t, e.fd, "the registry's copy")
+			checkOwnsNone(t, &e, "ListenPacket")
+			checkNonblock(t, passedFd(t, u, &e), "ListenPacket")
 			checkEcho(t, c)
 		})
 	}
@@ -318,8 +349,9 @@ func TestListenUnknownNetwork(t *testing.T) {
 	}
 }
 
-// Add keeps its own copy of anything it is given, and the lookups hand out
-// new copies of the right kind.
+// Add keeps its own copy of a file or connection, passes on a listener or
+// packet socket as the caller holds it, and the lookups hand out new
+// values of the right kind.
 func TestAddAndLookup(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
@@ -360,14 +392,14 @@ func TestAddAndLookup(t *testing.T) {
 			t.Fatalf("Add(%q, %T): %v", a.name, a.c, err)
 		}
 	}
-	// The caller's values stay the caller's: close them all. Closing the
-	// caller's unix listener must not remove the socket file, which the
-	// next generation serves.
+	// A file or connection stays the caller's: close them. The sockets
+	// are passed on as the caller holds them, and closed at the end.
 	for _, a := range adds {
-		a.c.(io.Closer).Close()
-	}
-	if _, err := os.Stat(unixL.Addr().String()); err != nil {
-		t.Errorf("socket file after the caller closed the unix listener it gave Add: %v; want it kept (unlink-on-close off)", err)
+		if a.want.Kind == kindFile || a.want.Kind == kindConn {
+			a.c.(io.Closer).Close()
+		} else {
+			defer a.c.(io.Closer).Close()
+		}
 	}
 	es := entries(u)
 	if len(es) != len(adds) {
@@ -377,9 +409,24 @@ func TestAddAndLookup(t *testing.T) {
 		if es[i].meta != a.want || es[i].inherited {
 			t.Errorf("Add(%q, %T) registered %+v (inherited %t); want %+v", a.name, a.c, es[i].meta, es[i].inherited, a.want)
 		}
-		checkOpen(t, es[i].fd, true, "the registry's copy of "+a.name+" after the caller closed theirs")
-		checkCloexec(t, es[i].fd, "the registry's copy of "+a.name)
+		if a.want.Kind == kindFile || a.want.Kind == kindConn {
+			checkOpen(t, es[i].fd, true, "the registry's copy of "+a.name+" after the caller closed theirs")
+			checkCloexec(t, es[i].fd, "the registry's copy of "+a.name)
+			continue
+		}
+		checkOwnsNone(t, &es[i], "Add("+a.name+")")
+		if fd := passedFd(t, u, &es[i]); fd < 0 || !sameFile(t, fd, sysFd(t, a.c)) {
+			t.Errorf("Add(%q): the registry would pass on descriptor %d, not the caller's socket", a.name, fd)
+		}
 	}
+	// Closing the caller's unix listener must not remove the socket file,
+	// which belongs to every generation.
+	defer func() {
+		unixL.Close()
+		if _, err := os.Stat(unixL.Addr().String()); err != nil {
+			t.Errorf("socket file after the caller closed the unix listener it gave Add: %v; want it kept (unlink-on-close off)", err)
+		}
+	}()
 
 	t.Run("File", func(t *testing.T) {
 		for _, a := range adds { // File takes any kind.
@@ -664,7 +711,8 @@ func TestListenInherited(t *testing.T) {
 	if got1.Addr().String() != actual1 || !e1.claimed {
 		t.Errorf("Listen(tcp, 127.0.0.1:0) = a listener on %s (inherited one claimed: %t); want the inherited %s", got1.Addr(), e1.claimed, actual1)
 	}
-	checkNonblock(t, e1.fd, "Listen of an inherited socket")
+	checkOwnsNone(t, e1, "Listen of an inherited socket")
+	checkNonblock(t, passedFd(t, u, e1), "Listen of an inherited socket")
 	checkAccepts(t, got1)
 
 	// The actual address finds the second, a program that saved its port.
@@ -676,7 +724,8 @@ func TestListenInherited(t *testing.T) {
 	if got2.Addr().String() != actual2 || !e2.claimed {
 		t.Errorf("Listen(tcp, %s) = a listener on %s (claimed: %t); want the inherited socket", actual2, got2.Addr(), e2.claimed)
 	}
-	checkNonblock(t, e2.fd, "Listen of an inherited socket by its actual address")
+	checkOwnsNone(t, e2, "Listen of an inherited socket by its actual address")
+	checkNonblock(t, passedFd(t, u, e2), "Listen of an inherited socket by its actual address")
 	checkAccepts(t, got2)
 	if n := len(entries(u)); n != 2 {
 		t.Errorf("claiming two inherited sockets left %d registry entries, want 2", n)
@@ -699,10 +748,14 @@ func TestListenInherited(t *testing.T) {
 		t.Errorf("after one new socket the registry holds %d entries, want 3", n)
 	}
 
-	// Closing the claimed listener keeps the socket for the next generation.
+	// Closing the claimed listener closes the socket: the registry kept
+	// no copy, and it is no longer passed on.
 	got1.Close()
-	checkOpen(t, e1.fd, true, "the registry's copy after the claimed listener was closed")
-	checkNonblock(t, e1.fd, "closing the claimed listener")
+	for _, m := range u.reg.snapshot().metas {
+		if m.Actual == actual1 {
+			t.Errorf("after the claimed listener on %s was closed, an upgrade would still pass it on", actual1)
+		}
+	}
 }
 
 // Inherited sockets are matched on kind and network too, and named ones
@@ -759,7 +812,8 @@ func TestListenInheritedMatching(t *testing.T) {
 	if err != nil || c.LocalAddr().String() != udpAddr || !eUDP.claimed {
 		t.Fatalf("ListenPacket(udp, %s) = %v, %v (claimed %t); want the inherited socket", udpAddr, c, err, eUDP.claimed)
 	}
-	checkNonblock(t, eUDP.fd, "ListenPacket of an inherited socket")
+	checkOwnsNone(t, eUDP, "ListenPacket of an inherited socket")
+	checkNonblock(t, passedFd(t, u, eUDP), "ListenPacket of an inherited socket")
 	checkEcho(t, c)
 	c.Close()
 
@@ -767,7 +821,8 @@ func TestListenInheritedMatching(t *testing.T) {
 	if err != nil || !eUnix.claimed {
 		t.Fatalf("Listen(unix, %s) = %v, %v (claimed %t); want the inherited socket", sock, l, err, eUnix.claimed)
 	}
-	checkNonblock(t, eUnix.fd, "Listen of an inherited unix socket")
+	checkOwnsNone(t, eUnix, "Listen of an inherited unix socket")
+	checkNonblock(t, passedFd(t, u, eUnix), "Listen of an inherited unix socket")
 	checkAccepts(t, l)
 	l.Close()
 	if _, err := os.Stat(sock); err != nil {
@@ -778,7 +833,8 @@ func TestListenInheritedMatching(t *testing.T) {
 	if err != nil || !eGram.claimed {
 		t.Fatalf("ListenPacket(unixgram, %s) = %v, %v (claimed %t); want the inherited socket", gram, g, err, eGram.claimed)
 	}
-	checkNonblock(t, eGram.fd, "ListenPacket of an inherited unixgram socket")
+	checkOwnsNone(t, eGram, "ListenPacket of an inherited unixgram socket")
+	checkNonblock(t, passedFd(t, u, eGram), "ListenPacket of an inherited unixgram socket")
 	checkEcho(t, g)
 	g.Close()
 
@@ -786,7 +842,8 @@ func TestListenInheritedMatching(t *testing.T) {
 	if err != nil || named.Addr().String() != tcpAddr {
 		t.Fatalf("Listener(admin) = %v, %v; want the inherited socket on %s", named, err, tcpAddr)
 	}
-	checkNonblock(t, eNamed.fd, "Listener of an inherited socket")
+	checkOwnsNone(t, eNamed, "Listener of an inherited socket")
+	checkNonblock(t, passedFd(t, u, eNamed), "Listener of an inherited socket")
 	checkAccepts(t, named)
 	named.Close()
 }
@@ -812,18 +869,20 @@ func TestLookupsKeepSocketsNonblocking(t *testing.T) {
 	for _, e := range []*entry{eL, eP, eC} {
 		checkNonblock(t, e.fd, "inheriting "+e.meta.Name)
 	}
+	// The listener and the packet socket hold their sockets from now on
+	// (the registry closed its copies): they stay open until the end.
 	ln, err := u.Listener("l")
 	if err != nil {
 		t.Fatal(err)
 	}
-	checkNonblock(t, eL.fd, "Listener")
-	ln.Close()
+	defer ln.Close()
+	checkNonblock(t, passedFd(t, u, eL), "Listener")
 	pc, err := u.PacketConn("p")
 	if err != nil {
 		t.Fatal(err)
 	}
-	checkNonblock(t, eP.fd, "PacketConn")
-	pc.Close()
+	defer pc.Close()
+	checkNonblock(t, passedFd(t, u, eP), "PacketConn")
 	conn, err := u.Conn("c")
 	if err != nil {
 		t.Fatal(err)
@@ -836,13 +895,15 @@ func TestLookupsKeepSocketsNonblocking(t *testing.T) {
 		if err != nil {
 			t.Fatalf("File(%q): %v", e.meta.Name, err)
 		}
-		checkNonblock(t, e.fd, "File("+e.meta.Name+")")
+		checkNonblock(t, passedFd(t, u, e), "File("+e.meta.Name+")")
 		// Fd switches a descriptor that os.NewFile made non-blocking back
 		// to blocking mode; one that already was must stay as it is.
 		f.Fd()
-		checkNonblock(t, e.fd, "(*os.File).Fd of File("+e.meta.Name+")")
+		checkNonblock(t, passedFd(t, u, e), "(*os.File).Fd of File("+e.meta.Name+")")
 		f.Close()
-		checkOpen(t, e.fd, true, "the registry's copy after closing File("+e.meta.Name+")")
+		if passedFd(t, u, e) < 0 {
+			t.Errorf("after closing File(%q) the registry has nothing to pass on; want the socket kept", e.meta.Name)
+		}
 	}
 }
 
@@ -884,14 +945,16 @@ func TestReadyClosesUnclaimed(t *testing.T) {
 	if err := u.Upgrade(); err != ErrNotReady {
 		t.Errorf("Upgrade before Ready = %v, want ErrNotReady", err)
 	}
+	unclaimed1, unclaimed3 := es[1].fd, es[3].fd
 	if err := u.Ready(); err != nil {
 		t.Fatalf("Ready: %v", err)
 	}
-	checkOpen(t, es[0].fd, true, "inherited socket claimed by Listen, after Ready")
-	checkOpen(t, es[1].fd, false, "inherited socket nobody asked for, after Ready")
-	checkOpen(t, es[2].fd, true, "inherited socket claimed by name, after Ready")
-	checkOpen(t, es[3].fd, false, "inherited named socket nobody asked for, after Ready")
-	checkOpen(t, mine.fd, true, "socket registered with Add, after Ready")
+	// The claimed sockets are held by the listeners made of them.
+	checkOwnsNone(t, es[0], "Listen of an inherited socket, and Ready")
+	checkOpen(t, unclaimed1, false, "inherited socket nobody asked for, after Ready")
+	checkOwnsNone(t, es[2], "Listener of an inherited socket, and Ready")
+	checkOpen(t, unclaimed3, false, "inherited named socket nobody asked for, after Ready")
+	checkOwnsNone(t, &mine, "Add of a listener, and Ready")
 	var left []fdMeta
 	for _, e := range entries(u) {
 		left = append(left, e.meta)
@@ -1269,4 +1332,258 @@ func TestRecvFrameErrorsCloseDescriptors(t *testing.T) {
 			}
 		})
 	}
+}
+
+// socketInode returns the inode of the socket behind fd, the number that
+// /proc/PID/fd shows as socket:[inode].
+func socketInode(t *testing.T, fd int) uint64 {
+	t.Helper()
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		t.Fatalf("fstat(%d): %v", fd, err)
+	}
+	return uint64(st.Ino)
+}
+
+// connInodes returns the socket inodes behind cs, read through SyscallConn.
+func connInodes(t *testing.T, cs []syscall.Conn) map[uint64]bool {
+	t.Helper()
+	inodes := make(map[uint64]bool, len(cs))
+	for _, c := range cs {
+		inodes[socketInode(t, sysFd(t, c))] = true
+	}
+	return inodes
+}
+
+// socketFds counts this process's descriptors that refer to one of the
+// sockets in inodes (links socket:[inode] in /proc/self/fd); -1 where the
+// system cannot tell. Counting by inode ignores whatever other tests open
+// meanwhile.
+func socketFds(inodes map[uint64]bool) int {
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return -1
+	}
+	n := 0
+	for _, e := range ents {
+		link, err := os.Readlink("/proc/self/fd/" + e.Name())
+		if err != nil {
+			continue // closed meanwhile
+		}
+		s, ok := strings.CutPrefix(link, "socket:[")
+		if !ok {
+			continue
+		}
+		ino, err := strconv.ParseUint(strings.TrimSuffix(s, "]"), 10, 64)
+		if err == nil && inodes[ino] {
+			n++
+		}
+	}
+	return n
+}
+
+// A registered listener or packet socket costs the process one descriptor,
+// the application's own, however it was registered: Listen, ListenPacket,
+// Add, or an inherited one made into a value by Listen or Listener.
+func TestOneDescriptorPerSocket(t *testing.T) {
+	t.Parallel()
+	if socketFds(nil) < 0 {
+		t.Skipf("skipped: no /proc/self/fd on %s", runtime.GOOS)
+	}
+	const each = 50
+	u := newTestUpgrader(t)
+	var cs []syscall.Conn
+	keep := func(c io.Closer) {
+		t.Cleanup(func() { c.Close() })
+		cs = append(cs, c.(syscall.Conn))
+	}
+	for i := range each {
+		l, err := u.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		keep(l)
+		p, err := u.ListenPacket("udp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		keep(p)
+		a := tcpListener(t)
+		if err := u.Add("added"+strconv.Itoa(i), a); err != nil {
+			t.Fatal(err)
+		}
+		cs = append(cs, a)
+		// Inherited, then made into a listener by address and by name.
+		for _, name := range []string{"", "inherited" + strconv.Itoa(i)} {
+			l, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			m := fdMeta{Name: name, Kind: kindListener, Network: "tcp", Actual: l.Addr().String()}
+			if name == "" {
+				m.Address = m.Actual
+			}
+			inherit(t, u, m, l.(*net.TCPListener))
+			var got net.Listener
+			if name == "" {
+				got, err = u.Listen("tcp", m.Actual)
+			} else {
+				got, err = u.Listener(name)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			keep(got)
+		}
+	}
+	if err := u.Ready(); err != nil {
+		t.Fatal(err)
+	}
+	n := len(cs)
+	got := socketFds(connInodes(t, cs))
+	t.Logf("%d registered sockets: %d descriptors in this process refer to them (%.2f per socket)", n, got, float64(got)/float64(n))
+	if got != n {
+		t.Errorf("%d registered sockets are behind %d descriptors of this process; want %d, one each (the registry keeps no copy)", n, got, n)
+	}
+	if s := u.reg.snapshot(); s.len() != n {
+		t.Errorf("an upgrade would pass on %d descriptors, want %d", s.len(), n)
+	}
+}
+
+// A socket the application closes is closed (the registry holds no copy):
+// an upgrade leaves it out. One closed while its batch is being prepared
+// fails the upgrade, which the incumbent survives; its descriptor number
+// is never sent, so a file that reused it cannot leak to the successor.
+func TestUpgradeAfterListenerClosed(t *testing.T) {
+	// Not parallel: it counts the process's descriptors.
+	dir := t.TempDir()
+	u := newTestUpgrader(t)
+	var ls []net.Listener
+	for range 3 {
+		l, err := u.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		ls = append(ls, l)
+	}
+	sock := filepath.Join(dir, "s.sock")
+	ul, err := u.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	named := tcpListener(t)
+	if err := u.Add("named", named); err != nil {
+		t.Fatal(err)
+	}
+
+	// Closed before the upgrade: not passed on. The unix socket's file
+	// stays until the final Stop, and the name is free again.
+	ls[1].Close()
+	ul.Close()
+	named.Close()
+	snap := u.reg.snapshot()
+	want := []string{ls[0].Addr().String(), ls[2].Addr().String()}
+	var got []string
+	for _, m := range snap.metas {
+		got = append(got, m.Actual)
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("after closing a listener, a unix listener and a named one, an upgrade would pass on %v; want %v", got, want)
+	}
+	if _, err := os.Stat(sock); err != nil {
+		t.Errorf("socket file after its listener was closed: %v; want it kept until the final Stop", err)
+	}
+	again := tcpListener(t)
+	if err := u.Add("named", again); err != nil {
+		t.Errorf("Add of a name whose socket was closed: %v; want the name free", err)
+	}
+
+	// Closed after the snapshot, before its batch is sent: the handshake
+	// fails after the hello, without sending a batch or leaking a copy.
+	a, b := socketPair(t)
+	before := openFds()
+	ls[2].Close()
+	c := &child{conn: a}
+	_, err = c.handshake(2, snap)
+	if !errors.Is(err, errClosedByApp) || !strings.Contains(err.Error(), ls[2].Addr().String()) {
+		t.Errorf("handshake with a listener closed after the snapshot = %v; want an error naming %s that wraps errClosedByApp", err, ls[2].Addr())
+	}
+	if after := openFds(); before >= 0 && after != before-1 {
+		t.Errorf("%d descriptors open before the failed handshake, %d after; want %d (only the closed listener's gone)", before, after, before-1)
+	}
+	a.Close()
+	typ, _, fds, err := recvFrame(b)
+	if err != nil || typ != frameHello || len(fds) != 0 {
+		t.Errorf("the successor's end got %q, %d descriptors, %v; want the hello alone", typ, len(fds), err)
+	}
+	if typ, _, fds, err := recvFrame(b); !errors.Is(err, io.EOF) {
+		closeFds(fds)
+		t.Errorf("after the hello the successor's end got %q with %d descriptors, %v; want EOF (no batch sent)", typ, len(fds), err)
+	}
+
+	u.Stop()
+	if _, err := os.Stat(sock); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("socket file of a closed listener after the final Stop: %v; want it removed", err)
+	}
+}
+
+// Listeners closed by the application while their batches are being sent:
+// the handshake either passes on every socket of the snapshot or fails
+// with errClosedByApp, and whatever the successor receives is one of those
+// sockets, never a file that took a closed listener's descriptor number.
+func TestCloseDuringSend(t *testing.T) {
+	t.Parallel()
+	const n = 3*maxFdsPerFrame + 1
+	u := newTestUpgrader(t)
+	var ls []net.Listener
+	var cs []syscall.Conn
+	for range n {
+		l, err := u.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ls = append(ls, l)
+		cs = append(cs, l.(syscall.Conn))
+	}
+	inodes := connInodes(t, cs)
+	a, b := socketPair(t)
+	snap := u.reg.snapshot()
+	sent := make(chan error, 1)
+	go func() {
+		_, err := (&child{conn: a}).handshake(2, snap)
+		a.Close() // as the incumbent does when it kills a failed successor
+		sent <- err
+	}()
+	// Close from the end, as the batches go out from the start; files
+	// opened meanwhile may take the freed numbers.
+	var files []*os.File
+	for i := n - 1; i >= n/2; i-- {
+		ls[i].Close()
+		if f, err := os.Open(os.DevNull); err == nil {
+			files = append(files, f)
+		}
+	}
+	p := &parent{pid: os.Getpid(), conn: b}
+	es, rerr := p.receive(10 * time.Second)
+	b.Close()
+	// With every descriptor sent, the handshake waits for a ready that
+	// never comes (b is closed): that error is not the point here.
+	err := <-sent
+	if len(es) != n && !errors.Is(err, errClosedByApp) {
+		t.Errorf("handshake while listeners were being closed: %v, and the successor received %d of %d (%v); want all, or errClosedByApp", err, len(es), n, rerr)
+	}
+	for _, e := range es {
+		if !inodes[socketInode(t, e.fd)] {
+			t.Errorf("the successor received descriptor %d, which is none of the listeners' sockets", e.fd)
+		}
+		unix.Close(e.fd)
+	}
+	for _, f := range files {
+		f.Close()
+	}
+	for _, l := range ls[:n/2] {
+		l.Close()
+	}
+	t.Logf("handshake: %v; successor received %d of %d", err, len(es), n)
 }

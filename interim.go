@@ -114,13 +114,13 @@ func (u *Upgrader) restartInterim() error {
 
 // interimStarter starts the interim generation from the running binary.
 func (u *Upgrader) interimStarter() startFunc {
-	return func(gen int, metas []fdMeta, fds []int, deadline time.Time) (*child, error) {
+	return func(gen int, fds *fdSnapshot, deadline time.Time) (*child, error) {
 		path, err := exepath.Running()
 		if err != nil {
 			return nil, &ChildError{Path: path, Err: err}
 		}
-		u.log.Info("starting the interim generation from the running binary", "generation", u.gen, "executable", path, "fds", len(fds))
-		c, err := startChild(path, spawn{detached: true, env: []string{envInterim + "=1"}}, gen, metas, fds, deadline)
+		u.log.Info("starting the interim generation from the running binary", "generation", u.gen, "executable", path, "fds", fds.len())
+		c, err := startChild(path, spawn{detached: true, env: []string{envInterim + "=1"}}, gen, fds, deadline)
 		if err != nil {
 			return nil, &ChildError{Path: path, Err: err}
 		}

@@ -144,27 +144,29 @@ func (u *Upgrader) storeFDs() {
 		u.log.Warn("Options.FDStore is set, but systemd is not listening (no NOTIFY_SOCKET)")
 		return
 	}
-	byName := map[string][]int{}
-	u.reg.mu.Lock()
-	for _, e := range u.reg.entries {
-		if e.meta.Kind != kindListener && e.meta.Kind != kindPacket {
+	// The registry keeps no copy of the application's sockets: each
+	// push sends their own descriptors, held open for its length (see
+	// registry.withFds).
+	s := u.reg.snapshot()
+	byName := map[string][]*entry{}
+	for i, m := range s.metas {
+		if m.Kind != kindListener && m.Kind != kindPacket {
 			continue
 		}
-		name := e.meta.Name
+		name := m.Name
 		if name == "" {
 			name = fdStoreName
 		}
-		byName[name] = append(byName[name], e.fd)
+		byName[name] = append(byName[name], s.entries[i])
 	}
-	u.reg.mu.Unlock()
-	for name, fds := range byName {
-		for len(fds) > 0 {
-			n := min(len(fds), systemd.MaxFDs)
-			if err := u.mgr.notify.FDStore(name, fds[:n]...); err != nil {
+	for name, es := range byName {
+		for len(es) > 0 {
+			n := min(len(es), systemd.MaxFDs)
+			if err := u.reg.withFds(es[:n], func(fds []int) error { return u.mgr.notify.FDStore(name, fds...) }); err != nil {
 				u.log.Warn("pushing sockets into systemd's descriptor store", "name", name, "err", err)
 				break
 			}
-			fds = fds[n:]
+			es = es[n:]
 		}
 	}
 }

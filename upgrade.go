@@ -36,13 +36,13 @@ func (u *Upgrader) Upgrade() error {
 
 // spawner returns the start function of an upgrade to a child of ours.
 func (u *Upgrader) spawner(how spawn) startFunc {
-	return func(gen int, metas []fdMeta, fds []int, deadline time.Time) (*child, error) {
+	return func(gen int, fds *fdSnapshot, deadline time.Time) (*child, error) {
 		path, err := u.opts.executable()
 		if err != nil {
 			return nil, &ChildError{Path: path, Err: err}
 		}
-		u.log.Info("upgrading", "generation", u.gen, "executable", path, "fds", len(fds), "detached", how.detached)
-		c, err := startChild(path, how, gen, metas, fds, deadline)
+		u.log.Info("upgrading", "generation", u.gen, "executable", path, "fds", fds.len(), "detached", how.detached)
+		c, err := startChild(path, how, gen, fds, deadline)
 		if err != nil {
 			return nil, &ChildError{Path: path, Err: err}
 		}
@@ -52,7 +52,7 @@ func (u *Upgrader) spawner(how spawn) startFunc {
 
 // startFunc starts a successor of generation gen, handing it fds, which
 // must be ready by deadline.
-type startFunc func(gen int, metas []fdMeta, fds []int, deadline time.Time) (*child, error)
+type startFunc func(gen int, fds *fdSnapshot, deadline time.Time) (*child, error)
 
 // handover is every upgrade: to a child of ours (Upgrade), to an interim
 // generation (a supervised restart) or to a new instance that asked through
@@ -119,8 +119,7 @@ func (u *Upgrader) watchSuccessor(c *child) {
 
 func (u *Upgrader) upgrade(start startFunc) (*child, error) {
 	timeout := u.opts.upgradeTimeout()
-	metas, fds := u.reg.snapshot()
-	c, err := start(u.gen+1, metas, fds, time.Now().Add(timeout))
+	c, err := start(u.gen+1, u.reg.snapshot(), time.Now().Add(timeout))
 	if err != nil {
 		return nil, err
 	}

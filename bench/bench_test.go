@@ -46,40 +46,59 @@ func benchHandoff(b *testing.B, lib string, n int) {
 	}
 	c := startChain(b, "handoff", envLib+"="+lib, envSockets+"="+strconv.Itoa(n))
 	var total time.Duration
+	// Every generation says, when ready, how many of its descriptors
+	// refer to its n sockets: what the library costs in descriptors.
+	fds, gens := field(c.ready, "fds"), 1
 	for b.Loop() {
 		total += c.upgrade()
+		fds += field(c.ready, "fds")
+		gens++
 	}
 	b.ReportMetric(float64(total.Nanoseconds())/float64(b.N), "ns/upgrade")
+	b.ReportMetric(float64(fds)/float64(gens*n), "fds/socket")
 	c.stop()
 }
 
-// needFds skips unless a helper of lib may open what n sockets need. A
-// process holds 2n: the application's listeners and the library's copies.
-// But tableflip's start of a successor (syscall.StartProcess) first moves
-// the n passed descriptors above the highest open one in the forked child,
-// so it needs 3n; baton, which passes them over a socket, gets by with 2n.
-// Go raises the soft limit to the hard one in every process, so the hard
-// limit is what counts; TestMain raised it if it could (raiseNofile).
+// descriptorsNeeded is about what a helper of lib needs to hand over n
+// sockets, at its peak, with a margin of 100 for everything else. baton
+// keeps no copy of a socket and sends the listeners' own descriptors: n.
+// tableflip keeps a copy of each (2n), and its start of a successor
+// (syscall.StartProcess) first moves the n passed descriptors above the
+// highest open one in the forked child: 3n.
+func descriptorsNeeded(lib string, n int) uint64 {
+	if lib == "tableflip" {
+		return 3*uint64(n) + 100
+	}
+	return uint64(n) + 100
+}
+
+// perSocket says, for a SKIP line, what a library costs per socket.
+var perSocket = map[string]string{
+	"baton":     "baton keeps no copy: 1 per socket, also while it sends them",
+	"tableflip": "tableflip keeps 2 per socket, and 3 while it starts a successor",
+}
+
+// needFds skips unless a helper of lib may open what n sockets need (see
+// descriptorsNeeded). Go raises the soft limit to the hard one in every
+// process, so the hard limit is what counts; TestMain raised it if it
+// could (raiseNofile).
 func needFds(b *testing.B, lib string, n int) {
 	var lim unix.Rlimit
 	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
 		b.Fatal(err)
 	}
-	per := uint64(2)
-	if lib == "tableflip" {
-		per = 3
-	}
-	if need := per*uint64(n) + 100; lim.Max < need {
+	if need := descriptorsNeeded(lib, n); lim.Max < need {
 		// Said on stderr too: go test shows skips only with -v. The
 		// results page lists these lines.
-		msg := fmt.Sprintf("%s: %d sockets need about %d descriptors per process; the hard RLIMIT_NOFILE is %d (ulimit -Hn), and this process may not raise it to %d: that needs CAP_SYS_RESOURCE", b.Name(), n, need, lim.Max, wantNofile)
+		msg := fmt.Sprintf("%s: %d sockets need about %d descriptors per process (%s); the hard RLIMIT_NOFILE is %d (ulimit -Hn), and this process may not raise it to %d: that needs CAP_SYS_RESOURCE", b.Name(), n, need, perSocket[lib], lim.Max, wantNofile)
 		fmt.Fprintln(os.Stderr, "SKIP", msg)
 		b.Skip(msg)
 	}
 }
 
 // fittingSockets is the largest multiple of 1,000 sockets that both
-// libraries can hand over within the hard RLIMIT_NOFILE (see needFds).
+// libraries can hand over within the hard RLIMIT_NOFILE (see
+// descriptorsNeeded: tableflip's 3 per socket decides).
 func fittingSockets() int {
 	var lim unix.Rlimit
 	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err != nil || lim.Max < 3100 {

@@ -31,6 +31,7 @@ type chain struct {
 	lines <-chan string
 	cur   int    // pid of the serving generation; 0 once stopped
 	first string // the first line printed
+	ready string // the "ready" line of the serving generation
 	once  sync.Once
 }
 
@@ -43,6 +44,7 @@ func startChain(tb testing.TB, helper string, env ...string) *chain {
 	if word(c.first) != "ready" || field(c.first, "pid") != c.cur {
 		tb.Fatalf("helper %s (pid %d) said %q, want \"ready pid=%d\"", helper, c.cur, c.first, c.cur)
 	}
+	c.ready = c.first
 	return c
 }
 
@@ -143,6 +145,7 @@ func (c *chain) upgrade() time.Duration {
 			took = max(time.Duration(ns), 1)
 		case word(l) == "ready" && field(l, "pid") != old:
 			next = field(l, "pid")
+			c.ready = l
 		default:
 			c.tb.Fatalf("upgrading pid %d: unexpected line %q", old, l)
 		}

@@ -65,13 +65,16 @@
 // to its nil return (in both libraries: the successor has taken over every
 // socket and called Ready), then closes its listeners and exits; b.N times
 // in a chain. It reports ns/upgrade, the mean of D, beside ns/op, a whole
-// cycle seen from outside.
+// cycle seen from outside, and fds/socket: how many of a ready
+// generation's descriptors refer to its N sockets, per socket.
 //
-// A process needs about 2N descriptors (3N while tableflip starts a
-// successor). TestMain raises RLIMIT_NOFILE to what 10,000 sockets need
-// when it may (CAP_SYS_RESOURCE), or else the soft limit to the hard one;
-// a size that does not fit is skipped with a "SKIP" line on stderr, and the
-// largest multiple of 1,000 that fits is measured as well.
+// A baton process needs about N descriptors (it passes on the listeners'
+// own, without copies), a tableflip one
+// 2N (3N while it starts a successor). TestMain raises RLIMIT_NOFILE to
+// what 10,000 sockets need when it may (CAP_SYS_RESOURCE), or else the
+// soft limit to the hard one; a size that does not fit a library is
+// skipped with a "SKIP" line on stderr, and the largest multiple of 1,000
+// that fits both is measured as well.
 //
 // # Memory
 //

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"runtime/pprof"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -158,7 +159,7 @@ func handoffMain() {
 		fail(err)
 	}
 	pid := os.Getpid()
-	fmt.Printf("ready pid=%d\n", pid)
+	fmt.Printf("ready pid=%d fds=%d\n", pid, socketFds(ls))
 	for {
 		select {
 		case s := <-sigs:
@@ -181,6 +182,47 @@ func handoffMain() {
 			return
 		}
 	}
+}
+
+// socketFds counts this process's descriptors that refer to the sockets of
+// ls: the application's listeners and whatever copies the library keeps
+// (links socket:[inode] in /proc/self/fd, the inodes read with fstat on
+// each listener's descriptor); -1 if that cannot be read. The descriptor
+// is reached through SyscallConn: Fd would make the socket blocking in
+// every generation.
+func socketFds(ls []net.Listener) int {
+	inodes := make(map[uint64]bool, len(ls))
+	for _, l := range ls {
+		rc, err := l.(syscall.Conn).SyscallConn()
+		if err != nil {
+			return -1
+		}
+		var st unix.Stat_t
+		var serr error
+		if err := rc.Control(func(fd uintptr) { serr = unix.Fstat(int(fd), &st) }); err != nil || serr != nil {
+			return -1
+		}
+		inodes[st.Ino] = true
+	}
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return -1
+	}
+	n := 0
+	for _, e := range ents {
+		link, err := os.Readlink("/proc/self/fd/" + e.Name())
+		if err != nil {
+			continue
+		}
+		s, ok := strings.CutPrefix(link, "socket:[")
+		if !ok {
+			continue
+		}
+		if ino, err := strconv.ParseUint(strings.TrimSuffix(s, "]"), 10, 64); err == nil && inodes[ino] {
+			n++
+		}
+	}
+	return n
 }
 
 // timedUpgrade measures the Upgrade call that succeeds.

@@ -80,7 +80,7 @@ func render(w io.Writer, p *page) error {
 	}
 	renderMachine(&b, &p.machine)
 	renderLoad(&b, p.results("load"))
-	renderHandoff(&b, p.results("handoff"))
+	renderHandoff(&b, p.results("handoff"), p.machine.nofileHard)
 	renderLatency(&b, p.results("load"))
 	renderMemory(&b, p.results("idle"))
 	renderCommands(&b, p)
@@ -237,7 +237,9 @@ func count(v float64) string {
 	return string(out)
 }
 
-func renderHandoff(b *strings.Builder, rs []result) {
+// renderHandoff writes section 2; nofileHard is the machine's hard
+// RLIMIT_NOFILE, which decides the largest size each library can hand over.
+func renderHandoff(b *strings.Builder, rs []result, nofileHard uint64) {
 	b.WriteString("## 2. Handoff latency and its growth with the number of sockets\n\n")
 	hs := find(rs, "Handoff", nil)
 	if len(hs) == 0 {
@@ -246,7 +248,10 @@ func renderHandoff(b *strings.Builder, rs []result) {
 	}
 	b.WriteString("From just before `Upgrade` to its return with the successor ready (it has taken over every\n")
 	b.WriteString("socket by name and called `Ready`), mean over the upgrades of one run; the table gives the median\n")
-	b.WriteString("of the runs and, in brackets, their range.\n\n")
+	b.WriteString("of the runs and, in brackets, their range. *Descriptors per socket*: how many of a ready\n")
+	b.WriteString("generation's descriptors refer to its sockets, per socket (the application's listener and any copy\n")
+	b.WriteString("the library keeps), mean over the generations; it decides how many sockets fit under the\n")
+	b.WriteString("descriptor limit.\n\n")
 	var sizes []int
 	for _, r := range hs {
 		n, err := strconv.Atoi(r.params["sockets"])
@@ -256,14 +261,22 @@ func renderHandoff(b *strings.Builder, rs []result) {
 	}
 	slices.Sort(sizes)
 	med := map[string]map[int]float64{}
+	missing := map[string][]string{}
 	var rows [][]string
 	for _, n := range sizes {
 		row := []string{count(float64(n))}
 		var m [2]float64
+		var fds [2]string
 		for i, lib := range []string{"baton", "tableflip"} {
-			s := summarise(values(find(hs, "Handoff", map[string]string{"lib": lib, "sockets": strconv.Itoa(n)}), "ns/upgrade"))
+			rs := find(hs, "Handoff", map[string]string{"lib": lib, "sockets": strconv.Itoa(n)})
+			fds[i] = "–"
+			if f := summarise(values(rs, "fds/socket")); f.n > 0 {
+				fds[i] = fmt.Sprintf("%.2f", f.median)
+			}
+			s := summarise(values(rs, "ns/upgrade"))
 			if s.n == 0 {
 				row = append(row, "not measured")
+				missing[lib] = append(missing[lib], count(float64(n)))
 				continue
 			}
 			m[i] = s.median
@@ -273,10 +286,18 @@ func renderHandoff(b *strings.Builder, rs []result) {
 			med[lib][n] = s.median
 			row = append(row, fmt.Sprintf("%s (%s–%s, n=%d)", ms(s.median), ms(s.min), ms(s.max), s.n))
 		}
-		row = append(row, ratio(m[0], m[1]))
+		row = append(row, ratio(m[0], m[1]), fds[0], fds[1])
 		rows = append(rows, row)
 	}
-	table(b, []string{"sockets", "baton", "tableflip", "baton/tableflip"}, "rrrr", rows)
+	table(b, []string{"sockets", "baton", "tableflip", "baton/tableflip", "descriptors per socket, baton", "tableflip"}, "rrrrrr", rows)
+	for _, lib := range []string{"baton", "tableflip"} {
+		if len(missing[lib]) == 0 {
+			continue
+		}
+		fmt.Fprintf(b, "\n%s is not measured at %s sockets: %s, and the hard RLIMIT_NOFILE here is %s, which this\n",
+			lib, strings.Join(missing[lib], ", "), libDescriptors[lib], count(float64(nofileHard)))
+		b.WriteString("process may not raise (that needs CAP_SYS_RESOURCE); the list at the end says what each size needs.\n")
+	}
 	if len(sizes) > 1 {
 		lo, hi := sizes[0], sizes[len(sizes)-1]
 		var per []string
@@ -295,6 +316,13 @@ func renderHandoff(b *strings.Builder, rs []result) {
 		}
 	}
 	b.WriteString("\n")
+}
+
+// libDescriptors says what each library costs in descriptors, for a size
+// the page cannot show.
+var libDescriptors = map[string]string{
+	"baton":     "baton holds 1 descriptor per socket, also while it sends them",
+	"tableflip": "tableflip holds 2 descriptors per socket (its own copy beside the listener), and 3 while it starts a successor",
 }
 
 func largestBelow(sizes []int, n int) int {
