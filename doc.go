@@ -93,10 +93,19 @@
 //   - At most one upgrade runs at a time; a concurrent Upgrade returns
 //     ErrUpgradeInProgress, and Upgrade before Ready returns ErrNotReady.
 //   - The incumbent is told to drain only after the successor is ready.
-//   - Shared sockets stay non-blocking: descriptors are duplicated through
+//   - Shared sockets stay non-blocking: descriptors are reached through
 //     SyscallConn, never through (*os.File).Fd, which would switch the
 //     shared open file description to blocking mode for every process
 //     holding it. Nothing ever calls shutdown(2) on a passed socket.
+//   - A socket costs one descriptor per process. The Upgrader passes on
+//     the descriptor of the application's own listener or packet socket
+//     and keeps no copy of it, holding it open (RawConn.Control) only
+//     while its batch is sent; so 10,000 sockets fit where the descriptor
+//     limit is 20,000. Closing such a listener closes the socket and takes
+//     it out of later upgrades; closing it while an upgrade sends it fails
+//     that upgrade (the incumbent serves on). Inherited sockets nobody
+//     claimed yet, and connections and files given to Add, are held by
+//     the Upgrader itself.
 //   - Unix socket files survive handoffs (unlink-on-close is off) and are
 //     removed only by the final Stop of a generation that handed over to
 //     nobody. The PID file likewise.
