@@ -25,6 +25,25 @@ import (
 // generation took is closed and another tried. For http, the request is
 // then sent on the connection the new worker accepted, and must get 200.
 
+// The probe's pace. A probe that fails (the new worker does not accept
+// yet, or the old one took the connection) tries again after probePause:
+// often enough that a reload is not held up, seldom enough to be no load.
+// A connect on loopback takes microseconds: probeDialTimeout only bounds
+// a machine that cannot schedule. The http exchange must end within
+// probeIOTimeout, a health check's usual bound. Once connected, the
+// connection must be accepted within acceptWait, looked for every
+// acceptPoll (the kernel does not say when a queued connection is
+// accepted: the probe asks it again). A sock_diag answer comes at once,
+// or within sockDiagTimeout on a machine that cannot schedule.
+const (
+	probePause       = 20 * time.Millisecond
+	probeDialTimeout = time.Second
+	probeIOTimeout   = 2 * time.Second
+	acceptWait       = time.Second
+	acceptPoll       = 5 * time.Millisecond
+	sockDiagTimeout  = time.Second
+)
+
 func (m *Master) probe(g *generation) {
 	for {
 		ok, err := m.probeOnce(g)
@@ -38,18 +57,18 @@ func (m *Master) probe(g *generation) {
 		select {
 		case <-g.probeStop:
 			return
-		case <-time.After(20 * time.Millisecond):
+		case <-time.After(probePause):
 		}
 	}
 }
 
 func (m *Master) probeOnce(g *generation) (bool, error) {
-	c, err := net.DialTimeout("tcp", dialable(m.probeTo), time.Second)
+	c, err := net.DialTimeout("tcp", dialable(m.probeTo), probeDialTimeout)
 	if err != nil {
 		return false, err
 	}
 	defer c.Close()
-	c.SetDeadline(time.Now().Add(2 * time.Second))
+	c.SetDeadline(time.Now().Add(probeIOTimeout))
 	tc := c.(*net.TCPConn)
 	mine, err := acceptedBy(tc, g.pid, g.probeStop)
 	if err != nil || !mine {
@@ -93,7 +112,7 @@ func dialable(addr string) string {
 // whether pid or one of its descendants holds it.
 func acceptedBy(c *net.TCPConn, pid int, stop <-chan struct{}) (bool, error) {
 	client, server := c.LocalAddr().(*net.TCPAddr), c.RemoteAddr().(*net.TCPAddr)
-	deadline := time.Now().Add(time.Second)
+	deadline := time.Now().Add(acceptWait)
 	for {
 		inode, err := socketInode(server, client)
 		if err != nil {
@@ -103,12 +122,12 @@ func acceptedBy(c *net.TCPConn, pid int, stop <-chan struct{}) (bool, error) {
 			return holds(pid, "socket:["+strconv.FormatUint(uint64(inode), 10)+"]"), nil
 		}
 		if time.Now().After(deadline) {
-			return false, fmt.Errorf("probe connection from %v not accepted within 1s", client)
+			return false, fmt.Errorf("probe connection from %v not accepted within %v", client, acceptWait)
 		}
 		select {
 		case <-stop:
 			return false, nil
-		case <-time.After(5 * time.Millisecond):
+		case <-time.After(acceptPoll):
 		}
 	}
 }
@@ -123,7 +142,7 @@ func socketInode(local, remote *net.TCPAddr) (uint32, error) {
 		return 0, os.NewSyscallError("socket(NETLINK_SOCK_DIAG)", err)
 	}
 	defer unix.Close(fd)
-	tv := unix.NsecToTimeval(time.Second.Nanoseconds())
+	tv := unix.NsecToTimeval(sockDiagTimeout.Nanoseconds())
 	unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
 	families := []uint8{unix.AF_INET6}
 	if local.IP.To4() != nil {
@@ -244,7 +263,7 @@ func acceptedConns(ports map[uint16]bool, inodes map[uint32]bool) (int, error) {
 		return 0, os.NewSyscallError("socket(NETLINK_SOCK_DIAG)", err)
 	}
 	defer unix.Close(fd)
-	tv := unix.NsecToTimeval(time.Second.Nanoseconds())
+	tv := unix.NsecToTimeval(sockDiagTimeout.Nanoseconds())
 	unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
 	const states = 1<<unix.BPF_TCP_ESTABLISHED | 1<<unix.BPF_TCP_SYN_RECV | 1<<unix.BPF_TCP_FIN_WAIT1 |
 		1<<unix.BPF_TCP_FIN_WAIT2 | 1<<unix.BPF_TCP_CLOSE_WAIT | 1<<unix.BPF_TCP_LAST_ACK | 1<<unix.BPF_TCP_CLOSING

@@ -11,8 +11,8 @@ import (
 func TestDecodeRequest(t *testing.T) {
 	t.Parallel()
 	for _, cmd := range []string{CmdReload, CmdStatus, CmdStop, CmdExec} {
-		if r, err := DecodeRequest([]byte(`{"cmd":"` + cmd + `"}`)); err != nil || r.Cmd != cmd {
-			t.Errorf("DecodeRequest(%s) = %+v, %v", cmd, r, err)
+		if r, err := decodeRequest([]byte(`{"cmd":"` + cmd + `"}`)); err != nil || r.Cmd != cmd {
+			t.Errorf("decodeRequest(%s) = %+v, %v", cmd, r, err)
 		}
 	}
 	for _, tc := range []struct{ in, want string }{
@@ -21,10 +21,10 @@ func TestDecodeRequest(t *testing.T) {
 		{`{"cmd":"stop","x":1}`, "unknown field"},
 		{`{"cmd":"stop"}{"cmd":"stop"}`, "trailing"},
 		{`["stop"]`, "bad request"},
-		{`{"cmd":"` + strings.Repeat("a", MaxRequestSize) + `"}`, "at most"},
+		{`{"cmd":"` + strings.Repeat("a", maxRequestSize) + `"}`, "at most"},
 	} {
-		if r, err := DecodeRequest([]byte(tc.in)); err == nil || !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("DecodeRequest(%.40q) = %+v, %v; want an error with %q", tc.in, r, err, tc.want)
+		if r, err := decodeRequest([]byte(tc.in)); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("decodeRequest(%.40q) = %+v, %v; want an error with %q", tc.in, r, err, tc.want)
 		}
 	}
 }
@@ -34,19 +34,19 @@ func FuzzDecodeRequest(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		r, err := DecodeRequest(b)
+		r, err := decodeRequest(b)
 		if err != nil {
-			if r != (Request{}) {
-				t.Fatalf("DecodeRequest(%q) = %+v with error %v; want the zero Request", b, r, err)
+			if r != (request{}) {
+				t.Fatalf("decodeRequest(%q) = %+v with error %v; want the zero Request", b, r, err)
 			}
 			return
 		}
 		switch r.Cmd {
 		case CmdReload, CmdStatus, CmdStop, CmdExec:
 		default:
-			t.Fatalf("DecodeRequest(%q) accepted command %q", b, r.Cmd)
+			t.Fatalf("decodeRequest(%q) accepted command %q", b, r.Cmd)
 		}
-		if len(b) > MaxRequestSize {
+		if len(b) > maxRequestSize {
 			t.Fatalf("DecodeRequest accepted %d bytes", len(b))
 		}
 	})
@@ -76,7 +76,7 @@ func FuzzDecodeResponse(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if len(line) > MaxResponseSize {
+		if len(line) > maxResponseSize {
 			t.Fatalf("decodeResponse accepted %d bytes", len(line))
 		}
 		enc := encodeLine(r)
@@ -97,7 +97,7 @@ func FuzzDecodeResponse(f *testing.F) {
 // the bytes before the first newline if there are at most max of them, and
 // fails otherwise, whatever the reader's buffer size.
 func FuzzReadLine(f *testing.F) {
-	f.Add([]byte("{\"cmd\":\"status\"}\n"), uint16(MaxRequestSize))
+	f.Add([]byte("{\"cmd\":\"status\"}\n"), uint16(maxRequestSize))
 	f.Add([]byte("0123456789abcdefghij\n"), uint16(20))
 	f.Add([]byte("0123456789abcdefghijk\n"), uint16(20))
 	f.Add([]byte("no newline"), uint16(100))

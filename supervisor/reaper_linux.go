@@ -68,9 +68,15 @@ func (r *reaper) spawn(start func() (int, error), onExit func(syscall.WaitStatus
 	return pid, nil
 }
 
+// reapTick is how often the reaper looks for exits without a SIGCHLD:
+// signals coalesce, and one delivered while reapAll was past a child is
+// folded into the next; a second is soon enough for a rare miss, and
+// costs nothing.
+const reapTick = time.Second
+
 func (r *reaper) run() {
 	defer close(r.done)
-	tick := time.NewTicker(time.Second)
+	tick := time.NewTicker(reapTick)
 	defer tick.Stop()
 	for {
 		r.reapAll()
@@ -128,4 +134,48 @@ func becomeSubreaper() error {
 		return nil
 	}
 	return unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+}
+
+// How the descendants left behind by the workers (daemonised children,
+// reparented here) are ended on the final stop: SIGTERM, then SIGKILL
+// after orphanTermGrace (or the drain timeout, if shorter: they get no
+// more than a worker would), then orphanKillWait for the kernel to end
+// them. They are not this process's children by its own doing, and the
+// only event of their exit is SIGCHLD to the reaper, which does not say
+// whose: so the list is looked at again every orphanPoll.
+const (
+	orphanTermGrace = 5 * time.Second
+	orphanKillWait  = 2 * time.Second
+	orphanPoll      = 20 * time.Millisecond
+)
+
+// reapOrphans ends what the workers left behind: SIGTERM, then SIGKILL
+// after a while.
+func (m *Master) reapOrphans() {
+	deadline := time.Now().Add(min(m.cfg.DrainTimeout, orphanTermGrace))
+	sig := unix.SIGTERM
+	for {
+		kids := children(os.Getpid())
+		if len(kids) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			if sig == unix.SIGKILL {
+				m.log.Warn("processes left after SIGKILL", "pids", kids)
+				return
+			}
+			sig, deadline = unix.SIGKILL, time.Now().Add(orphanKillWait)
+			m.log.Warn("killing what the workers left behind", "pids", kids)
+			for _, p := range kids {
+				unix.Kill(p, sig)
+			}
+		} else if sig == unix.SIGTERM {
+			for _, p := range kids {
+				unix.Kill(p, sig)
+			}
+			sig = 0
+		}
+		m.reaper.reapAll()
+		time.Sleep(orphanPoll)
+	}
 }

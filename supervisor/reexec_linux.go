@@ -16,7 +16,8 @@ import (
 )
 
 // An in-place upgrade of the master itself (ExecMaster, "baton reload
-// --master"): the master execs its new binary, which keeps its pid — so
+// --master"), a call of its own as replacing the process image is: the
+// master execs its new binary, which keeps its pid — so
 // systemd's MainPID, a container's PID 1 and the workers' parent stay the
 // same — and passes on, in the environment variable stateEnv and as
 // descriptors without close-on-exec: the sockets, the control socket, the
@@ -57,7 +58,7 @@ type sockState struct {
 type genState struct {
 	N          int       `json:"n"`
 	PID        int       `json:"pid"`
-	State      string    `json:"state"`
+	State      State     `json:"state"`
 	Started    time.Time `json:"started"`
 	ReadyAt    time.Time `json:"ready_at"`
 	Draining   time.Time `json:"draining"`
@@ -67,48 +68,69 @@ type genState struct {
 	NotifyPath string    `json:"notify_path"`
 }
 
-type execReq struct {
-	answer *net.UnixConn // answered by the new image; nil from ExecMaster
-	reply  chan error
-}
+// trialTimeout bounds the trial run of the master's new binary: the
+// Go runtime's start and one exec of /bin/true take milliseconds; a
+// binary that has not finished in 10s is broken or hangs, and would not
+// adopt the state either.
+const trialTimeout = 10 * time.Second
 
-// ExecMaster replaces the master's program with Config.Executable, in
-// place: same pid, same sockets, same workers. It does not return when it
-// succeeds; it returns an error, and the master goes on as it was, when a
-// reload is under way, the master is stopping, or the new binary does not
-// run.
-func (m *Master) ExecMaster() error {
-	reply := make(chan error, 1)
-	select {
-	case m.events <- execReq{reply: reply}:
-	case <-m.done:
-		return ErrStopped
-	}
-	return <-reply
-}
-
-// execMaster is ExecMaster in the run loop.
-func (m *Master) execMaster(req execReq) error {
+// execRefusal says why the master cannot exec itself now, or nil.
+func (m *Master) execRefusal() error {
 	switch {
 	case m.stopping:
 		return ErrStopped
-	case m.pending != nil:
+	case m.pending != nil, m.tailing > 0:
+		// tailing: a reload that failed has not answered yet.
 		return ErrReloadInProgress
 	case m.current == nil:
-		return errors.New("supervisor: no generation serves: the crashed worker is being restarted")
+		return ErrNotServing
 	}
-	if err := m.checkExecutable(); err != nil {
-		return err
+	return nil
+}
+
+// beginExec is ExecMaster in the run loop: the trial run of the new
+// binary happens off the loop, and ends with a trialEvent.
+func (m *Master) beginExec(req execReq) {
+	if err := m.execRefusal(); err != nil {
+		req.reply <- err
+		return
 	}
+	go func() { m.send(trialEvent{req, m.checkExecutable()}) }()
+}
+
+// endExec follows the trial run: unless it failed, or the master's state
+// changed meanwhile so that it may not exec now, it execs the new binary.
+// It returns only if that failed.
+func (m *Master) endExec(req execReq, trial error) {
+	if trial == nil {
+		trial = m.execRefusal()
+	}
+	if trial != nil {
+		req.reply <- trial
+		return
+	}
+	req.reply <- m.execMaster(req)
+}
+
+// execMaster hands the state over and execs the new binary. It returns
+// only if it could not.
+func (m *Master) execMaster(req execReq) error {
 	// From here, exits are only queued: handle those the reaper had
 	// already taken, then write down who lives.
 	m.reaper.stop()
+	var later []event
+	defer func() {
+		// Back on the loop, if the exec failed: what came meanwhile.
+		for _, e := range later {
+			e.apply(m)
+		}
+	}()
 	for len(m.events) > 0 {
 		e := <-m.events
 		if _, ok := e.(exitEvent); ok {
-			m.handle(e)
+			e.apply(m)
 		} else {
-			defer func() { m.events <- e }() // for the loop, after this
+			later = append(later, e)
 		}
 	}
 	if m.stopping {
@@ -179,7 +201,8 @@ func (m *Master) restartReaper() *reaper {
 }
 
 // checkExecutable runs the new binary as a trampoline for /bin/true: it
-// must start and exit 0 within 10s.
+// must start and exit 0 within trialTimeout. It waits: call it off the
+// run loop.
 func (m *Master) checkExecutable() error {
 	truePath, err := exec.LookPath("true")
 	if err != nil {
@@ -202,9 +225,9 @@ func (m *Master) checkExecutable() error {
 			return fmt.Errorf("supervisor: the new binary %s does not run: %s", m.cfg.Executable, describe(ws))
 		}
 		return nil
-	case <-time.After(10 * time.Second):
+	case <-time.After(trialTimeout):
 		unix.Kill(pid, unix.SIGKILL)
-		return fmt.Errorf("supervisor: the new binary %s did not finish a trial run within 10s", m.cfg.Executable)
+		return fmt.Errorf("supervisor: the new binary %s did not finish a trial run within %v", m.cfg.Executable, trialTimeout)
 	}
 }
 
@@ -252,7 +275,7 @@ func (m *Master) adoptState(js string) error {
 		}
 	}
 	if m.cfg.Ready == ReadyTCP && m.probeTo == "" {
-		return errors.New("supervisor: ready check tcp: no TCP listener to probe")
+		return errNoTCPProbe
 	}
 	return m.makeEnv()
 }
@@ -305,7 +328,7 @@ func (m *Master) resume() {
 		f := os.NewFile(uintptr(st.Answer), "answer")
 		if c, err := net.FileConn(f); err == nil {
 			status := m.status()
-			c.SetWriteDeadline(time.Now().Add(10 * time.Second))
+			c.SetWriteDeadline(time.Now().Add(controlIOTimeout))
 			c.Write(encodeLine(Response{OK: true, Status: &status}))
 			c.Close()
 		}
