@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/batonhq/baton/supervisor"
 )
 
 // As PID 1 of a new pid namespace (a container's init), the master reaps
@@ -28,7 +30,7 @@ func TestPID1(t *testing.T) {
 	// The worker leaves two daemons behind, reparented to the master: one
 	// that exits soon (and must be reaped) and one that runs on (and must
 	// be stopped with everything else).
-	worker := []string{"/bin/sh", "-c", `sh -c "sleep 0.2 & sleep 600 &"; exec "$0"`, os.Args[0]}
+	worker := []string{"/bin/sh", "-c", `sh -c "sleep 0.2 & sleep 600 &"; exec "$0" lfds`, testBin}
 	m := startMaster(t, []string{unshare, "--pid", "--fork", "--mount-proc", "--kill-child"},
 		[]string{"--listen", "tcp://" + addr, "--ready", "tcp", "--drain-timeout", "5s"}, worker, env)
 	st, err := m.status()
@@ -78,8 +80,8 @@ func TestPID1(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if out, err := exec.Command(batonBin, "reload", "--master", "--json", "--control", m.control).CombinedOutput(); err != nil {
-		t.Fatalf("baton reload --master as PID 1: %v\n%s", err, out)
+	if code, out := m.call(supervisor.CmdExec); code != 0 {
+		t.Fatalf("exec-master as PID 1: exit %d\n%s", code, out)
 	}
 	after, err := m.status()
 	if err != nil {
