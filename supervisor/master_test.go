@@ -24,6 +24,14 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	// This test binary is a program built with package supervisor, as
+	// its documentation asks: the trampoline of the masters the examples
+	// start in this process (the tests' masters run as proctest's helper,
+	// which does the same).
+	if len(os.Args) > 1 && os.Args[1] == supervisor.WorkerCommand {
+		fmt.Fprintln(os.Stderr, supervisor.ExecWorker(os.Args[2:]))
+		os.Exit(127)
+	}
 	// Absolute: the tests start it from other directories, and copy it.
 	testBin, _ = filepath.Abs(os.Args[0])
 	proctest.Main(m)
