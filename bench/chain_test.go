@@ -4,7 +4,6 @@ package bench
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -15,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/batonhq/baton/internal/environ"
+	"github.com/batonhq/baton/internal/procfs"
 	"golang.org/x/sys/unix"
 )
 
@@ -91,15 +92,7 @@ func startProgram(tb testing.TB, path string, args, env []string, stderr *os.Fil
 // helperEnv is our environment for helper, without anything that would make
 // the helper believe it was started by an upgrade.
 func helperEnv(helper string, extra []string) []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		k, _, _ := strings.Cut(kv, "=")
-		switch k {
-		case envHelper, envLib, envSockets, envOwner, envDrain, envAddr, envReadyFD, "BATON_HANDOFF", "TABLEFLIP_HAS_PARENT_7DIU3":
-			continue
-		}
-		env = append(env, kv)
-	}
+	env := environ.Without(os.Environ(), envHelper, envLib, envSockets, envOwner, envDrain, envAddr, envReadyFD, "BATON_HANDOFF", "TABLEFLIP_HAS_PARENT_7DIU3")
 	env = append(env, envHelper+"="+helper, envOwner+"="+strconv.Itoa(os.Getpid()))
 	return append(env, extra...)
 }
@@ -247,45 +240,17 @@ func describe(ws unix.WaitStatus) string {
 // children returns the pids whose parent is pid, with their states.
 func children(pid int) map[int]string {
 	out := map[int]string{}
-	ents, _ := os.ReadDir("/proc")
-	for _, e := range ents {
-		c, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
-		if err != nil {
-			continue
-		}
-		// The command is in parentheses and may contain spaces.
-		i := bytes.LastIndexByte(b, ')')
-		if i < 0 {
-			continue
-		}
-		f := strings.Fields(string(b[i+1:]))
-		if len(f) < 2 {
-			continue
-		}
-		if ppid, _ := strconv.Atoi(f[1]); ppid == pid {
-			out[c] = f[0]
-		}
+	kids, _ := procfs.Children(pid)
+	for _, k := range kids {
+		out[k.PID] = string(k.State)
 	}
 	return out
 }
 
 // vmRSS returns the resident set size of pid in bytes.
 func vmRSS(pid int) (int64, error) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
-	if err != nil {
-		return 0, err
-	}
-	for l := range strings.Lines(string(b)) {
-		if v, ok := strings.CutPrefix(l, "VmRSS:"); ok {
-			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-			return kb << 10, err
-		}
-	}
-	return 0, fmt.Errorf("no VmRSS in /proc/%d/status", pid)
+	kib, err := procfs.VmRSS(pid)
+	return kib << 10, err
 }
 
 // word is the first word of a helper's line.

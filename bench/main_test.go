@@ -8,7 +8,7 @@ import (
 	"syscall"
 	"testing"
 
-	"golang.org/x/sys/unix"
+	"github.com/batonhq/baton/internal/reaper"
 )
 
 // envHelper names the helper a re-executed test binary runs. It must stay
@@ -34,8 +34,8 @@ func TestMain(m *testing.M) {
 	}
 	// Generations orphaned by their predecessor's exit are reparented to
 	// us rather than to init, so we can reap them and see any that linger.
-	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
-		fmt.Fprintf(os.Stderr, "bench: PR_SET_CHILD_SUBREAPER: %v\n", err)
+	if err := reaper.BecomeSubreaper(); err != nil {
+		fmt.Fprintf(os.Stderr, "bench: %v\n", err)
 		os.Exit(2)
 	}
 	raiseNofile()

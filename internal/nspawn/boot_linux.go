@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/batonhq/baton/internal/procfs"
 	"golang.org/x/sys/unix"
 )
 
@@ -227,9 +228,10 @@ func (c *Container) waitBooted(deadline time.Time) error {
 		if time.Now().After(deadline) {
 			return fmt.Errorf("no systemd under nspawn (pid %d) within the boot timeout", nspawn)
 		}
-		for _, pid := range children(nspawn) {
-			if comm(pid) == "systemd" {
-				c.PID = pid
+		kids, _ := procfs.Children(nspawn)
+		for _, k := range kids {
+			if k.Comm == "systemd" {
+				c.PID = k.PID
 			}
 		}
 		time.Sleep(poll)
@@ -493,25 +495,10 @@ func removeUnheldLock(path string) error {
 	return nil
 }
 
-// children returns the children of pid, from /proc.
-func children(pid int) []int {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid, pid))
-	if err != nil {
-		return nil
-	}
-	var pids []int
-	for _, f := range strings.Fields(string(b)) {
-		if c, err := strconv.Atoi(f); err == nil {
-			pids = append(pids, c)
-		}
-	}
-	return pids
-}
-
 // comm returns the command name of pid, or "".
 func comm(pid int) string {
-	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
-	return strings.TrimSpace(string(b))
+	st, _ := procfs.ReadStat(pid)
+	return st.Comm
 }
 
 // describe lists pids with their command names.

@@ -3,14 +3,13 @@
 package nspawn
 
 import (
-	"bytes"
-	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/batonhq/baton/internal/procfs"
 	"golang.org/x/sys/unix"
 )
 
@@ -55,16 +54,11 @@ func TestShutdownAfterKill(t *testing.T) {
 // state returns the one-letter state of pid ("R", "S", "Z", …), or "" if
 // there is no such process.
 func state(pid int) string {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	st, err := procfs.ReadStat(pid)
 	if err != nil {
 		return ""
 	}
-	// The command name is in parentheses and may contain spaces.
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 || i+2 >= len(b) {
-		return ""
-	}
-	return string(b[i+2])
+	return string(st.State)
 }
 
 // A failed debootstrap can leave /proc, /sys or a bind of the host's /dev

@@ -9,19 +9,18 @@ package proctest
 
 import (
 	"bufio"
-	"bytes"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/batonhq/baton/internal/procfs"
+	"github.com/batonhq/baton/internal/reaper"
 	"golang.org/x/sys/unix"
 )
 
@@ -47,8 +46,8 @@ func Main(m *testing.M) {
 		f()
 		os.Exit(0)
 	}
-	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
-		fmt.Fprintf(os.Stderr, "proctest: PR_SET_CHILD_SUBREAPER: %v\n", err)
+	if err := reaper.BecomeSubreaper(); err != nil {
+		fmt.Fprintf(os.Stderr, "proctest: %v\n", err)
 		os.Exit(2)
 	}
 	os.Exit(m.Run())
@@ -192,90 +191,54 @@ func Field(line, key string) string {
 // State returns the one-letter state of pid from /proc ("R", "S", "Z", …),
 // or "" if there is no such process.
 func State(pid int) string {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	st, err := procfs.ReadStat(pid)
 	if err != nil {
 		return ""
 	}
-	// The command name is in parentheses and may contain spaces.
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 || i+2 >= len(b) {
-		return ""
-	}
-	return string(b[i+2])
+	return string(st.State)
 }
 
 // Alive reports whether pid runs: it exists and is not a zombie. (kill -0
 // succeeds on zombies, which linger until their parent reaps them.)
-func Alive(pid int) bool {
-	s := State(pid)
-	return s != "" && s != "Z" && s != "X"
-}
+func Alive(pid int) bool { return procfs.Alive(pid) }
 
 // Parent returns the parent pid of pid, or 0.
 func Parent(pid int) int {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	st, err := procfs.ReadStat(pid)
 	if err != nil {
 		return 0
 	}
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return 0
-	}
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 2 {
-		return 0
-	}
-	ppid, _ := strconv.Atoi(f[1])
-	return ppid
+	return st.PPID
 }
 
 // Children returns the pids whose parent is pid, with their states.
 func Children(pid int) map[int]string {
 	out := map[int]string{}
-	ents, _ := os.ReadDir("/proc")
-	for _, e := range ents {
-		c, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		if Parent(c) == pid {
-			out[c] = State(c)
-		}
+	kids, _ := procfs.Children(pid)
+	for _, k := range kids {
+		out[k.PID] = string(k.State)
 	}
 	return out
 }
 
 // FdCount returns how many descriptors pid has open, or -1.
 func FdCount(pid int) int {
-	ents, err := os.ReadDir("/proc/" + strconv.Itoa(pid) + "/fd")
+	n, err := procfs.FDCount(pid)
 	if err != nil {
 		return -1
 	}
-	return len(ents)
+	return n
 }
 
 // Reap waits up to d for pid to exit and, if it is our child (an orphaned
 // generation adopted by this subreaper), reaps it. It returns an error if
-// pid still runs after d; the caller decides whether to kill it.
+// pid still runs after d (its state then in the error); the caller decides
+// whether to kill it.
 func Reap(pid int, d time.Duration) error {
-	deadline := time.Now().Add(d)
-	for {
-		var ws unix.WaitStatus
-		wpid, err := unix.Wait4(pid, &ws, unix.WNOHANG, nil)
-		switch {
-		case wpid == pid:
-			return nil
-		case errors.Is(err, unix.ECHILD):
-			// Not ours: someone else reaps it. Done once it is gone.
-			if !Alive(pid) {
-				return nil
-			}
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("pid %d still running after %v (state %q)", pid, d, State(pid))
-		}
-		time.Sleep(10 * time.Millisecond)
+	if err := reaper.Await(pid, d); err != nil {
+		return fmt.Errorf("%w (state %q)", err, State(pid))
 	}
+	return nil
 }
 
 // Track makes the test fail unless pid has exited within d of the test's

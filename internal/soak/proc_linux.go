@@ -1,14 +1,14 @@
 package soak
 
 import (
-	"bufio"
-	"bytes"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
-	"strconv"
+	"slices"
 	"strings"
 
+	"github.com/batonhq/baton/internal/procfs"
 	"golang.org/x/sys/unix"
 )
 
@@ -34,18 +34,13 @@ func Measure(pid int) (Sample, error) {
 		return Sample{}, os.NewSyscallError("pidfd_open", err)
 	}
 	defer unix.Close(pidfd)
-	dir := "/proc/" + strconv.Itoa(pid)
-	ents, err := os.ReadDir(dir + "/fd")
+	links, err := procfs.FDLinks(pid)
 	if err != nil {
 		return Sample{}, err
 	}
 	var s Sample
-	for _, e := range ents {
-		target, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		link, _ := os.Readlink(dir + "/fd/" + e.Name())
+	for _, target := range slices.Sorted(maps.Keys(links)) {
+		link := links[target]
 		fd, err := unix.PidfdGetfd(pidfd, target, 0)
 		if errors.Is(err, unix.EBADF) {
 			continue // closed since the listing
@@ -65,12 +60,8 @@ func Measure(pid int) (Sample, error) {
 		}
 		s.Others = append(s.Others, link)
 	}
-	status, err := os.ReadFile(dir + "/status")
-	if err != nil {
-		return Sample{}, err
-	}
-	if s.RSSKiB, err = ParseVmRSS(status); err != nil {
-		return Sample{}, fmt.Errorf("%s/status: %w", dir, err)
+	if s.RSSKiB, err = procfs.VmRSS(pid); err != nil {
+		return Sample{}, fmt.Errorf("/proc/%d/status: %w", pid, err)
 	}
 	return s, nil
 }
@@ -82,28 +73,4 @@ func tcpConn(fd int) bool {
 	acc, err3 := unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_ACCEPTCONN)
 	return err1 == nil && err2 == nil && err3 == nil &&
 		(domain == unix.AF_INET || domain == unix.AF_INET6) && proto == unix.IPPROTO_TCP && acc == 0
-}
-
-// ParseVmRSS returns the VmRSS line of /proc/PID/status, in KiB.
-func ParseVmRSS(status []byte) (int64, error) {
-	sc := bufio.NewScanner(bytes.NewReader(status))
-	for sc.Scan() {
-		v, ok := strings.CutPrefix(sc.Text(), "VmRSS:")
-		if !ok {
-			continue
-		}
-		f := strings.Fields(v)
-		if len(f) != 2 || f[1] != "kB" {
-			return 0, fmt.Errorf("VmRSS line %q: want <number> kB", sc.Text())
-		}
-		n, err := strconv.ParseInt(f[0], 10, 64)
-		if err != nil || n < 0 {
-			return 0, fmt.Errorf("VmRSS line %q: want <number> kB", sc.Text())
-		}
-		return n, nil
-	}
-	if err := sc.Err(); err != nil {
-		return 0, err
-	}
-	return 0, errors.New("no VmRSS line")
 }

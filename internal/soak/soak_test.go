@@ -372,24 +372,3 @@ func (s *soak) checkFlat(t *testing.T) {
 		}
 	}
 }
-
-// FuzzParseVmRSS reads /proc/PID/status: a VmRSS line written as the
-// kernel writes it gives back its number, and nothing negative is ever
-// accepted.
-func FuzzParseVmRSS(f *testing.F) {
-	f.Add([]byte("Name:\tsoak.test\nVmPeak:\t 1000 kB\nVmRSS:\t   12345 kB\nThreads:\t7\n"), int64(12345))
-	f.Add([]byte("VmRSS:\t0 kB"), int64(0))
-	f.Add([]byte("VmRSS: -1 kB\n"), int64(1))
-	f.Add([]byte("VmRSS:\t12 MB\n"), int64(1<<40))
-	f.Add([]byte("Name:\tx\n"), int64(9223372036854775807))
-	f.Fuzz(func(t *testing.T, status []byte, kib int64) {
-		if v, err := ParseVmRSS(status); err == nil && v < 0 {
-			t.Fatalf("ParseVmRSS(%q) = %d", status, v)
-		}
-		kib &= 1<<62 - 1
-		line := fmt.Appendf(nil, "Name:\tdemo-server\nVmHWM:\t%8d kB\nVmRSS:\t%8d kB\nRssAnon:\t1 kB\n", kib+1, kib)
-		if v, err := ParseVmRSS(line); err != nil || v != kib {
-			t.Fatalf("ParseVmRSS(%q) = %d, %v; want %d", line, v, err, kib)
-		}
-	})
-}

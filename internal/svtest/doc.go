@@ -38,7 +38,8 @@
 // # Status files
 //
 // Each supervisor keeps a binary supervise/status in the service
-// directory; ParseStatus decodes the three layouts (see status.go),
+// directory; ParseStatus decodes the three layouts (with package
+// internal/svstatus, which the library uses too),
 // verified against svstat, sv status and s6-svstat. The status is the
 // supervisor's view: the pid it tracks, whether that process runs, and
 // whether the supervisor wants it up, that is, whether it starts ./run

@@ -3,8 +3,6 @@
 package svtest
 
 import (
-	"bytes"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -13,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/batonhq/baton/internal/procfs"
+	"github.com/batonhq/baton/internal/reaper"
 	"golang.org/x/sys/unix"
 )
 
@@ -28,8 +28,8 @@ import (
 // in a container or a sandbox that may be a program that reaps late (by
 // seconds, on the machine these tests were written on) or never.
 func BecomeSubreaper() error {
-	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
-		return fmt.Errorf("svtest: PR_SET_CHILD_SUBREAPER: %w", err)
+	if err := reaper.BecomeSubreaper(); err != nil {
+		return fmt.Errorf("svtest: %w", err)
 	}
 	return nil
 }
@@ -55,15 +55,12 @@ func (p Process) Zombie() bool { return p.State == "Z" || p.State == "X" }
 
 // readProcess reads /proc/PID, or returns false if the process is gone.
 func readProcess(pid int) (Process, bool) {
-	dir := "/proc/" + strconv.Itoa(pid)
-	b, err := os.ReadFile(dir + "/stat")
+	st, err := procfs.ReadStat(pid)
 	if err != nil {
 		return Process{}, false
 	}
-	p, ok := parseStat(b)
-	if !ok || p.PID != pid {
-		return Process{}, false
-	}
+	p := Process{PID: st.PID, PPID: st.PPID, State: string(st.State), Comm: st.Comm}
+	dir := "/proc/" + strconv.Itoa(pid)
 	if c, err := os.ReadFile(dir + "/cmdline"); err == nil {
 		p.Cmdline = strings.TrimSpace(strings.ReplaceAll(string(c), "\x00", " "))
 	}
@@ -72,38 +69,14 @@ func readProcess(pid int) (Process, bool) {
 	return p, true
 }
 
-// parseStat decodes the fields of /proc/PID/stat that Process holds.
-func parseStat(b []byte) (Process, bool) {
-	// "pid (comm) state ppid …": comm may hold spaces and parentheses,
-	// so it ends at the last ')'.
-	open, end := bytes.IndexByte(b, '('), bytes.LastIndexByte(b, ')')
-	if open < 0 || end < open {
-		return Process{}, false
-	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(b[:open])))
-	if err != nil {
-		return Process{}, false
-	}
-	f := strings.Fields(string(b[end+1:]))
-	if len(f) < 2 {
-		return Process{}, false
-	}
-	ppid, err := strconv.Atoi(f[1])
-	if err != nil {
-		return Process{}, false
-	}
-	return Process{PID: pid, PPID: ppid, State: f[0], Comm: string(b[open+1 : end])}, true
-}
-
 // processes returns every process but this one for which keep is true.
 // Processes that exit while /proc is read are left out.
 func processes(keep func(Process) bool) []Process {
-	ents, _ := os.ReadDir("/proc")
+	pids, _ := procfs.Pids()
 	var ps []Process
 	self := os.Getpid()
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil || pid == self {
+	for _, pid := range pids {
+		if pid == self {
 			continue
 		}
 		if p, ok := readProcess(pid); ok && keep(p) {
@@ -136,24 +109,7 @@ func ZombieChildren(parents []int, comms ...string) []Process {
 
 // FDs returns what each open descriptor of process pid refers to, by
 // number: "socket:[1234]", "/dev/null", "anon_inode:[eventpoll]", ….
-func FDs(pid int) (map[int]string, error) {
-	dir := "/proc/" + strconv.Itoa(pid) + "/fd"
-	ents, err := os.ReadDir(dir)
-	if err != nil {
-		return nil, err
-	}
-	fds := make(map[int]string, len(ents))
-	for _, e := range ents {
-		n, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		if l, err := os.Readlink(dir + "/" + e.Name()); err == nil {
-			fds[n] = l
-		}
-	}
-	return fds, nil
-}
+func FDs(pid int) (map[int]string, error) { return procfs.FDLinks(pid) }
 
 // processesUnder returns the processes that work in dir or below it, or
 // whose command line names a path in it: a supervisor of a service in
@@ -177,8 +133,7 @@ func reapAdopted(comms map[string]bool) []Process {
 	self := os.Getpid()
 	zombies := processes(func(p Process) bool { return p.PPID == self && p.Zombie() && comms[p.Comm] })
 	for _, p := range zombies {
-		var ws unix.WaitStatus
-		unix.Wait4(p.PID, &ws, unix.WNOHANG, nil)
+		reaper.Await(p.PID, 0) // a zombie: reaped at the first wait4
 	}
 	return zombies
 }
@@ -191,22 +146,10 @@ func killAndReap(ps []Process, d time.Duration) error {
 	}
 	deadline := time.Now().Add(d)
 	for _, p := range ps {
-		for {
-			var ws unix.WaitStatus
-			wpid, err := unix.Wait4(p.PID, &ws, unix.WNOHANG, nil)
-			if wpid == p.PID {
-				break
-			}
-			if errors.Is(err, unix.ECHILD) {
-				// Not ours: its parent reaps it. Done once it is gone.
-				if q, ok := readProcess(p.PID); !ok || q.Zombie() && q.PPID != os.Getpid() {
-					break
-				}
-			}
-			if time.Now().After(deadline) {
-				return fmt.Errorf("svtest: pid %d survived SIGKILL for %v", p.PID, d)
-			}
-			time.Sleep(10 * time.Millisecond)
+		// Ours (adopted) are reaped; another's are done once gone or a
+		// zombie its parent will reap.
+		if err := reaper.Await(p.PID, time.Until(deadline)); err != nil {
+			return fmt.Errorf("svtest: pid %d survived SIGKILL for %v", p.PID, d)
 		}
 	}
 	return nil

@@ -128,24 +128,3 @@ func TestParseStatusRejects(t *testing.T) {
 		})
 	}
 }
-
-// FuzzParseStatus checks that no input panics and that whatever decodes
-// is consistent: a pid exactly when up.
-func FuzzParseStatus(f *testing.F) {
-	f.Add("daemontools", []byte("@\x00\x00\x00k\x01\x06!\x07y\xe3\x14\x951\x00\x00\x00u"))
-	f.Add("runit", []byte("@\x00\x00\x00k\x01\x06!\x07\x9c8$\x971\x00\x00\x00u\x00\x01"))
-	f.Add("s6", make([]byte, s6StatusLen))
-	f.Add("s6", make([]byte, s6PgidStatusLen))
-	f.Fuzz(func(t *testing.T, kind string, b []byte) {
-		s, err := ParseStatus(Kind(kind), b)
-		if err != nil {
-			return
-		}
-		if s.Up != (s.PID > 0) {
-			t.Errorf("ParseStatus(%s, %x) = %+v: a pid must be set exactly when up", kind, b, s)
-		}
-		if s.Ready && !s.Up {
-			t.Errorf("ParseStatus(%s, %x) = %+v: ready but not up", kind, b, s)
-		}
-	})
-}

@@ -182,14 +182,3 @@ func TestWriteRunQuotes(t *testing.T) {
 		}
 	}
 }
-
-func TestParseStat(t *testing.T) {
-	p, ok := parseStat([]byte("4242 (a) b (c)) Z 17 4242 4242 0 -1 4194560 0"))
-	want := Process{PID: 4242, PPID: 17, State: "Z", Comm: "a) b (c)"}
-	if !ok || p != want {
-		t.Errorf("parseStat = %+v, %v; want %+v", p, ok, want)
-	}
-	if _, ok := parseStat([]byte("garbage")); ok {
-		t.Error("parseStat(garbage) succeeded")
-	}
-}
