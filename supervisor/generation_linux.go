@@ -6,13 +6,13 @@ import (
 	"io"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
 
+	"github.com/batonhq/baton/internal/exepath"
 	"golang.org/x/sys/unix"
 )
 
@@ -73,14 +73,14 @@ func (r *ring) lines(n int) []string {
 // sockets at 3 and up, a pipe as stderr and a private NOTIFY_SOCKET.
 // onExit is called from the reaper when it exits.
 func (m *Master) start(g *generation, onExit func(syscall.WaitStatus)) error {
-	path, err := exec.LookPath(m.cfg.Program)
+	// Looked up at each start: a new binary installed under the same
+	// name is what a reload runs.
+	path, err := exepath.Resolve(m.cfg.Program, "")
+	if err == nil {
+		err = exepath.Check(path)
+	}
 	if err != nil {
 		return err
-	}
-	if !filepath.IsAbs(path) {
-		if path, err = filepath.Abs(path); err != nil {
-			return err
-		}
 	}
 	g.notifyPath = filepath.Join(m.runDir, fmt.Sprintf("notify-%d.sock", g.n))
 	os.Remove(g.notifyPath)
@@ -110,7 +110,7 @@ func (m *Master) start(g *generation, onExit func(syscall.WaitStatus)) error {
 		Sys:   &syscall.SysProcAttr{},
 	}
 	g.started = time.Now()
-	pid, err := m.reaper.spawn(func() (int, error) {
+	pid, err := m.reaper.Spawn(func() (int, error) {
 		pid, _, err := syscall.StartProcess(m.cfg.Trampoline, argv, attr)
 		return pid, err
 	}, onExit)

@@ -9,6 +9,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/batonhq/baton/internal/procfs"
+	"github.com/batonhq/baton/internal/reaper"
 	"golang.org/x/sys/unix"
 )
 
@@ -144,14 +146,14 @@ func (m *Master) Run(ctx context.Context) error {
 	if m.started.IsZero() {
 		m.started = time.Now()
 	}
-	if err := becomeSubreaper(); err != nil {
+	if err := reaper.BecomeSubreaper(); err != nil {
 		m.log.Warn("cannot become a child subreaper: orphans of the workers will not be reaped here", "err", err)
 	}
-	m.reaper = newReaper(m.log)
+	m.reaper = m.newReaper()
 	if m.adopted != nil {
 		m.resume()
 	} else {
-		m.reaper.start()
+		m.reaper.Start()
 		go m.serveControl(m.ctl)
 		m.notify.Status("starting")
 		m.beginGeneration(nil)
@@ -167,7 +169,7 @@ func (m *Master) Run(ctx context.Context) error {
 		}
 	}
 	m.reapOrphans()
-	m.reaper.stop()
+	m.reaper.Stop()
 	m.lastStat = m.status()
 	m.lastStat.State = StateStopped
 	m.closeAll()
@@ -340,7 +342,7 @@ func (m *Master) timedOut(g *generation) {
 		m.log.Warn("generation not ready in time: killing it", "generation", g.n, "pid", g.pid, "timeout", m.cfg.UpgradeTimeout)
 		g.signaled = true
 		reason := "not ready within " + m.cfg.UpgradeTimeout.String()
-		if _, state := procStat(g.pid); state == "T" || state == "t" {
+		if st, err := procfs.ReadStat(g.pid); err == nil && (st.State == 'T' || st.State == 't') {
 			reason += " (it was stopped by a signal: SIGSTOP or a debugger)"
 		}
 		unix.Kill(g.pid, unix.SIGKILL)
@@ -454,7 +456,7 @@ func (m *Master) status() Status {
 		st.Generations = append(st.Generations, gs)
 	}
 	if m.reaper != nil {
-		st.Reaped = m.reaper.reaped()
+		st.Reaped = m.reaper.Orphans()
 	}
 	st.Restarts, st.DrainKills = m.restarts, m.drainKills
 	st.Goroutines = runtime.NumGoroutine()

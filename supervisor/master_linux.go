@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/batonhq/baton/internal/ownersock"
+	"github.com/batonhq/baton/internal/reaper"
 	"github.com/batonhq/baton/systemd"
 )
 
@@ -27,8 +29,8 @@ type Master struct {
 	env     []string
 	notify  *systemd.Notifier
 	runDir  string
-	ctl     *net.UnixListener
-	reaper  *reaper
+	ctl     *ownersock.Listener
+	reaper  *reaper.Reaper
 	probeTo string // host:port the probes dial
 	probeU  *url.URL
 
@@ -50,7 +52,6 @@ type Master struct {
 	exit     error
 	lastStat Status
 	adopted  *masterState // from the image that exec'd this one
-	ctlIno   uint64       // the control socket file's inode: removed only if still ours
 	tailing  int          // stderr tails being waited for, off the loop
 
 	// Crashes: a serving worker that exits by itself with a failure is

@@ -8,10 +8,12 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"strconv"
 	"syscall"
 	"time"
 
+	"github.com/batonhq/baton/internal/procfs"
 	"golang.org/x/sys/unix"
 )
 
@@ -119,7 +121,7 @@ func acceptedBy(c *net.TCPConn, pid int, stop <-chan struct{}) (bool, error) {
 			return false, err
 		}
 		if inode != 0 {
-			return holds(pid, "socket:["+strconv.FormatUint(uint64(inode), 10)+"]"), nil
+			return holds(pid, uint64(inode)), nil
 		}
 		if time.Now().After(deadline) {
 			return false, fmt.Errorf("probe connection from %v not accepted within %v", client, acceptWait)
@@ -225,31 +227,55 @@ func diagInode(b []byte) (uint32, error) {
 	}
 }
 
-// holds reports whether pid or a descendant has a descriptor linking to
-// target ("socket:[123]").
-func holds(pid int, target string) bool {
+// holds reports whether pid or a descendant has a descriptor for the
+// socket of inode.
+func holds(pid int, inode uint64) bool {
 	kids := map[int][]int{}
-	ents, _ := os.ReadDir("/proc")
-	for _, e := range ents {
-		if c, err := strconv.Atoi(e.Name()); err == nil {
-			if ppid, _ := procStat(c); ppid > 0 {
-				kids[ppid] = append(kids[ppid], c)
-			}
+	pids, _ := procfs.Pids()
+	for _, p := range pids {
+		if st, err := procfs.ReadStat(p); err == nil && st.PPID > 0 {
+			kids[st.PPID] = append(kids[st.PPID], p)
 		}
 	}
 	todo := []int{pid}
 	for len(todo) > 0 {
 		p := todo[0]
 		todo = append(todo[1:], kids[p]...)
-		dir := "/proc/" + strconv.Itoa(p) + "/fd/"
-		fds, _ := os.ReadDir(dir)
-		for _, fd := range fds {
-			if l, err := os.Readlink(dir + fd.Name()); err == nil && l == target {
-				return true
-			}
+		inodes, _ := procfs.SocketInodes(p)
+		if _, found := slices.BinarySearch(inodes, inode); found {
+			return true
 		}
 	}
 	return false
+}
+
+// connectionsOf counts the TCP connections pid holds that came from the
+// master's TCP listeners: the sockets among its descriptors whose local
+// port is a listener's. Connections of its children, and over unix
+// sockets, are not counted; -1 if the kernel would not say.
+func (m *Master) connectionsOf(pid int) int {
+	ports := map[uint16]bool{}
+	for _, s := range m.socks {
+		if _, p, err := net.SplitHostPort(s.tcp); err == nil {
+			if n, err := strconv.ParseUint(p, 10, 16); err == nil {
+				ports[uint16(n)] = true
+			}
+		}
+	}
+	inodes := map[uint32]bool{}
+	held, _ := procfs.SocketInodes(pid)
+	for _, ino := range held {
+		inodes[uint32(ino)] = true
+	}
+	if len(ports) == 0 || len(inodes) == 0 {
+		return 0
+	}
+	n, err := acceptedConns(ports, inodes)
+	if err != nil {
+		m.log.Debug("cannot count the connections of a generation", "pid", pid, "err", err)
+		return -1
+	}
+	return n
 }
 
 // acceptedConns counts the TCP connections, in any state but listening

@@ -7,11 +7,11 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"path/filepath"
-	"strings"
 	"syscall"
 	"time"
 
+	"github.com/batonhq/baton/internal/exepath"
+	"github.com/batonhq/baton/internal/ownersock"
 	"golang.org/x/sys/unix"
 )
 
@@ -117,7 +117,7 @@ func (m *Master) endExec(req execReq, trial error) {
 func (m *Master) execMaster(req execReq) error {
 	// From here, exits are only queued: handle those the reaper had
 	// already taken, then write down who lives.
-	m.reaper.stop()
+	m.reaper.Stop()
 	var later []event
 	defer func() {
 		// Back on the loop, if the exec failed: what came meanwhile.
@@ -134,11 +134,11 @@ func (m *Master) execMaster(req execReq) error {
 		}
 	}
 	if m.stopping {
-		m.reaper = m.restartReaper()
+		m.reaper.Start()
 		return errors.New("supervisor: the serving generation exited during the master's exec")
 	}
-	st := masterState{Started: m.started, Next: m.next, Reaped: m.reaper.reaped(), Answer: -1,
-		Crashes: m.crashes, Restarts: m.restarts, DrainKills: m.drainKills, ControlIno: m.ctlIno}
+	st := masterState{Started: m.started, Next: m.next, Reaped: m.reaper.Orphans(), Answer: -1,
+		Crashes: m.crashes, Restarts: m.restarts, DrainKills: m.drainKills, ControlIno: m.ctl.Inode()}
 	if m.current != nil {
 		st.Current = m.current.n
 	}
@@ -146,7 +146,7 @@ func (m *Master) execMaster(req execReq) error {
 	keep := func(fd int) int { fds = append(fds, fd); return fd }
 	var err error
 	if st.Control, err = connFd(m.ctl); err != nil {
-		m.reaper = m.restartReaper()
+		m.reaper.Start()
 		return err
 	}
 	keep(st.Control)
@@ -182,22 +182,8 @@ func (m *Master) execMaster(req execReq) error {
 	for _, fd := range fds {
 		unix.FcntlInt(uintptr(fd), unix.F_SETFD, unix.FD_CLOEXEC)
 	}
-	m.reaper = m.restartReaper()
+	m.reaper.Start()
 	return fmt.Errorf("supervisor: exec %s: %w", m.cfg.Executable, err)
-}
-
-// restartReaper replaces a stopped reaper, keeping what it tracked.
-func (m *Master) restartReaper() *reaper {
-	r := newReaper(m.log)
-	old := m.reaper
-	old.mu.Lock()
-	for pid, f := range old.tracked {
-		r.tracked[pid] = f
-	}
-	r.orphans = old.orphans
-	old.mu.Unlock()
-	r.start()
-	return r
 }
 
 // checkExecutable runs the new binary as a trampoline for /bin/true: it
@@ -209,7 +195,7 @@ func (m *Master) checkExecutable() error {
 		return fmt.Errorf("supervisor: cannot check the new binary: %w", err)
 	}
 	exited := make(chan syscall.WaitStatus, 1)
-	pid, err := m.reaper.spawn(func() (int, error) {
+	pid, err := m.reaper.Spawn(func() (int, error) {
 		pid, _, err := syscall.StartProcess(m.cfg.Executable, []string{m.cfg.Executable, WorkerCommand, truePath, "true"}, &syscall.ProcAttr{
 			Env:   m.env,
 			Files: []uintptr{0, 1, 2},
@@ -254,19 +240,17 @@ func (m *Master) adoptState(js string) error {
 	}
 	m.adopted = &st
 	m.started, m.next = st.Started, st.Next
-	m.crashes, m.restarts, m.drainKills, m.ctlIno = st.Crashes, st.Restarts, st.DrainKills, st.ControlIno
-	m.served = true    // an exec is refused unless a generation serves
-	if m.ctlIno == 0 { // from an image that did not pass it on
-		m.ctlIno = inodeAt(m.cfg.Control)
-	}
+	m.crashes, m.restarts, m.drainKills = st.Crashes, st.Restarts, st.DrainKills
+	m.served = true // an exec is refused unless a generation serves
+	// ControlIno 0: from an image that did not pass it on; the file at
+	// the path is taken as ours.
 	f := os.NewFile(uintptr(st.Control), "control")
-	ln, err := net.FileListener(f)
+	ln, err := ownersock.Adopt(f, m.cfg.Control, st.ControlIno)
 	f.Close()
 	if err != nil {
 		return fmt.Errorf("supervisor: adopting the control socket: %w", err)
 	}
-	m.ctl = ln.(*net.UnixListener)
-	m.ctl.SetUnlinkOnClose(false) // closeAll removes it
+	m.ctl = ln
 	for _, s := range st.Sockets {
 		unix.CloseOnExec(s.Fd)
 		m.socks = append(m.socks, &socket{name: s.Name, desc: s.Desc, tcp: s.TCP, unix: s.Unix, fd: s.Fd})
@@ -292,7 +276,7 @@ func (m *Master) resume() {
 		if g.n == st.Current {
 			m.current = g
 		}
-		m.reaper.adopt(g.pid, func(ws syscall.WaitStatus) { m.send(exitEvent{g, ws}) })
+		m.reaper.Track(g.pid, func(ws syscall.WaitStatus) { m.send(exitEvent{g, ws}) })
 		var pipe *os.File
 		if gs.Stderr >= 0 {
 			unix.CloseOnExec(gs.Stderr)
@@ -316,8 +300,8 @@ func (m *Master) resume() {
 			g.timer = time.AfterFunc(left, func() { m.send(timeoutEvent{g}) })
 		}
 	}
-	m.reaper.orphans = st.Reaped
-	m.reaper.start()
+	m.reaper.AddOrphans(st.Reaped)
+	m.reaper.Start()
 	go m.serveControl(m.ctl)
 	if m.current == nil && !m.stopping {
 		m.beginStop("no serving generation after the master's exec")
@@ -347,16 +331,10 @@ func (m *Master) statusText() string {
 // defaultExecutable is what the master execs itself into: os.Args[0] as
 // it was resolved when the master started — against the working
 // directory, or in PATH — with symlinks kept, so that a
-// "current -> releases/N" layout runs the release current points at then.
+// "current -> releases/N" layout runs the release current points at then;
+// the running binary if that file is gone. Whether it runs is for the
+// trial run of ExecMaster to say.
 func defaultExecutable() string {
-	arg0 := os.Args[0]
-	if !strings.Contains(arg0, "/") {
-		if p, err := exec.LookPath(arg0); err == nil {
-			arg0 = p
-		}
-	}
-	if p, err := filepath.Abs(arg0); err == nil {
-		return p
-	}
-	return "/proc/self/exe"
+	p, _ := exepath.Self("")
+	return p
 }

@@ -6,9 +6,10 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"syscall"
 	"time"
+
+	"github.com/batonhq/baton/internal/environ"
 )
 
 // Defaults for Config fields left at their zero value.
@@ -234,16 +235,10 @@ func describe(ws syscall.WaitStatus) string {
 	return "ended"
 }
 
+// masterOnly names the environment variables meant for the master
+// itself, never for its workers: its own state across an exec, systemd's
+// notification socket, socket activation and watchdog.
+var masterOnly = []string{stateEnv, "NOTIFY_SOCKET", "LISTEN_PID", "LISTEN_PIDFDID", "LISTEN_FDS", "LISTEN_FDNAMES", "WATCHDOG_USEC", "WATCHDOG_PID"}
+
 // cleanEnv returns env without the variables meant for the master itself.
-func cleanEnv(env []string) []string {
-	out := make([]string, 0, len(env))
-	for _, kv := range env {
-		k, _, _ := strings.Cut(kv, "=")
-		switch k {
-		case stateEnv, "NOTIFY_SOCKET", "LISTEN_PID", "LISTEN_PIDFDID", "LISTEN_FDS", "LISTEN_FDNAMES", "WATCHDOG_USEC", "WATCHDOG_PID":
-			continue
-		}
-		out = append(out, kv)
-	}
-	return out
-}
+func cleanEnv(env []string) []string { return environ.Without(env, masterOnly...) }

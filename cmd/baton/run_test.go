@@ -35,7 +35,15 @@ func init() {
 	})
 }
 
-func TestMain(m *testing.M) { proctest.Main(m) }
+func TestMain(m *testing.M) {
+	// The processes this test binary plays exit at once under the race
+	// detector, which otherwise sleeps a second at exit (GORACE
+	// atexit_sleep_ms): a worker would outlive a short drain timeout.
+	if !strings.Contains(os.Getenv("GORACE"), "atexit_sleep_ms") {
+		os.Setenv("GORACE", strings.TrimSpace(os.Getenv("GORACE")+" atexit_sleep_ms=0"))
+	}
+	proctest.Main(m)
+}
 
 // batonRun starts "baton run --control CONTROL ARGS..." as a process of
 // its own and waits until its first generation serves.
