@@ -3,7 +3,6 @@
 package supervisor_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -21,6 +20,7 @@ import (
 	"time"
 
 	"github.com/batonhq/baton/internal/loadgen"
+	"github.com/batonhq/baton/internal/procfs"
 	"github.com/batonhq/baton/supervisor"
 	"github.com/batonhq/baton/systemd"
 	"golang.org/x/sys/unix"
@@ -986,12 +986,10 @@ func wrapper(addr, before string) string {
 // freeSlot returns the nth lowest descriptor number pid does not use: with
 // RLIMIT_NOFILE at that plus one, it can open n more.
 func freeSlot(pid, n int) int {
-	ents, _ := os.ReadDir("/proc/" + strconv.Itoa(pid) + "/fd")
+	links, _ := procfs.FDLinks(pid)
 	used := map[int]bool{}
-	for _, e := range ents {
-		if fd, err := strconv.Atoi(e.Name()); err == nil {
-			used[fd] = true
-		}
+	for fd := range links {
+		used[fd] = true
 	}
 	fd := 0
 	for ; ; fd++ {
@@ -1004,26 +1002,19 @@ func freeSlot(pid, n int) int {
 }
 
 func parentOf(pid int) int {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	st, err := procfs.ReadStat(pid)
 	if err != nil {
 		return 0
 	}
-	i := bytes.LastIndexByte(b, ')')
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 2 {
-		return 0
-	}
-	ppid, _ := strconv.Atoi(f[1])
-	return ppid
+	return st.PPID
 }
 
 // sockets counts the sockets among pid's descriptors.
 func sockets(pid int) int {
-	dir := "/proc/" + strconv.Itoa(pid) + "/fd/"
-	ents, _ := os.ReadDir(dir)
+	links, _ := procfs.FDLinks(pid)
 	n := 0
-	for _, e := range ents {
-		if l, _ := os.Readlink(dir + e.Name()); strings.HasPrefix(l, "socket:[") {
+	for _, l := range links {
+		if _, ok := procfs.ParseSocketLink(l); ok {
 			n++
 		}
 	}

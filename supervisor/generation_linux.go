@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -76,11 +77,12 @@ func (m *Master) start(g *generation, onExit func(syscall.WaitStatus)) error {
 	// Looked up at each start: a new binary installed under the same
 	// name is what a reload runs.
 	path, err := exepath.Resolve(m.cfg.Program, "")
-	if err == nil {
-		err = exepath.Check(path)
-	}
 	if err != nil {
 		return err
+	}
+	if err := exepath.Check(path); err != nil {
+		// Worded as os/exec words it: exec: "PATH": why.
+		return &exec.Error{Name: path, Err: err}
 	}
 	g.notifyPath = filepath.Join(m.runDir, fmt.Sprintf("notify-%d.sock", g.n))
 	os.Remove(g.notifyPath)

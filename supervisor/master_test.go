@@ -6,12 +6,13 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -19,6 +20,7 @@ import (
 	"time"
 
 	"github.com/batonhq/baton/internal/loadgen"
+	"github.com/batonhq/baton/internal/procfs"
 	"github.com/batonhq/baton/internal/proctest"
 	"github.com/batonhq/baton/supervisor"
 )
@@ -237,22 +239,21 @@ func (m *master) steady() (fds, goroutines int) {
 }
 
 func fdList(pid int) string {
-	dir := "/proc/" + strconv.Itoa(pid) + "/fd/"
-	ents, _ := os.ReadDir(dir)
+	links, _ := procfs.FDLinks(pid)
+	fds := slices.Sorted(maps.Keys(links))
 	var b strings.Builder
-	for _, e := range ents {
-		l, _ := os.Readlink(dir + e.Name())
-		fmt.Fprintf(&b, "  %s -> %s\n", e.Name(), l)
+	for _, fd := range fds {
+		fmt.Fprintf(&b, "  %d -> %s\n", fd, links[fd])
 	}
 	return b.String()
 }
 
 func fdCount(pid int) int {
-	ents, err := os.ReadDir("/proc/" + strconv.Itoa(pid) + "/fd")
+	n, err := procfs.FDCount(pid)
 	if err != nil {
 		return -1
 	}
-	return len(ents)
+	return n
 }
 
 func get(addr string) (string, error) {
@@ -396,15 +397,7 @@ func latencies(ds []time.Duration) string {
 }
 
 // alive reports whether pid runs (exists and is not a zombie).
-func alive(pid int) bool {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return false
-	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	return i > 0 && i+2 < len(s) && s[i+2] != 'Z' && s[i+2] != 'X'
-}
+func alive(pid int) bool { return procfs.Alive(pid) }
 
 func readAll(resp *http.Response) string {
 	b, _ := io.ReadAll(resp.Body)

@@ -5,12 +5,12 @@ package supervisor_test
 import (
 	"os"
 	"os/exec"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/batonhq/baton/internal/procfs"
 	"github.com/batonhq/baton/supervisor"
 )
 
@@ -113,30 +113,14 @@ func TestPID1(t *testing.T) {
 // childrenOf returns the children of pid with their states.
 func childrenOf(pid int) map[int]string {
 	out := map[int]string{}
-	ents, _ := os.ReadDir("/proc")
-	for _, e := range ents {
-		c, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
-		if err != nil {
-			continue
-		}
-		s := string(b)
-		i := strings.LastIndexByte(s, ')')
-		if i < 0 {
-			continue
-		}
-		f := strings.Fields(s[i+1:])
-		if len(f) > 1 && f[1] == strconv.Itoa(pid) {
-			out[c] = f[0]
-		}
+	kids, _ := procfs.Children(pid)
+	for _, k := range kids {
+		out[k.PID] = string(k.State)
 	}
 	return out
 }
 
 func comm(pid int) string {
-	b, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/comm")
-	return strings.TrimSpace(string(b))
+	st, _ := procfs.ReadStat(pid)
+	return st.Comm
 }
