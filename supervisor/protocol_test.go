@@ -3,6 +3,8 @@ package supervisor
 import (
 	"bufio"
 	"bytes"
+	"encoding/json"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -60,6 +62,7 @@ func FuzzDecodeResponse(f *testing.F) {
 	for _, r := range []Response{
 		{OK: true},
 		{Error: "supervisor: a reload is already in progress"},
+		{Code: CodeReloadInProgress, Error: "supervisor: a reload is already in progress"},
 		{OK: true, Result: &Result{OK: true, Gen: 2, OldPID: 10, NewPID: 11, Duration: time.Second}},
 		{Result: &Result{Gen: 3, Error: "exited", Stderr: []string{"panic: x", ""}}, Error: "exited"},
 		{OK: true, Status: &Status{PID: 1, Started: started, State: "serving", Listeners: []string{"tcp://127.0.0.1:8080"},
@@ -114,4 +117,42 @@ func FuzzReadLine(f *testing.F) {
 			t.Fatalf("readLine(%q, %d) = %q, %v; want %q", b, max, line, err, b[:i])
 		}
 	})
+}
+
+// A failure travels as a code, and comes back as an error that matches
+// the sentinel it stood for; states travel as their text.
+func TestResponseCodes(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		code Code
+	}{
+		{ErrReloadInProgress, CodeReloadInProgress},
+		{ErrStopped, CodeStopped},
+		{ErrNotServing, CodeNotServing},
+		{&GenerationError{Gen: 2, Reason: "exited", Err: ErrStopped}, CodeStopped},
+		{&GenerationError{Gen: 2, Reason: "exited"}, CodeGenerationFailed},
+		{errors.New("supervisor: exec /x: permission denied"), CodeFailed},
+	} {
+		line := encodeLine(failure(tc.err))
+		resp, err := decodeResponse(line[:len(line)-1])
+		if err != nil || resp.OK || resp.Code != tc.code || resp.Error != tc.err.Error() {
+			t.Errorf("failure(%v) decodes as %+v, %v; want code %q", tc.err, resp, err, tc.code)
+			continue
+		}
+		for _, s := range []error{ErrReloadInProgress, ErrStopped, ErrNotServing} {
+			if got, want := errors.Is(resp.Err(), s), sentinels[tc.code] == s; got != want {
+				t.Errorf("errors.Is(Err() of code %q, %v) = %v; want %v", tc.code, s, got, want)
+			}
+		}
+	}
+	if err := (Response{OK: true}).Err(); err != nil {
+		t.Errorf("Err() of an OK response = %v", err)
+	}
+	if errors.Is((Response{Error: "supervisor: a reload is already in progress"}).Err(), ErrReloadInProgress) {
+		t.Error("a response without a code matches a sentinel by its text")
+	}
+	b, _ := json.Marshal(Status{State: StateServing, Generations: []GenerationStatus{{State: StateDraining}}})
+	if !bytes.Contains(b, []byte(`"state":"serving"`)) || !bytes.Contains(b, []byte(`"state":"draining"`)) {
+		t.Errorf("a Status encodes as %s; want the states as text", b)
+	}
 }
