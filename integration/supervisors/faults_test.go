@@ -3,12 +3,12 @@
 package supervisors
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/batonhq/baton/internal/loadgen"
+	"github.com/batonhq/baton/internal/procfs"
 	"github.com/batonhq/baton/internal/svtest"
 )
 
@@ -418,11 +419,12 @@ func (f *faultService) kinds(fds map[int]string) (fdKinds, error) {
 	}
 	k := fdKinds{Total: len(fds), All: fds}
 	for _, l := range fds {
+		ino, sock := procfs.ParseSocketLink(l)
 		switch {
-		case l == fmt.Sprintf("socket:[%d]", listen):
+		case sock && ino == listen:
 			k.Listeners++
 			k.Sockets++
-		case strings.HasPrefix(l, "socket:"):
+		case sock:
 			k.Sockets++
 		case strings.Contains(l, "pidfd"):
 			k.Pidfds++
@@ -452,22 +454,17 @@ func (k fdKinds) beyond(base fdKinds) []string {
 // listeningInode returns the inode of the TCP socket listening on addr,
 // from /proc/net/tcp.
 func listeningInode(addr string) (uint64, error) {
-	_, portStr, err := net.SplitHostPort(addr)
+	want, err := netip.ParseAddrPort(addr)
 	if err != nil {
 		return 0, err
 	}
-	port, _ := strconv.Atoi(portStr)
-	want := fmt.Sprintf("0100007F:%04X", port)
-	fh, err := os.Open("/proc/net/tcp")
+	socks, err := procfs.NetTCP()
 	if err != nil {
 		return 0, err
 	}
-	defer fh.Close()
-	sc := bufio.NewScanner(fh)
-	for sc.Scan() {
-		fl := strings.Fields(sc.Text())
-		if len(fl) > 9 && fl[1] == want && fl[3] == "0A" {
-			return strconv.ParseUint(fl[9], 10, 64)
+	for _, s := range socks {
+		if s.Local == want && s.State == procfs.TCPListen {
+			return s.Inode, nil
 		}
 	}
 	return 0, fmt.Errorf("no socket listens on %s in /proc/net/tcp", addr)
@@ -844,7 +841,7 @@ func waitSocket(ctx context.Context, pid int) error {
 			return fmt.Errorf("waiting for pid %d to connect: %w", pid, err)
 		}
 		for _, l := range fds {
-			if strings.HasPrefix(l, "socket:") {
+			if _, sock := procfs.ParseSocketLink(l); sock {
 				return nil
 			}
 		}

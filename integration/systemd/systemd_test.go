@@ -17,6 +17,7 @@ import (
 
 	"github.com/batonhq/baton/internal/loadgen"
 	"github.com/batonhq/baton/internal/nspawn"
+	"github.com/batonhq/baton/internal/procfs"
 )
 
 // Bounds on the waits of these tests.
@@ -579,9 +580,8 @@ func (s *service) holds(pid int, inode uint64) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	want := fmt.Sprintf("socket:[%d]", inode)
 	for _, l := range strings.Fields(out) {
-		if l == want {
+		if ino, ok := procfs.ParseSocketLink(l); ok && ino == inode {
 			return true, nil
 		}
 	}
@@ -646,13 +646,18 @@ func (s *service) stop() {
 	}
 }
 
-// parent returns the parent of pid, both in the container.
+// parent returns the parent of pid, both in the container: its
+// /proc/PID/stat is read there, and parsed here.
 func (s *service) parent(pid int) (int, error) {
-	out, err := s.c.Run("sed", "-n", `s/^PPid:[[:space:]]*//p`, fmt.Sprintf("/proc/%d/status", pid))
+	out, err := s.c.Run("cat", fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
 		return 0, err
 	}
-	return strconv.Atoi(out)
+	st, err := procfs.ParseStat([]byte(out))
+	if err != nil {
+		return 0, err
+	}
+	return st.PPID, nil
 }
 
 // checkRefused checks that nothing listens on the port any more.
@@ -706,43 +711,24 @@ func classes(f loadgen.Failures) string {
 		f.Refused, f.Reset, f.EOF, f.Timeout, f.Non200, f.Other)
 }
 
-// listeningInode returns the inode of the one TCP socket listening on
-// port, whatever its address. The container shares the host's network
+// listeningInode returns the inode of the one IPv4 TCP socket listening
+// on port, whatever its address. The container shares the host's network
 // namespace, so the host's /proc/net/tcp shows it.
 func listeningInode(port int) (uint64, error) {
-	b, err := os.ReadFile("/proc/net/tcp")
+	socks, err := procfs.NetTCP()
 	if err != nil {
 		return 0, err
 	}
-	inodes := listeners(string(b), port)
+	var inodes []uint64
+	for _, s := range socks {
+		if s.State == procfs.TCPListen && s.Local.Addr().Is4() && int(s.Local.Port()) == port {
+			inodes = append(inodes, s.Inode)
+		}
+	}
 	if len(inodes) != 1 {
 		return 0, fmt.Errorf("%d sockets listen on port %d (inodes %v); want exactly one", len(inodes), port, inodes)
 	}
 	return inodes[0], nil
-}
-
-// listeners parses /proc/net/tcp and returns the inodes of the sockets
-// listening on port.
-func listeners(procNetTCP string, port int) []uint64 {
-	const listen = "0A" // TCP_LISTEN
-	var inodes []uint64
-	for _, line := range strings.Split(procNetTCP, "\n") {
-		f := strings.Fields(line)
-		if len(f) < 10 || f[3] != listen {
-			continue
-		}
-		_, hexPort, ok := strings.Cut(f[1], ":")
-		if !ok {
-			continue
-		}
-		if p, err := strconv.ParseUint(hexPort, 16, 16); err != nil || int(p) != port {
-			continue
-		}
-		if inode, err := strconv.ParseUint(f[9], 10, 64); err == nil {
-			inodes = append(inodes, inode)
-		}
-	}
-	return inodes
 }
 
 // freePort returns a TCP port nothing on the host listens on just now.

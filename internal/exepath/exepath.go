@@ -3,7 +3,6 @@ package exepath
 import (
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -43,12 +42,13 @@ func Resolve(name, wd string) (string, error) {
 }
 
 // Self is the binary this program was started as: os.Args[0], resolved
-// with Resolve against wd, the initial working directory. If that file is
-// gone, it is the running binary (Running). Either is checked with Check;
-// the path is returned with the error, to name it.
+// with Resolve against wd, the initial working directory. If that cannot
+// be resolved or its file is gone (stat fails), it is the running binary
+// (Running). Either is checked with Check; the path is returned with the
+// error, to name it.
 func Self(wd string) (string, error) {
 	if p, err := Resolve(os.Args[0], wd); err == nil {
-		if _, err := os.Stat(p); !errors.Is(err, fs.ErrNotExist) {
+		if _, err := os.Stat(p); err == nil {
 			return p, Check(p)
 		}
 	}

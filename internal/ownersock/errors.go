@@ -29,16 +29,22 @@ type Cred struct {
 
 // PeerError refuses a peer. Err is ErrOtherUser when the peer's uid is
 // not our effective uid, or the reason its credentials could not be read.
+// Path is the socket dialed, when we dialed (Dial): the peer is then the
+// process that serves there.
 type PeerError struct {
 	Cred Cred
+	Path string
 	Err  error
 }
 
 func (e *PeerError) Error() string {
-	if errors.Is(e.Err, ErrOtherUser) {
-		return fmt.Sprintf("peer pid %d runs as uid %d, not as us (uid %d)", e.Cred.PID, e.Cred.UID, os.Geteuid())
+	switch {
+	case !errors.Is(e.Err, ErrOtherUser):
+		return "reading the peer's credentials: " + e.Err.Error()
+	case e.Path != "":
+		return fmt.Sprintf("%s is served by uid %d (pid %d), not by us (uid %d)", e.Path, e.Cred.UID, e.Cred.PID, os.Geteuid())
 	}
-	return "reading the peer's credentials: " + e.Err.Error()
+	return fmt.Sprintf("peer pid %d runs as uid %d, not as us (uid %d)", e.Cred.PID, e.Cred.UID, os.Geteuid())
 }
 
 func (e *PeerError) Unwrap() error { return e.Err }

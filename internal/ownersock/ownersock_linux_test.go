@@ -472,8 +472,10 @@ func TestDialRefusesOtherUser(t *testing.T) {
 	}
 	c, cred, err := Dial(path, 5*time.Second)
 	var pe *PeerError
-	if c != nil || !errors.As(err, &pe) || !errors.Is(err, ErrOtherUser) || cred.UID != 65534 || cred.PID != cmd.Process.Pid {
-		t.Errorf("Dial = %v, %+v, %v; want a *PeerError for uid 65534, pid %d", c, cred, err, cmd.Process.Pid)
+	if c != nil || !errors.As(err, &pe) || !errors.Is(err, ErrOtherUser) || cred.UID != 65534 || cred.PID != cmd.Process.Pid || pe.Path != path {
+		t.Errorf("Dial = %v, %+v, %v; want a *PeerError for uid 65534, pid %d, at %s", c, cred, err, cmd.Process.Pid, path)
+	} else if want := fmt.Sprintf("%s is served by uid 65534 (pid %d), not by us (uid 0)", path, cmd.Process.Pid); err.Error() != want {
+		t.Errorf("Dial's PeerError says %q; want %q", err, want)
 	}
 }
 

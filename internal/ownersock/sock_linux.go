@@ -222,7 +222,8 @@ func Dial(path string, timeout time.Duration) (*net.UnixConn, Cred, error) {
 // directory, nothing at path, or a stale socket whose listener is gone.
 // The directory must pass CheckDir (*DirError), path must be a socket
 // (*NotSocketError: a symlink is never followed), and the peer must run
-// as our uid (*PeerError; the connection is then closed).
+// as our uid (*PeerError with Path set: "PATH is served by uid N"; the
+// connection is then closed).
 func DialContext(ctx context.Context, path string) (*net.UnixConn, Cred, error) {
 	if err := CheckDir(filepath.Dir(path)); err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
@@ -251,6 +252,9 @@ func DialContext(ctx context.Context, path string) (*net.UnixConn, Cred, error) 
 	cred, err := CheckPeer(uc)
 	if err != nil {
 		uc.Close()
+		if pe, ok := err.(*PeerError); ok {
+			pe.Path = path
+		}
 		return nil, cred, err
 	}
 	return uc, cred, nil

@@ -182,3 +182,44 @@ func TestAwait(t *testing.T) {
 		t.Errorf("Await(our parent) = nil; want an error: it runs")
 	}
 }
+
+// A zombie that is not ours: Await counts it done (its parent reaps it);
+// AwaitGone waits, and when its parent exits without reaping it, it is
+// reparented here and AwaitGone reaps it.
+func TestAwaitGone(t *testing.T) {
+	// sh starts a short sleep, then becomes a longer one that never
+	// reaps it.
+	parent, err := start("/bin/sh", "-c", "sleep 0.2 & exec sleep 1")()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer Await(parent, 10*time.Second)
+	var child int
+	deadline := time.Now().Add(10 * time.Second)
+	for child == 0 || !zombie(child) {
+		if kids, _ := procfs.Children(parent); len(kids) == 1 {
+			child = kids[0].PID
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no zombie child of pid %d within 10s (child %d)", parent, child)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := Await(child, 0); err != nil {
+		t.Errorf("Await(zombie of another) = %v; want nil", err)
+	}
+	if err := AwaitGone(child, 50*time.Millisecond); err == nil {
+		t.Errorf("AwaitGone(zombie of another) = nil within 50ms; want an error while its parent lives")
+	}
+	if err := AwaitGone(child, 10*time.Second); err != nil {
+		t.Errorf("AwaitGone(zombie, reparented here) = %v", err)
+	}
+	if _, err := procfs.ReadStat(child); err == nil {
+		t.Errorf("pid %d still in /proc after AwaitGone", child)
+	}
+}
+
+func zombie(pid int) bool {
+	st, err := procfs.ReadStat(pid)
+	return err == nil && st.Zombie()
+}

@@ -31,6 +31,8 @@ func (r *Reaper) AddOrphans(n int) {}
 
 func Await(pid int, d time.Duration) error { return ErrNotSupported }
 
+func AwaitGone(pid int, d time.Duration) error { return ErrNotSupported }
+
 func BecomeSubreaper() error { return ErrNotSupported }
 
 func Children() ([]int, error) { return nil, ErrNotSupported }

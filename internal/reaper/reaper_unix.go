@@ -178,6 +178,18 @@ const awaitPoll = 10 * time.Millisecond
 // generations it caused — and must not be called for a child that
 // exec.Cmd.Wait or a Reaper waits for: it would take that exit.
 func Await(pid int, d time.Duration) error {
+	return await(pid, d, func() bool { return !running(pid) })
+}
+
+// AwaitGone is Await that waits until pid has left the process table: a
+// zombie that is not ours yet is not done, for if its parent exits
+// without reaping it, it becomes ours (we are its subreaper) and only we
+// can reap it — which AwaitGone then does.
+func AwaitGone(pid int, d time.Duration) error {
+	return await(pid, d, func() bool { return !exists(pid) })
+}
+
+func await(pid int, d time.Duration, gone func() bool) error {
 	deadline := time.Now().Add(d)
 	for {
 		var ws syscall.WaitStatus
@@ -185,11 +197,11 @@ func Await(pid int, d time.Duration) error {
 		switch {
 		case wpid == pid:
 			return nil
-		case errors.Is(err, syscall.ECHILD) && !running(pid):
+		case errors.Is(err, syscall.ECHILD) && gone():
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("reaper: pid %d still running after %v", pid, d)
+			return fmt.Errorf("reaper: pid %d still there after %v", pid, d)
 		}
 		time.Sleep(awaitPoll)
 	}

@@ -1,6 +1,8 @@
 package reaper
 
 import (
+	"errors"
+	"io/fs"
 	"os"
 
 	"github.com/batonhq/baton/internal/procfs"
@@ -25,6 +27,12 @@ func BecomeSubreaper() error {
 // running reports whether pid runs: a zombie has exited (kill(pid, 0)
 // would succeed on it).
 func running(pid int) bool { return procfs.Alive(pid) }
+
+// exists reports whether pid is in the process table, zombie or not.
+func exists(pid int) bool {
+	_, err := procfs.ReadStat(pid)
+	return !errors.Is(err, fs.ErrNotExist)
+}
 
 // Children returns the pids whose parent is this process, zombies (not
 // reaped yet) included.

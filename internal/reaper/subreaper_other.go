@@ -12,3 +12,6 @@ func BecomeSubreaper() error { return ErrNotSupported }
 func running(pid int) bool { return syscall.Kill(pid, 0) == nil }
 
 func Children() ([]int, error) { return nil, ErrNotSupported }
+
+// exists: kill(pid, 0) fails with ESRCH only once pid is reaped.
+func exists(pid int) bool { return syscall.Kill(pid, 0) != syscall.ESRCH }

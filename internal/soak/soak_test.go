@@ -21,6 +21,7 @@ import (
 	"github.com/batonhq/baton/internal/demoserver"
 	"github.com/batonhq/baton/internal/loadgen"
 	"github.com/batonhq/baton/internal/proctest"
+	"github.com/batonhq/baton/internal/reaper"
 	"golang.org/x/sys/unix"
 )
 
@@ -276,21 +277,10 @@ func (s *soak) reap(final bool) {
 // it (a generation that exits right after its successor did), it becomes
 // ours, and only we can reap it. (proctest.Reap counts it as done.)
 func reapOrphan(pid int, d time.Duration) error {
-	deadline := time.Now().Add(d)
-	for {
-		var ws unix.WaitStatus
-		wpid, err := unix.Wait4(pid, &ws, unix.WNOHANG, nil)
-		switch {
-		case wpid == pid:
-			return nil
-		case errors.Is(err, unix.ECHILD) && proctest.State(pid) == "":
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("pid %d still there after %v (state %q)", pid, d, proctest.State(pid))
-		}
-		time.Sleep(10 * time.Millisecond)
+	if err := reaper.AwaitGone(pid, d); err != nil {
+		return fmt.Errorf("%w (state %q)", err, proctest.State(pid))
 	}
+	return nil
 }
 
 // stop ends the service (SIGTERM to the serving generation), reaps every
