@@ -80,10 +80,9 @@
 // One request per connection, as a line of JSON of at most 4 KiB, one
 // response line of at most 1 MiB:
 //
-//	→ {"cmd":"reload"}   ← {"ok":true,"result":{"generation":2,"old_pid":..,"new_pid":..,"duration_ns":..}}
-//	→ {"cmd":"status"}   ← {"ok":true,"status":{"pid":..,"state":"serving","generations":[..]}}
-//	→ {"cmd":"stop"}     ← {"ok":true}, once everything has exited
-//
+//	→ {"cmd":"reload"}      ← {"ok":true,"result":{"generation":2,"old_pid":..,"new_pid":..,"duration_ns":..}}
+//	→ {"cmd":"status"}      ← {"ok":true,"status":{"pid":..,"state":"serving","generations":[..]}}
+//	→ {"cmd":"stop"}        ← {"ok":true}, once everything has exited
 //	→ {"cmd":"exec-master"} ← {"ok":true,"status":{..}}, from the new image
 //
 // A failed command answers "ok":false with a "code" to branch on and an
