@@ -11,14 +11,11 @@ import (
 	"syscall"
 )
 
-// ErrRefused is returned by Call when the master closed the connection
-// without an answer: it refuses peers of another uid so.
-var ErrRefused = errors.New("supervisor: the master closed the connection without an answer (is it another user's?)")
-
 // Call sends one command (CmdReload, CmdStatus or CmdStop) to the master
 // whose control socket is at path and returns its response. A failed
-// reload is a Response with OK false and the reason, not an error: the
-// error is for a master that could not be reached or answered nonsense.
+// reload is a Response with OK false, its Code and the reason, not an
+// error (Response.Err makes one): the error is for a master that could not
+// be reached or answered nonsense. Call never retries.
 func Call(ctx context.Context, path, cmd string) (Response, error) {
 	var resp Response
 	var d net.Dialer
@@ -32,10 +29,10 @@ func Call(ctx context.Context, path, cmd string) (Response, error) {
 	}
 	stop := context.AfterFunc(ctx, func() { c.Close() })
 	defer stop()
-	_, err = c.Write(encodeLine(Request{Cmd: cmd}))
+	_, err = c.Write(encodeLine(request{Cmd: cmd}))
 	var line []byte
 	if err == nil {
-		line, err = readLine(bufio.NewReader(c), MaxResponseSize)
+		line, err = readLine(bufio.NewReader(c), maxResponseSize)
 	}
 	if err != nil {
 		if ctx.Err() != nil {
@@ -52,11 +49,11 @@ func Call(ctx context.Context, path, cmd string) (Response, error) {
 }
 
 // decodeResponse parses one response line (without its newline): one JSON
-// object of at most MaxResponseSize bytes.
+// object of at most maxResponseSize bytes.
 func decodeResponse(line []byte) (Response, error) {
 	var resp Response
-	if len(line) > MaxResponseSize {
-		return resp, fmt.Errorf("supervisor: response of %d bytes; at most %d", len(line), MaxResponseSize)
+	if len(line) > maxResponseSize {
+		return resp, fmt.Errorf("supervisor: response of %d bytes; at most %d", len(line), maxResponseSize)
 	}
 	if err := json.Unmarshal(line, &resp); err != nil {
 		return Response{}, fmt.Errorf("supervisor: bad response: %w", err)

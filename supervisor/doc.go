@@ -18,8 +18,8 @@
 // LISTEN_FDS, LISTEN_FDNAMES (a socket's name, or "unknown"), and a
 // LISTEN_PID that really is the worker's pid. The master cannot know that
 // pid before it forks, and os/exec cannot set the environment after, so
-// the master starts a trampoline — its own binary (Config.Self, by default
-// /proc/self/exe) with the hidden first argument WorkerCommand — which sets
+// the master starts a trampoline — its own binary (Config.Trampoline, by
+// default /proc/self/exe) with the hidden first argument WorkerCommand — which sets
 // LISTEN_PID to its pid and execs the program: exec keeps the pid. A
 // program built with this package must call ExecWorker for that argument
 // (cmd/baton does). So any socket-activated server works unchanged, and a
@@ -77,17 +77,49 @@
 // alone. On a stop the socket file is removed only if it is still the
 // master's own. The socket is 0600 and a peer whose SO_PEERCRED uid is not
 // the master's is disconnected without a word (Call returns ErrRefused).
-// One request per connection, as a line of JSON of at most
-// MaxRequestSize bytes, one response line of at most MaxResponseSize:
+// One request per connection, as a line of JSON of at most 4 KiB, one
+// response line of at most 1 MiB:
 //
-//	→ {"cmd":"reload"}   ← {"ok":true,"result":{"generation":2,"old_pid":..,"new_pid":..,"duration_ns":..}}
-//	→ {"cmd":"status"}   ← {"ok":true,"status":{"pid":..,"state":"serving","generations":[..]}}
-//	→ {"cmd":"stop"}     ← {"ok":true}, once everything has exited
+//	→ {"cmd":"reload"}      ← {"ok":true,"result":{"generation":2,"old_pid":..,"new_pid":..,"duration_ns":..}}
+//	→ {"cmd":"status"}      ← {"ok":true,"status":{"pid":..,"state":"serving","generations":[..]}}
+//	→ {"cmd":"stop"}        ← {"ok":true}, once everything has exited
+//	→ {"cmd":"exec-master"} ← {"ok":true,"status":{..}}, from the new image
 //
-// A failed reload answers "ok":false with "error" and the Result, whose
-// "error" says the same and whose "stderr" holds the new generation's
-// last lines. DecodeRequest, the
-// master's parser, is strict and fuzzed.
+// A failed command answers "ok":false with a "code" to branch on and an
+// "error" for people:
+//
+//	← {"ok":false,"code":"reload_in_progress","error":"supervisor: a reload is already in progress"}
+//
+// The codes are reload_in_progress, stopped, not_serving,
+// generation_failed, bad_request and failed (see Code); Response.Err
+// turns one back into an error that errors.Is matches against
+// ErrReloadInProgress, ErrStopped or ErrNotServing. A failed reload also
+// carries the Result, whose "error" says the same and whose "stderr"
+// holds the new generation's last lines. The master's parser of requests
+// is strict (one object, a known command, no other field) and fuzzed, as
+// is the client's of responses; Call never retries.
+//
+// # Errors and states
+//
+// A caller branches on types, never on text: ErrReloadInProgress,
+// ErrStopped, ErrNotServing, ErrRefused (from Call) and ErrNotSupported
+// with errors.Is; from New, ErrControlInUse (something answers on the
+// control socket), syscall.EADDRINUSE (an address is held by another
+// process) and a *ConfigError (a Config it cannot use); from ParseListen a
+// *ListenError; from Reload a *GenerationError; from Run a
+// *GenerationError or an *ExitError. The states in Status are of type
+// State: starting, serving, reloading, restarting, stopping, stopped for
+// the master; starting, serving, draining, stopping, failed for a
+// generation. Their JSON is their text.
+//
+// # Inside
+//
+// One goroutine, the run loop in Run, owns the master's state; the
+// reaper, the notify readers, the probes, the timers, the control
+// connections and the public methods send it typed events. It never
+// blocks: the wait for a finished worker's last stderr lines and the
+// trial run of the master's new binary happen in goroutines of their own,
+// which report back with an event.
 //
 // # PID 1 and reaping
 //
@@ -119,7 +151,10 @@
 // starts a generation at once. More than Config.RestartLimit failures
 // within Config.RestartWindow (default 5 within a minute, like systemd's
 // StartLimitBurst), and the master gives up: it stops, and Run returns
-// the *ExitError of the last worker that exited. The status says
+// the *ExitError of the last worker that exited. RestartNever (-1) in
+// Config.RestartLimit means never restart: the first failure stops the
+// master. 0 is the default, as for every Config field; "baton run
+// --restart-limit" takes the same -1, and refuses 0. The status says
 // "restarting" while no generation serves, and counts the restarts. A
 // worker that exits 0 by itself ends the service on purpose: the master
 // stops and Run returns nil.

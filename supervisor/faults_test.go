@@ -3,7 +3,6 @@
 package supervisor_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -11,7 +10,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -22,6 +20,7 @@ import (
 	"time"
 
 	"github.com/batonhq/baton/internal/loadgen"
+	"github.com/batonhq/baton/internal/procfs"
 	"github.com/batonhq/baton/supervisor"
 	"github.com/batonhq/baton/systemd"
 	"golang.org/x/sys/unix"
@@ -54,11 +53,11 @@ case "$mode" in
 ok) exec %[1]s demo-server -listen %[2]s -drain %[3]s -idle-grace 2s;;
 slow-ok) sleep 1.5; exec %[1]s demo-server -listen %[2]s -drain %[3]s -idle-grace 2s;;
 esac
-FAULT_MODE=$mode SUPERVISOR_TEST_WORKER=fault exec %[4]s
+FAULT_MODE=$mode exec %[4]s fault
 `
 
 // faultWorker is a faulty generation: this test binary with
-// SUPERVISOR_TEST_WORKER=fault, in FAULT_MODE
+// the command "fault", in FAULT_MODE
 //
 //	exit        exit 3 before touching the sockets
 //	take-exit   take the socket without accepting, exit 4
@@ -169,7 +168,7 @@ func newRig(t *testing.T, c rigConfig) *rig {
 	}
 	flags = append(flags, c.flags...)
 	r.script = filepath.Join(r.dir, "fault.sh")
-	if err := os.WriteFile(r.script, []byte(fmt.Sprintf(faultScript, batonBin, r.addr, c.drain, os.Args[0])), 0o755); err != nil {
+	if err := os.WriteFile(r.script, []byte(fmt.Sprintf(faultScript, testBin, r.addr, c.drain, testBin)), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	worker := []string{r.script}
@@ -354,9 +353,8 @@ func (r *rig) settled() *supervisor.Status {
 // generation left running.
 func (r *rig) stop(code int) {
 	r.t.Helper()
-	out, err := exec.Command(batonBin, "stop", "--control", r.m.control).CombinedOutput()
-	if err != nil {
-		r.t.Errorf("baton stop: %v\n%s", err, out)
+	if code, out := r.m.call(supervisor.CmdStop); code != 0 {
+		r.t.Errorf("stop: exit %d\n%s", code, out)
 	}
 	if got := r.m.wait(30 * time.Second); got != code {
 		r.t.Errorf("the master exited %d after baton stop; want %d", got, code)
@@ -644,7 +642,7 @@ func TestFaultMaster(t *testing.T) {
 		if _, err := os.Lstat(r.m.control); err != nil {
 			t.Fatalf("the killed master left no control socket to trip on: %v", err)
 		}
-		again := launchMaster(t, batonBin, nil, r.m.control, []string{"--listen", "tcp://" + r.addr}, []string{r.script}, r.env())
+		again := launchMaster(t, testBin, nil, r.m.control, []string{"--listen", "tcp://" + r.addr}, []string{r.script}, r.env())
 		if code := again.wait(30 * time.Second); code != 3 || !strings.Contains(again.output(), "address already in use") {
 			t.Errorf("a master restarted while the orphan serves: exit %d\n%s\nwant 3 and the address in use", code, again.output())
 		}
@@ -652,7 +650,7 @@ func TestFaultMaster(t *testing.T) {
 		for deadline := time.Now().Add(10 * time.Second); alive(worker) && time.Now().Before(deadline); {
 			time.Sleep(20 * time.Millisecond)
 		}
-		r.m = launchMaster(t, batonBin, nil, r.m.control, []string{"--listen", "tcp://" + r.addr}, []string{r.script}, r.env())
+		r.m = launchMaster(t, testBin, nil, r.m.control, []string{"--listen", "tcp://" + r.addr}, []string{r.script}, r.env())
 		if _, err := r.m.waitServing(1, 30*time.Second); err != nil {
 			t.Fatal(err)
 		}
@@ -679,7 +677,7 @@ func TestFaultMaster(t *testing.T) {
 	// idle (see httpdrain's IdleGrace), which is another matter.
 	t.Run("storm", func(t *testing.T) {
 		r := newRig(t, rigConfig{worker: func(dir, addr string) []string {
-			return []string{batonBin, "demo-server", "-listen", addr, "-drain", "10s", "-idle-grace", "2s"}
+			return []string{testBin, "demo-server", "-listen", addr, "-drain", "10s", "-idle-grace", "2s"}
 		}})
 		var lastHUP time.Time
 		rep := r.load(true, func(ctx context.Context) error {
@@ -881,12 +879,12 @@ func TestFaultMaster(t *testing.T) {
 			}
 			before, _ := os.Lstat(path)
 			argv, env := lfds()
-			m := launchMaster(t, batonBin, nil, path, []string{"--listen", "tcp://" + addr, "--ready", "tcp"}, argv, env)
+			m := launchMaster(t, testBin, nil, path, []string{"--listen", "tcp://" + addr, "--ready", "tcp"}, argv, env)
 			if tc.want == "" {
 				if _, err := m.waitServing(1, 30*time.Second); err != nil {
 					t.Errorf("%s: %v", tc.name, err)
 				}
-				exec.Command(batonBin, "stop", "--control", path).Run()
+				m.call(supervisor.CmdStop)
 				if code := m.wait(30 * time.Second); code != 0 {
 					t.Errorf("%s: the master exited %d; want 0", tc.name, code)
 				}
@@ -982,18 +980,16 @@ var emfile = regexp.MustCompile(`Error 24|failed with 24|too many open files`)
 // wrapper is a shell script that runs the demo server on addr, after
 // before.
 func wrapper(addr, before string) string {
-	return fmt.Sprintf("#!/bin/sh\n%s\nexec %s demo-server -listen %s -drain 10s -idle-grace 2s\n", before, batonBin, addr)
+	return fmt.Sprintf("#!/bin/sh\n%s\nexec %s demo-server -listen %s -drain 10s -idle-grace 2s\n", before, testBin, addr)
 }
 
 // freeSlot returns the nth lowest descriptor number pid does not use: with
 // RLIMIT_NOFILE at that plus one, it can open n more.
 func freeSlot(pid, n int) int {
-	ents, _ := os.ReadDir("/proc/" + strconv.Itoa(pid) + "/fd")
+	links, _ := procfs.FDLinks(pid)
 	used := map[int]bool{}
-	for _, e := range ents {
-		if fd, err := strconv.Atoi(e.Name()); err == nil {
-			used[fd] = true
-		}
+	for fd := range links {
+		used[fd] = true
 	}
 	fd := 0
 	for ; ; fd++ {
@@ -1006,26 +1002,19 @@ func freeSlot(pid, n int) int {
 }
 
 func parentOf(pid int) int {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	st, err := procfs.ReadStat(pid)
 	if err != nil {
 		return 0
 	}
-	i := bytes.LastIndexByte(b, ')')
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 2 {
-		return 0
-	}
-	ppid, _ := strconv.Atoi(f[1])
-	return ppid
+	return st.PPID
 }
 
 // sockets counts the sockets among pid's descriptors.
 func sockets(pid int) int {
-	dir := "/proc/" + strconv.Itoa(pid) + "/fd/"
-	ents, _ := os.ReadDir(dir)
+	links, _ := procfs.FDLinks(pid)
 	n := 0
-	for _, e := range ents {
-		if l, _ := os.Readlink(dir + e.Name()); strings.HasPrefix(l, "socket:[") {
+	for _, l := range links {
+		if _, ok := procfs.ParseSocketLink(l); ok {
 			n++
 		}
 	}

@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/batonhq/baton/internal/exepath"
 	"golang.org/x/sys/unix"
 )
 
@@ -21,7 +22,7 @@ import (
 type generation struct {
 	n        int
 	pid      int
-	state    string // starting, serving, draining, stopping, failed
+	state    State
 	started  time.Time
 	readyAt  time.Time
 	draining time.Time
@@ -69,18 +70,19 @@ func (r *ring) lines(n int) []string {
 	return l
 }
 
-// start starts generation g: the trampoline (Config.Self) with the
+// start starts generation g: the trampoline (Config.Trampoline) with the
 // sockets at 3 and up, a pipe as stderr and a private NOTIFY_SOCKET.
 // onExit is called from the reaper when it exits.
 func (m *Master) start(g *generation, onExit func(syscall.WaitStatus)) error {
-	path, err := exec.LookPath(m.cfg.Program)
+	// Looked up at each start: a new binary installed under the same
+	// name is what a reload runs.
+	path, err := exepath.Resolve(m.cfg.Program, "")
 	if err != nil {
 		return err
 	}
-	if !filepath.IsAbs(path) {
-		if path, err = filepath.Abs(path); err != nil {
-			return err
-		}
+	if err := exepath.Check(path); err != nil {
+		// Worded as os/exec words it: exec: "PATH": why.
+		return &exec.Error{Name: path, Err: err}
 	}
 	g.notifyPath = filepath.Join(m.runDir, fmt.Sprintf("notify-%d.sock", g.n))
 	os.Remove(g.notifyPath)
@@ -103,15 +105,15 @@ func (m *Master) start(g *generation, onExit func(syscall.WaitStatus)) error {
 	for _, s := range m.socks {
 		files = append(files, uintptr(s.fd))
 	}
-	argv := append([]string{m.cfg.Self, WorkerCommand, path, m.cfg.Program}, m.cfg.Args...)
+	argv := append([]string{m.cfg.Trampoline, WorkerCommand, path, m.cfg.Program}, m.cfg.Args...)
 	attr := &syscall.ProcAttr{
 		Env:   append(m.env[:len(m.env):len(m.env)], "NOTIFY_SOCKET="+g.notifyPath),
 		Files: files,
 		Sys:   &syscall.SysProcAttr{},
 	}
 	g.started = time.Now()
-	pid, err := m.reaper.spawn(func() (int, error) {
-		pid, _, err := syscall.StartProcess(m.cfg.Self, argv, attr)
+	pid, err := m.reaper.Spawn(func() (int, error) {
+		pid, _, err := syscall.StartProcess(m.cfg.Trampoline, argv, attr)
 		return pid, err
 	}, onExit)
 	pw.Close()
@@ -249,14 +251,9 @@ func (g *generation) closePipes() {
 	}
 }
 
-// stderrTail waits a moment for the stderr pipe to end (a child of the
-// worker may hold it open) and returns its last lines.
-func (g *generation) stderrTail() []string {
-	if g.stderrDone != nil {
-		select {
-		case <-g.stderrDone:
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
-	return g.stderr.lines(StderrLines)
-}
+// stderrTailWait bounds the wait for a generation's stderr pipe to end
+// after the generation did: the worker's own writes are in by then, and a
+// child of it that holds the pipe open (a daemon it started) would hold
+// the report for good. 200ms is far more than the kernel takes to hand
+// over what was written, and short beside a reload.
+const stderrTailWait = 200 * time.Millisecond

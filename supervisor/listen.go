@@ -36,19 +36,19 @@ func (s ListenSpec) String() string {
 // with ListenPacket, rather than a listening stream socket.
 func (s ListenSpec) Packet() bool { return strings.HasPrefix(s.Network, "udp") }
 
-// MaxNameLen bounds a socket's name, as systemd's FileDescriptorName= is.
-const MaxNameLen = 255
+// maxNameLen bounds a socket's name, as systemd's FileDescriptorName= is.
+const maxNameLen = 255
 
 // maxAddressLen bounds an address: longer than any host name or socket
 // path can be.
 const maxAddressLen = 4096
 
-var errEmptyListen = errors.New("supervisor: empty listen address")
+var errEmptyListen = &ListenError{Reason: "empty listen address"}
 
 // ParseListen parses a listen address: [NAME=]SCHEME://ADDRESS, where
 // SCHEME is tcp, tcp4, tcp6, udp, udp4, udp6 or unix, ADDRESS is
 // [HOST]:PORT for the first six (an empty host is every address) and a
-// path or @abstract name for unix, and NAME, at most MaxNameLen of the
+// path or @abstract name for unix, and NAME, at most maxNameLen of the
 // characters [A-Za-z0-9_.-], names the descriptor for the worker. For
 // example "tcp://127.0.0.1:8080", "web=tcp://:8080",
 // "unix:///run/app.sock". It is pure: nothing is opened or looked up.
@@ -57,49 +57,49 @@ func ParseListen(s string) (ListenSpec, error) {
 	if s == "" {
 		return spec, errEmptyListen
 	}
-	if len(s) > MaxNameLen+1+maxAddressLen+16 {
-		return spec, fmt.Errorf("supervisor: listen address of %d bytes is too long", len(s))
+	if len(s) > maxNameLen+1+maxAddressLen+16 {
+		return spec, listenErr("listen address of %d bytes is too long", len(s))
 	}
 	sep := strings.Index(s, "://")
 	if sep < 0 {
-		return spec, fmt.Errorf("supervisor: listen address %q: want SCHEME://ADDRESS, such as tcp://127.0.0.1:8080", s)
+		return spec, listenErr("listen address %q: want SCHEME://ADDRESS, such as tcp://127.0.0.1:8080", s)
 	}
 	scheme := s[:sep]
 	if eq := strings.IndexByte(scheme, '='); eq >= 0 {
 		spec.Name, scheme = scheme[:eq], scheme[eq+1:]
 		if err := checkName(spec.Name); err != nil {
-			return spec, fmt.Errorf("supervisor: listen address %q: %w", s, err)
+			return spec, &ListenError{Reason: fmt.Sprintf("listen address %q: %v", s, err), Err: err}
 		}
 	}
 	spec.Network, spec.Address = scheme, s[sep+3:]
 	if len(spec.Address) > maxAddressLen {
-		return spec, fmt.Errorf("supervisor: listen address %q: address too long", s)
+		return spec, listenErr("listen address %q: address too long", s)
 	}
 	switch scheme {
 	case "tcp", "tcp4", "tcp6", "udp", "udp4", "udp6":
 		host, port, err := net.SplitHostPort(spec.Address)
 		if err != nil {
-			return spec, fmt.Errorf("supervisor: listen address %q: want %s://[HOST]:PORT: %w", s, scheme, err)
+			return spec, &ListenError{Reason: fmt.Sprintf("listen address %q: want %s://[HOST]:PORT: %v", s, scheme, err), Err: err}
 		}
 		if n, err := strconv.ParseUint(port, 10, 16); err != nil || port != strconv.FormatUint(n, 10) {
-			return spec, fmt.Errorf("supervisor: listen address %q: bad port %q: want a number from 0 to 65535", s, port)
+			return spec, listenErr("listen address %q: bad port %q: want a number from 0 to 65535", s, port)
 		}
 		if strings.ContainsAny(host, " \t\r\n/\x00") {
-			return spec, fmt.Errorf("supervisor: listen address %q: bad host %q", s, host)
+			return spec, listenErr("listen address %q: bad host %q", s, host)
 		}
 	case "unix":
 		if spec.Address == "" || spec.Address == "@" {
-			return spec, fmt.Errorf("supervisor: listen address %q: want unix:///path/to.sock or unix://@name", s)
+			return spec, listenErr("listen address %q: want unix:///path/to.sock or unix://@name", s)
 		}
 		if strings.IndexByte(spec.Address, 0) >= 0 {
-			return spec, fmt.Errorf("supervisor: listen address %q: NUL byte in the path", s)
+			return spec, listenErr("listen address %q: NUL byte in the path", s)
 		}
 		// sun_path holds 108 bytes with the terminating NUL.
 		if len(spec.Address) > 107 {
-			return spec, fmt.Errorf("supervisor: listen address %q: a unix socket path has at most 107 bytes", s)
+			return spec, listenErr("listen address %q: a unix socket path has at most 107 bytes", s)
 		}
 	default:
-		return spec, fmt.Errorf("supervisor: listen address %q: unknown scheme %q; want tcp, tcp4, tcp6, udp, udp4, udp6 or unix", s, scheme)
+		return spec, listenErr("listen address %q: unknown scheme %q; want tcp, tcp4, tcp6, udp, udp4, udp6 or unix", s, scheme)
 	}
 	return spec, nil
 }
@@ -108,8 +108,8 @@ func checkName(name string) error {
 	if name == "" {
 		return errors.New("empty name before '='")
 	}
-	if len(name) > MaxNameLen {
-		return fmt.Errorf("name longer than %d bytes", MaxNameLen)
+	if len(name) > maxNameLen {
+		return fmt.Errorf("name longer than %d bytes", maxNameLen)
 	}
 	for i := 0; i < len(name); i++ {
 		c := name[i]
@@ -118,4 +118,9 @@ func checkName(name string) error {
 		}
 	}
 	return nil
+}
+
+// listenErr is a *ListenError whose Reason is format with args.
+func listenErr(format string, args ...any) error {
+	return &ListenError{Reason: fmt.Sprintf(format, args...)}
 }

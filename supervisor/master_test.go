@@ -5,12 +5,14 @@ package supervisor_test
 import (
 	"context"
 	"fmt"
+	"io"
+	"maps"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -18,37 +20,24 @@ import (
 	"time"
 
 	"github.com/batonhq/baton/internal/loadgen"
+	"github.com/batonhq/baton/internal/procfs"
+	"github.com/batonhq/baton/internal/proctest"
 	"github.com/batonhq/baton/supervisor"
 )
 
-// batonBin is the baton command, built once by TestMain: the master under
-// test, and its trampoline.
-var batonBin string
-
 func TestMain(m *testing.M) {
-	switch os.Getenv("SUPERVISOR_TEST_WORKER") {
-	case "lfds":
-		lfdsWorker()
-		return
-	case "fault":
-		faultWorker()
-		return
+	// This test binary is a program built with package supervisor, as
+	// its documentation asks: the trampoline of the masters the examples
+	// start in this process (the tests' masters run as proctest's helper,
+	// which does the same).
+	if len(os.Args) > 1 && os.Args[1] == supervisor.WorkerCommand {
+		fmt.Fprintln(os.Stderr, supervisor.ExecWorker(os.Args[2:]))
+		os.Exit(127)
 	}
-	dir, err := os.MkdirTemp("", "baton-supervisor-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(2)
-	}
-	os.Chmod(dir, 0o755) // another user runs it in TestControlRefusesOtherUser
-	batonBin = filepath.Join(dir, "baton")
-	if out, err := exec.Command("go", "build", "-o", batonBin, "../cmd/baton").CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "go build ../cmd/baton: %v\n%s", err, out)
-		os.RemoveAll(dir)
-		os.Exit(2)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
+	// Absolute: the tests start it from other directories, and copy it.
+	testBin, _ = filepath.Abs(os.Args[0])
+	quickRaceExit()
+	proctest.Main(m)
 }
 
 // requireIntegration fails the test when make test asked for every test to
@@ -61,11 +50,12 @@ func requireIntegration(t *testing.T, why string) {
 	t.Skipf("skipped: %s", why)
 }
 
-// master is a "baton run" under test.
+// master is a "baton run" under test: this test binary as the helper
+// "baton" (command_test.go).
 type master struct {
 	t       *testing.T
-	cmd     *exec.Cmd
-	out     string // its stdout and stderr, and the workers'
+	cmd     *exec.Cmd // proctest's
+	out     string    // its stdout and stderr, and the workers'
 	control string
 	addr    string // the TCP listener, 127.0.0.1:port
 	done    chan struct{}
@@ -85,17 +75,17 @@ func freeAddr(t *testing.T) string {
 
 // lfds returns the argv and environment of the LISTEN_FDS-only worker.
 func lfds(env ...string) ([]string, []string) {
-	return []string{os.Args[0]}, append([]string{"SUPERVISOR_TEST_WORKER=lfds"}, env...)
+	return []string{testBin, "lfds"}, env
 }
 
 // startMaster runs "baton run FLAGS -- WORKER..." and waits until it
 // serves. wrap, if not nil, prefixes the command (unshare ...).
 func startMaster(t *testing.T, wrap []string, flags, worker, env []string) *master {
 	t.Helper()
-	return startMasterAs(t, batonBin, wrap, flags, worker, env)
+	return startMasterAs(t, testBin, wrap, flags, worker, env)
 }
 
-// startMasterBin is startMaster with another copy of baton.
+// startMasterBin is startMaster with another copy of the test binary.
 func startMasterBin(t *testing.T, bin string, flags, worker []string) *master {
 	t.Helper()
 	return startMasterAs(t, bin, nil, flags, worker, nil)
@@ -114,24 +104,19 @@ func startMasterAs(t *testing.T, bin string, wrap []string, flags, worker, env [
 // and returns at once. The master is stopped when the test ends.
 func launchMaster(t *testing.T, bin string, wrap []string, control string, flags, worker, env []string) *master {
 	t.Helper()
-	m := &master{t: t, out: filepath.Join(t.TempDir(), "master.out"), control: control, done: make(chan struct{})}
+	m := &master{t: t, control: control, done: make(chan struct{})}
 	args := append([]string{bin, "run", "--control", m.control}, flags...)
 	args = append(append(append(wrap, args...), "--"), worker...)
-	f, err := os.Create(m.out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	m.cmd = exec.Command(args[0], args[1:]...)
-	m.cmd.Env = append(os.Environ(), env...)
-	m.cmd.Stdout, m.cmd.Stderr = f, f
-	if err := m.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	cmd := exec.Command(args[0], args[1:]...)
+	cmd.Env = append(os.Environ(), env...)
+	p := proctest.StartCommand(t, "baton", cmd)
+	m.cmd, m.out = p.Cmd, p.Out
 	go func() {
-		m.err = m.cmd.Wait()
+		_, m.err = p.Wait(24 * time.Hour)
 		close(m.done)
 	}()
+	// Before proctest's own cleanup, which gives a process 10s: a master
+	// may take its workers' drain.
 	t.Cleanup(func() {
 		select {
 		case <-m.done:
@@ -147,12 +132,27 @@ func launchMaster(t *testing.T, bin string, wrap []string, control string, flags
 				<-m.done
 			}
 		}
-		if t.Failed() {
-			b, _ := os.ReadFile(m.out)
-			t.Logf("output of the master and its workers:\n%s", b)
-		}
 	})
 	return m
+}
+
+// runBaton runs the test's "baton" command to its end, as cmd prepares
+// it, and returns its exit status and its output (stdout and stderr).
+func runBaton(t *testing.T, cmd *exec.Cmd, d time.Duration) (int, string) {
+	t.Helper()
+	p := proctest.StartCommand(t, "baton", cmd)
+	st, err := p.Wait(d)
+	if err != nil && st == nil {
+		t.Fatalf("%s: %v\n%s", strings.Join(cmd.Args, " "), err, p.Output())
+	}
+	return st.ExitCode(), p.Output()
+}
+
+// call runs "call CMD" of the test's "baton" command, a client of the
+// master in a process of its own.
+func (m *master) call(cmd string) (int, string) {
+	m.t.Helper()
+	return runBaton(m.t, exec.Command(testBin, "call", cmd, "--control", m.control), time.Minute)
 }
 
 // status asks the master for its status.
@@ -189,15 +189,19 @@ func (m *master) waitServing(n int, d time.Duration) (*supervisor.Status, error)
 	}
 }
 
-// reload runs "baton reload --json" as a user would.
+// reload asks the master to reload, as "baton reload" does, and returns
+// the result, 0, 1 or 3 as "baton reload" exits, and the error.
 func (m *master) reload(ctx context.Context) (supervisor.Result, int, string) {
-	cmd := exec.CommandContext(ctx, batonBin, "reload", "--json", "--control", m.control)
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	out, _ := cmd.Output()
-	var res supervisor.Result
-	jsonUnmarshal(out, &res)
-	return res, cmd.ProcessState.ExitCode(), stderr.String()
+	resp, err := supervisor.Call(ctx, m.control, supervisor.CmdReload)
+	switch {
+	case err != nil:
+		return supervisor.Result{}, 3, err.Error()
+	case resp.Result == nil:
+		return supervisor.Result{Error: resp.Error}, 1, resp.Error
+	case !resp.OK:
+		return *resp.Result, 1, resp.Error
+	}
+	return *resp.Result, 0, ""
 }
 
 // wait waits for the master to exit and returns its exit status.
@@ -235,22 +239,21 @@ func (m *master) steady() (fds, goroutines int) {
 }
 
 func fdList(pid int) string {
-	dir := "/proc/" + strconv.Itoa(pid) + "/fd/"
-	ents, _ := os.ReadDir(dir)
+	links, _ := procfs.FDLinks(pid)
+	fds := slices.Sorted(maps.Keys(links))
 	var b strings.Builder
-	for _, e := range ents {
-		l, _ := os.Readlink(dir + e.Name())
-		fmt.Fprintf(&b, "  %s -> %s\n", e.Name(), l)
+	for _, fd := range fds {
+		fmt.Fprintf(&b, "  %d -> %s\n", fd, links[fd])
 	}
 	return b.String()
 }
 
 func fdCount(pid int) int {
-	ents, err := os.ReadDir("/proc/" + strconv.Itoa(pid) + "/fd")
+	n, err := procfs.FDCount(pid)
 	if err != nil {
 		return -1
 	}
-	return len(ents)
+	return n
 }
 
 func get(addr string) (string, error) {
@@ -278,7 +281,7 @@ func TestReloadUnderLoad(t *testing.T) {
 		worker func(addr string) ([]string, []string)
 	}{
 		{"library", "", func(addr string) ([]string, []string) {
-			return []string{batonBin, "demo-server", "-listen", addr, "-drain", "10s", "-idle-grace", "2s"}, nil
+			return []string{testBin, "demo-server", "-listen", addr, "-drain", "10s", "-idle-grace", "2s"}, nil
 		}},
 		{"listen-fds", "tcp", func(string) ([]string, []string) { return lfds() }},
 		{"python", "url", func(string) ([]string, []string) {
@@ -362,9 +365,8 @@ func TestReloadUnderLoad(t *testing.T) {
 				if st.Generations[0].Gen != 21 {
 					t.Errorf("serving generation %d; want 21", st.Generations[0].Gen)
 				}
-				stop := exec.Command(batonBin, "stop", "--control", m.control)
-				if out, err := stop.CombinedOutput(); err != nil {
-					t.Errorf("baton stop: %v\n%s", err, out)
+				if code, out := m.call(supervisor.CmdStop); code != 0 {
+					t.Errorf("stop: exit %d\n%s", code, out)
 				}
 				if code := m.wait(20 * time.Second); code != 0 {
 					t.Errorf("the master exited %d after baton stop; want 0 (the worker's)", code)
@@ -395,12 +397,20 @@ func latencies(ds []time.Duration) string {
 }
 
 // alive reports whether pid runs (exists and is not a zombie).
-func alive(pid int) bool {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return false
+func alive(pid int) bool { return procfs.Alive(pid) }
+
+func readAll(resp *http.Response) string {
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
+}
+
+// quickRaceExit makes the processes this test binary plays exit at once
+// under the race detector, which otherwise sleeps a second at exit
+// (GORACE atexit_sleep_ms, for other goroutines to report): a worker
+// would outlive a short --drain-timeout, and a master its test's
+// patience. Races are still reported as they are found.
+func quickRaceExit() {
+	if !strings.Contains(os.Getenv("GORACE"), "atexit_sleep_ms") {
+		os.Setenv("GORACE", strings.TrimSpace(os.Getenv("GORACE")+" atexit_sleep_ms=0"))
 	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	return i > 0 && i+2 < len(s) && s[i+2] != 'Z' && s[i+2] != 'X'
 }

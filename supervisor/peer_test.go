@@ -5,9 +5,11 @@ package supervisor_test
 import (
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 )
 
 const capDacOverride = 1
@@ -23,14 +25,30 @@ func TestControlRefusesOtherUser(t *testing.T) {
 	addr := freeAddr(t)
 	argv, env := lfds()
 	m := startMaster(t, nil, []string{"--listen", "tcp://" + addr, "--ready", "tcp"}, argv, env)
+	// A copy of the test binary that uid 65534 may run: the go command
+	// builds it in a directory only its user may enter.
+	dir, err := os.MkdirTemp("", "baton-peer-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	os.Chmod(dir, 0o755)
+	b, err := os.ReadFile(testBin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := filepath.Join(dir, "baton")
+	if err := os.WriteFile(client, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
 	for _, cmd := range []string{"status", "reload", "stop"} {
-		c := exec.Command(batonBin, cmd, "--control", m.control)
+		c := exec.Command(client, "call", cmd, "--control", m.control)
 		c.SysProcAttr = &syscall.SysProcAttr{
 			Credential:  &syscall.Credential{Uid: 65534, Gid: 65534},
 			AmbientCaps: []uintptr{capDacOverride},
 		}
-		out, _ := c.CombinedOutput()
-		if code := c.ProcessState.ExitCode(); code != 3 || !strings.Contains(string(out), "closed the connection without an answer") {
+		code, out := runBaton(t, c, time.Minute)
+		if code != 3 || !strings.Contains(string(out), "closed the connection without an answer") {
 			t.Errorf("baton %s as uid 65534: exit %d\n%s\nwant exit 3: the master closed the connection", cmd, code, out)
 		}
 	}

@@ -5,11 +5,13 @@ package supervisor_test
 import (
 	"os"
 	"os/exec"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/batonhq/baton/internal/procfs"
+	"github.com/batonhq/baton/supervisor"
 )
 
 // As PID 1 of a new pid namespace (a container's init), the master reaps
@@ -28,7 +30,7 @@ func TestPID1(t *testing.T) {
 	// The worker leaves two daemons behind, reparented to the master: one
 	// that exits soon (and must be reaped) and one that runs on (and must
 	// be stopped with everything else).
-	worker := []string{"/bin/sh", "-c", `sh -c "sleep 0.2 & sleep 600 &"; exec "$0"`, os.Args[0]}
+	worker := []string{"/bin/sh", "-c", `sh -c "sleep 0.2 & sleep 600 &"; exec "$0" lfds`, testBin}
 	m := startMaster(t, []string{unshare, "--pid", "--fork", "--mount-proc", "--kill-child"},
 		[]string{"--listen", "tcp://" + addr, "--ready", "tcp", "--drain-timeout", "5s"}, worker, env)
 	st, err := m.status()
@@ -78,8 +80,8 @@ func TestPID1(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if out, err := exec.Command(batonBin, "reload", "--master", "--json", "--control", m.control).CombinedOutput(); err != nil {
-		t.Fatalf("baton reload --master as PID 1: %v\n%s", err, out)
+	if code, out := m.call(supervisor.CmdExec); code != 0 {
+		t.Fatalf("exec-master as PID 1: exit %d\n%s", code, out)
 	}
 	after, err := m.status()
 	if err != nil {
@@ -111,30 +113,14 @@ func TestPID1(t *testing.T) {
 // childrenOf returns the children of pid with their states.
 func childrenOf(pid int) map[int]string {
 	out := map[int]string{}
-	ents, _ := os.ReadDir("/proc")
-	for _, e := range ents {
-		c, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
-		if err != nil {
-			continue
-		}
-		s := string(b)
-		i := strings.LastIndexByte(s, ')')
-		if i < 0 {
-			continue
-		}
-		f := strings.Fields(s[i+1:])
-		if len(f) > 1 && f[1] == strconv.Itoa(pid) {
-			out[c] = f[0]
-		}
+	kids, _ := procfs.Children(pid)
+	for _, k := range kids {
+		out[k.PID] = string(k.State)
 	}
 	return out
 }
 
 func comm(pid int) string {
-	b, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/comm")
-	return strings.TrimSpace(string(b))
+	st, _ := procfs.ReadStat(pid)
+	return st.Comm
 }

@@ -8,10 +8,12 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"strconv"
 	"syscall"
 	"time"
 
+	"github.com/batonhq/baton/internal/procfs"
 	"golang.org/x/sys/unix"
 )
 
@@ -24,6 +26,25 @@ import (
 // descriptors of the new worker and its descendants. A connection the old
 // generation took is closed and another tried. For http, the request is
 // then sent on the connection the new worker accepted, and must get 200.
+
+// The probe's pace. A probe that fails (the new worker does not accept
+// yet, or the old one took the connection) tries again after probePause:
+// often enough that a reload is not held up, seldom enough to be no load.
+// A connect on loopback takes microseconds: probeDialTimeout only bounds
+// a machine that cannot schedule. The http exchange must end within
+// probeIOTimeout, a health check's usual bound. Once connected, the
+// connection must be accepted within acceptWait, looked for every
+// acceptPoll (the kernel does not say when a queued connection is
+// accepted: the probe asks it again). A sock_diag answer comes at once,
+// or within sockDiagTimeout on a machine that cannot schedule.
+const (
+	probePause       = 20 * time.Millisecond
+	probeDialTimeout = time.Second
+	probeIOTimeout   = 2 * time.Second
+	acceptWait       = time.Second
+	acceptPoll       = 5 * time.Millisecond
+	sockDiagTimeout  = time.Second
+)
 
 func (m *Master) probe(g *generation) {
 	for {
@@ -38,18 +59,18 @@ func (m *Master) probe(g *generation) {
 		select {
 		case <-g.probeStop:
 			return
-		case <-time.After(20 * time.Millisecond):
+		case <-time.After(probePause):
 		}
 	}
 }
 
 func (m *Master) probeOnce(g *generation) (bool, error) {
-	c, err := net.DialTimeout("tcp", dialable(m.probeTo), time.Second)
+	c, err := net.DialTimeout("tcp", dialable(m.probeTo), probeDialTimeout)
 	if err != nil {
 		return false, err
 	}
 	defer c.Close()
-	c.SetDeadline(time.Now().Add(2 * time.Second))
+	c.SetDeadline(time.Now().Add(probeIOTimeout))
 	tc := c.(*net.TCPConn)
 	mine, err := acceptedBy(tc, g.pid, g.probeStop)
 	if err != nil || !mine {
@@ -93,22 +114,22 @@ func dialable(addr string) string {
 // whether pid or one of its descendants holds it.
 func acceptedBy(c *net.TCPConn, pid int, stop <-chan struct{}) (bool, error) {
 	client, server := c.LocalAddr().(*net.TCPAddr), c.RemoteAddr().(*net.TCPAddr)
-	deadline := time.Now().Add(time.Second)
+	deadline := time.Now().Add(acceptWait)
 	for {
 		inode, err := socketInode(server, client)
 		if err != nil {
 			return false, err
 		}
 		if inode != 0 {
-			return holds(pid, "socket:["+strconv.FormatUint(uint64(inode), 10)+"]"), nil
+			return holds(pid, uint64(inode)), nil
 		}
 		if time.Now().After(deadline) {
-			return false, fmt.Errorf("probe connection from %v not accepted within 1s", client)
+			return false, fmt.Errorf("probe connection from %v not accepted within %v", client, acceptWait)
 		}
 		select {
 		case <-stop:
 			return false, nil
-		case <-time.After(5 * time.Millisecond):
+		case <-time.After(acceptPoll):
 		}
 	}
 }
@@ -123,7 +144,7 @@ func socketInode(local, remote *net.TCPAddr) (uint32, error) {
 		return 0, os.NewSyscallError("socket(NETLINK_SOCK_DIAG)", err)
 	}
 	defer unix.Close(fd)
-	tv := unix.NsecToTimeval(time.Second.Nanoseconds())
+	tv := unix.NsecToTimeval(sockDiagTimeout.Nanoseconds())
 	unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
 	families := []uint8{unix.AF_INET6}
 	if local.IP.To4() != nil {
@@ -206,31 +227,55 @@ func diagInode(b []byte) (uint32, error) {
 	}
 }
 
-// holds reports whether pid or a descendant has a descriptor linking to
-// target ("socket:[123]").
-func holds(pid int, target string) bool {
+// holds reports whether pid or a descendant has a descriptor for the
+// socket of inode.
+func holds(pid int, inode uint64) bool {
 	kids := map[int][]int{}
-	ents, _ := os.ReadDir("/proc")
-	for _, e := range ents {
-		if c, err := strconv.Atoi(e.Name()); err == nil {
-			if ppid, _ := procStat(c); ppid > 0 {
-				kids[ppid] = append(kids[ppid], c)
-			}
+	pids, _ := procfs.Pids()
+	for _, p := range pids {
+		if st, err := procfs.ReadStat(p); err == nil && st.PPID > 0 {
+			kids[st.PPID] = append(kids[st.PPID], p)
 		}
 	}
 	todo := []int{pid}
 	for len(todo) > 0 {
 		p := todo[0]
 		todo = append(todo[1:], kids[p]...)
-		dir := "/proc/" + strconv.Itoa(p) + "/fd/"
-		fds, _ := os.ReadDir(dir)
-		for _, fd := range fds {
-			if l, err := os.Readlink(dir + fd.Name()); err == nil && l == target {
-				return true
-			}
+		inodes, _ := procfs.SocketInodes(p)
+		if _, found := slices.BinarySearch(inodes, inode); found {
+			return true
 		}
 	}
 	return false
+}
+
+// connectionsOf counts the TCP connections pid holds that came from the
+// master's TCP listeners: the sockets among its descriptors whose local
+// port is a listener's. Connections of its children, and over unix
+// sockets, are not counted; -1 if the kernel would not say.
+func (m *Master) connectionsOf(pid int) int {
+	ports := map[uint16]bool{}
+	for _, s := range m.socks {
+		if _, p, err := net.SplitHostPort(s.tcp); err == nil {
+			if n, err := strconv.ParseUint(p, 10, 16); err == nil {
+				ports[uint16(n)] = true
+			}
+		}
+	}
+	inodes := map[uint32]bool{}
+	held, _ := procfs.SocketInodes(pid)
+	for _, ino := range held {
+		inodes[uint32(ino)] = true
+	}
+	if len(ports) == 0 || len(inodes) == 0 {
+		return 0
+	}
+	n, err := acceptedConns(ports, inodes)
+	if err != nil {
+		m.log.Debug("cannot count the connections of a generation", "pid", pid, "err", err)
+		return -1
+	}
+	return n
 }
 
 // acceptedConns counts the TCP connections, in any state but listening
@@ -244,7 +289,7 @@ func acceptedConns(ports map[uint16]bool, inodes map[uint32]bool) (int, error) {
 		return 0, os.NewSyscallError("socket(NETLINK_SOCK_DIAG)", err)
 	}
 	defer unix.Close(fd)
-	tv := unix.NsecToTimeval(time.Second.Nanoseconds())
+	tv := unix.NsecToTimeval(sockDiagTimeout.Nanoseconds())
 	unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
 	const states = 1<<unix.BPF_TCP_ESTABLISHED | 1<<unix.BPF_TCP_SYN_RECV | 1<<unix.BPF_TCP_FIN_WAIT1 |
 		1<<unix.BPF_TCP_FIN_WAIT2 | 1<<unix.BPF_TCP_CLOSE_WAIT | 1<<unix.BPF_TCP_LAST_ACK | 1<<unix.BPF_TCP_CLOSING

@@ -16,13 +16,16 @@ import (
 //	→ {"cmd":"exec-master"}   ← {"ok":true,"status":{...}} from the master's
 //	                            new binary, same pid (see Master.ExecMaster)
 //
-// A failed command answers {"ok":false,"error":"...", ...}; a reload that
-// failed carries its Result too.
+// A failed command answers {"ok":false,"code":"...","error":"...", ...};
+// a reload that failed carries its Result too. The code (see Code) is what
+// a client branches on; the error is for people.
 
-// Limits of the control protocol.
+// Limits of the control protocol: a request is one command, a response
+// holds at most a Status with its generations and StderrLines lines of
+// stderr.
 const (
-	MaxRequestSize  = 4 << 10
-	MaxResponseSize = 1 << 20
+	maxRequestSize  = 4 << 10
+	maxResponseSize = 1 << 20
 )
 
 // Commands of the control protocol.
@@ -33,47 +36,67 @@ const (
 	CmdExec   = "exec-master"
 )
 
-// Request is a control request.
-type Request struct {
+// request is a control request.
+type request struct {
 	Cmd string `json:"cmd"`
 }
 
-// Response is a control response.
+// Response is a control response: what Call returns.
 type Response struct {
 	OK     bool    `json:"ok"`
+	Code   Code    `json:"code,omitempty"` // why it failed, when OK is false
 	Error  string  `json:"error,omitempty"`
 	Result *Result `json:"result,omitempty"`
 	Status *Status `json:"status,omitempty"`
 }
 
-// DecodeRequest parses one request line (without its newline). It is
+// Err is nil for a response that says OK, else a *CommandError that
+// errors.Is matches against the sentinel its code stands for.
+func (r Response) Err() error {
+	if r.OK {
+		return nil
+	}
+	return &CommandError{Code: r.Code, Message: r.Error}
+}
+
+// failure is the response to a command that failed with err.
+func failure(err error) Response {
+	return Response{Code: codeOf(err), Error: err.Error()}
+}
+
+// errBadRequest is the response to a request that could not be read.
+func errBadRequest(err error) Response {
+	return Response{Code: CodeBadRequest, Error: err.Error()}
+}
+
+// decodeRequest parses one request line (without its newline). It is
 // strict: one JSON object, a known command, no other field, at most
-// MaxRequestSize bytes.
-func DecodeRequest(line []byte) (Request, error) {
-	var r Request
-	if len(line) > MaxRequestSize {
-		return r, fmt.Errorf("supervisor: request of %d bytes; at most %d", len(line), MaxRequestSize)
+// maxRequestSize bytes.
+func decodeRequest(line []byte) (request, error) {
+	var r request
+	if len(line) > maxRequestSize {
+		return r, fmt.Errorf("supervisor: request of %d bytes; at most %d", len(line), maxRequestSize)
 	}
 	dec := json.NewDecoder(bytes.NewReader(line))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&r); err != nil {
-		return Request{}, fmt.Errorf("supervisor: bad request: %w", err)
+		return request{}, fmt.Errorf("supervisor: bad request: %w", err)
 	}
 	if dec.More() {
-		return Request{}, errors.New("supervisor: bad request: trailing data")
+		return request{}, errors.New("supervisor: bad request: trailing data")
 	}
 	switch r.Cmd {
 	case CmdReload, CmdStatus, CmdStop, CmdExec:
 		return r, nil
 	}
-	return Request{}, fmt.Errorf("supervisor: unknown command %q; want reload, status, stop or exec-master", r.Cmd)
+	return request{}, fmt.Errorf("supervisor: unknown command %q; want reload, status, stop or exec-master", r.Cmd)
 }
 
 // encodeLine is v as one JSON line.
 func encodeLine(v any) []byte {
 	b, err := json.Marshal(v)
 	if err != nil {
-		b, _ = json.Marshal(Response{Error: "supervisor: cannot encode the response: " + err.Error()})
+		b, _ = json.Marshal(Response{Code: CodeFailed, Error: "supervisor: cannot encode the response: " + err.Error()})
 	}
 	return append(b, '\n')
 }

@@ -3,6 +3,8 @@ package supervisor
 import (
 	"bufio"
 	"bytes"
+	"encoding/json"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -11,8 +13,8 @@ import (
 func TestDecodeRequest(t *testing.T) {
 	t.Parallel()
 	for _, cmd := range []string{CmdReload, CmdStatus, CmdStop, CmdExec} {
-		if r, err := DecodeRequest([]byte(`{"cmd":"` + cmd + `"}`)); err != nil || r.Cmd != cmd {
-			t.Errorf("DecodeRequest(%s) = %+v, %v", cmd, r, err)
+		if r, err := decodeRequest([]byte(`{"cmd":"` + cmd + `"}`)); err != nil || r.Cmd != cmd {
+			t.Errorf("decodeRequest(%s) = %+v, %v", cmd, r, err)
 		}
 	}
 	for _, tc := range []struct{ in, want string }{
@@ -21,10 +23,10 @@ func TestDecodeRequest(t *testing.T) {
 		{`{"cmd":"stop","x":1}`, "unknown field"},
 		{`{"cmd":"stop"}{"cmd":"stop"}`, "trailing"},
 		{`["stop"]`, "bad request"},
-		{`{"cmd":"` + strings.Repeat("a", MaxRequestSize) + `"}`, "at most"},
+		{`{"cmd":"` + strings.Repeat("a", maxRequestSize) + `"}`, "at most"},
 	} {
-		if r, err := DecodeRequest([]byte(tc.in)); err == nil || !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("DecodeRequest(%.40q) = %+v, %v; want an error with %q", tc.in, r, err, tc.want)
+		if r, err := decodeRequest([]byte(tc.in)); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("decodeRequest(%.40q) = %+v, %v; want an error with %q", tc.in, r, err, tc.want)
 		}
 	}
 }
@@ -34,19 +36,19 @@ func FuzzDecodeRequest(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		r, err := DecodeRequest(b)
+		r, err := decodeRequest(b)
 		if err != nil {
-			if r != (Request{}) {
-				t.Fatalf("DecodeRequest(%q) = %+v with error %v; want the zero Request", b, r, err)
+			if r != (request{}) {
+				t.Fatalf("decodeRequest(%q) = %+v with error %v; want the zero Request", b, r, err)
 			}
 			return
 		}
 		switch r.Cmd {
 		case CmdReload, CmdStatus, CmdStop, CmdExec:
 		default:
-			t.Fatalf("DecodeRequest(%q) accepted command %q", b, r.Cmd)
+			t.Fatalf("decodeRequest(%q) accepted command %q", b, r.Cmd)
 		}
-		if len(b) > MaxRequestSize {
+		if len(b) > maxRequestSize {
 			t.Fatalf("DecodeRequest accepted %d bytes", len(b))
 		}
 	})
@@ -60,6 +62,7 @@ func FuzzDecodeResponse(f *testing.F) {
 	for _, r := range []Response{
 		{OK: true},
 		{Error: "supervisor: a reload is already in progress"},
+		{Code: CodeReloadInProgress, Error: "supervisor: a reload is already in progress"},
 		{OK: true, Result: &Result{OK: true, Gen: 2, OldPID: 10, NewPID: 11, Duration: time.Second}},
 		{Result: &Result{Gen: 3, Error: "exited", Stderr: []string{"panic: x", ""}}, Error: "exited"},
 		{OK: true, Status: &Status{PID: 1, Started: started, State: "serving", Listeners: []string{"tcp://127.0.0.1:8080"},
@@ -76,7 +79,7 @@ func FuzzDecodeResponse(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if len(line) > MaxResponseSize {
+		if len(line) > maxResponseSize {
 			t.Fatalf("decodeResponse accepted %d bytes", len(line))
 		}
 		enc := encodeLine(r)
@@ -97,7 +100,7 @@ func FuzzDecodeResponse(f *testing.F) {
 // the bytes before the first newline if there are at most max of them, and
 // fails otherwise, whatever the reader's buffer size.
 func FuzzReadLine(f *testing.F) {
-	f.Add([]byte("{\"cmd\":\"status\"}\n"), uint16(MaxRequestSize))
+	f.Add([]byte("{\"cmd\":\"status\"}\n"), uint16(maxRequestSize))
 	f.Add([]byte("0123456789abcdefghij\n"), uint16(20))
 	f.Add([]byte("0123456789abcdefghijk\n"), uint16(20))
 	f.Add([]byte("no newline"), uint16(100))
@@ -114,4 +117,42 @@ func FuzzReadLine(f *testing.F) {
 			t.Fatalf("readLine(%q, %d) = %q, %v; want %q", b, max, line, err, b[:i])
 		}
 	})
+}
+
+// A failure travels as a code, and comes back as an error that matches
+// the sentinel it stood for; states travel as their text.
+func TestResponseCodes(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		code Code
+	}{
+		{ErrReloadInProgress, CodeReloadInProgress},
+		{ErrStopped, CodeStopped},
+		{ErrNotServing, CodeNotServing},
+		{&GenerationError{Gen: 2, Reason: "exited", Err: ErrStopped}, CodeStopped},
+		{&GenerationError{Gen: 2, Reason: "exited"}, CodeGenerationFailed},
+		{errors.New("supervisor: exec /x: permission denied"), CodeFailed},
+	} {
+		line := encodeLine(failure(tc.err))
+		resp, err := decodeResponse(line[:len(line)-1])
+		if err != nil || resp.OK || resp.Code != tc.code || resp.Error != tc.err.Error() {
+			t.Errorf("failure(%v) decodes as %+v, %v; want code %q", tc.err, resp, err, tc.code)
+			continue
+		}
+		for _, s := range []error{ErrReloadInProgress, ErrStopped, ErrNotServing} {
+			if got, want := errors.Is(resp.Err(), s), sentinels[tc.code] == s; got != want {
+				t.Errorf("errors.Is(Err() of code %q, %v) = %v; want %v", tc.code, s, got, want)
+			}
+		}
+	}
+	if err := (Response{OK: true}).Err(); err != nil {
+		t.Errorf("Err() of an OK response = %v", err)
+	}
+	if errors.Is((Response{Error: "supervisor: a reload is already in progress"}).Err(), ErrReloadInProgress) {
+		t.Error("a response without a code matches a sentinel by its text")
+	}
+	b, _ := json.Marshal(Status{State: StateServing, Generations: []GenerationStatus{{State: StateDraining}}})
+	if !bytes.Contains(b, []byte(`"state":"serving"`)) || !bytes.Contains(b, []byte(`"state":"draining"`)) {
+		t.Errorf("a Status encodes as %s; want the states as text", b)
+	}
 }

@@ -7,16 +7,17 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"path/filepath"
-	"strings"
 	"syscall"
 	"time"
 
+	"github.com/batonhq/baton/internal/exepath"
+	"github.com/batonhq/baton/internal/ownersock"
 	"golang.org/x/sys/unix"
 )
 
 // An in-place upgrade of the master itself (ExecMaster, "baton reload
-// --master"): the master execs its new binary, which keeps its pid — so
+// --master"), a call of its own as replacing the process image is: the
+// master execs its new binary, which keeps its pid — so
 // systemd's MainPID, a container's PID 1 and the workers' parent stay the
 // same — and passes on, in the environment variable stateEnv and as
 // descriptors without close-on-exec: the sockets, the control socket, the
@@ -57,7 +58,7 @@ type sockState struct {
 type genState struct {
 	N          int       `json:"n"`
 	PID        int       `json:"pid"`
-	State      string    `json:"state"`
+	State      State     `json:"state"`
 	Started    time.Time `json:"started"`
 	ReadyAt    time.Time `json:"ready_at"`
 	Draining   time.Time `json:"draining"`
@@ -67,56 +68,77 @@ type genState struct {
 	NotifyPath string    `json:"notify_path"`
 }
 
-type execReq struct {
-	answer *net.UnixConn // answered by the new image; nil from ExecMaster
-	reply  chan error
-}
+// trialTimeout bounds the trial run of the master's new binary: the
+// Go runtime's start and one exec of /bin/true take milliseconds; a
+// binary that has not finished in 10s is broken or hangs, and would not
+// adopt the state either.
+const trialTimeout = 10 * time.Second
 
-// ExecMaster replaces the master's program with Config.Executable, in
-// place: same pid, same sockets, same workers. It does not return when it
-// succeeds; it returns an error, and the master goes on as it was, when a
-// reload is under way, the master is stopping, or the new binary does not
-// run.
-func (m *Master) ExecMaster() error {
-	reply := make(chan error, 1)
-	select {
-	case m.events <- execReq{reply: reply}:
-	case <-m.done:
-		return ErrStopped
-	}
-	return <-reply
-}
-
-// execMaster is ExecMaster in the run loop.
-func (m *Master) execMaster(req execReq) error {
+// execRefusal says why the master cannot exec itself now, or nil.
+func (m *Master) execRefusal() error {
 	switch {
 	case m.stopping:
 		return ErrStopped
-	case m.pending != nil:
+	case m.pending != nil, m.tailing > 0:
+		// tailing: a reload that failed has not answered yet.
 		return ErrReloadInProgress
 	case m.current == nil:
-		return errors.New("supervisor: no generation serves: the crashed worker is being restarted")
+		return ErrNotServing
 	}
-	if err := m.checkExecutable(); err != nil {
-		return err
+	return nil
+}
+
+// beginExec is ExecMaster in the run loop: the trial run of the new
+// binary happens off the loop, and ends with a trialEvent.
+func (m *Master) beginExec(req execReq) {
+	if err := m.execRefusal(); err != nil {
+		req.reply <- err
+		return
 	}
+	go func() { m.send(trialEvent{req, m.checkExecutable()}) }()
+}
+
+// endExec follows the trial run: unless it failed, or the master's state
+// changed meanwhile so that it may not exec now, it execs the new binary.
+// It returns only if that failed.
+func (m *Master) endExec(req execReq, trial error) {
+	if trial == nil {
+		trial = m.execRefusal()
+	}
+	if trial != nil {
+		req.reply <- trial
+		return
+	}
+	req.reply <- m.execMaster(req)
+}
+
+// execMaster hands the state over and execs the new binary. It returns
+// only if it could not.
+func (m *Master) execMaster(req execReq) error {
 	// From here, exits are only queued: handle those the reaper had
 	// already taken, then write down who lives.
-	m.reaper.stop()
+	m.reaper.Stop()
+	var later []event
+	defer func() {
+		// Back on the loop, if the exec failed: what came meanwhile.
+		for _, e := range later {
+			e.apply(m)
+		}
+	}()
 	for len(m.events) > 0 {
 		e := <-m.events
 		if _, ok := e.(exitEvent); ok {
-			m.handle(e)
+			e.apply(m)
 		} else {
-			defer func() { m.events <- e }() // for the loop, after this
+			later = append(later, e)
 		}
 	}
 	if m.stopping {
-		m.reaper = m.restartReaper()
+		m.reaper.Start()
 		return errors.New("supervisor: the serving generation exited during the master's exec")
 	}
-	st := masterState{Started: m.started, Next: m.next, Reaped: m.reaper.reaped(), Answer: -1,
-		Crashes: m.crashes, Restarts: m.restarts, DrainKills: m.drainKills, ControlIno: m.ctlIno}
+	st := masterState{Started: m.started, Next: m.next, Reaped: m.reaper.Orphans(), Answer: -1,
+		Crashes: m.crashes, Restarts: m.restarts, DrainKills: m.drainKills, ControlIno: m.ctl.Inode()}
 	if m.current != nil {
 		st.Current = m.current.n
 	}
@@ -124,7 +146,7 @@ func (m *Master) execMaster(req execReq) error {
 	keep := func(fd int) int { fds = append(fds, fd); return fd }
 	var err error
 	if st.Control, err = connFd(m.ctl); err != nil {
-		m.reaper = m.restartReaper()
+		m.reaper.Start()
 		return err
 	}
 	keep(st.Control)
@@ -160,33 +182,20 @@ func (m *Master) execMaster(req execReq) error {
 	for _, fd := range fds {
 		unix.FcntlInt(uintptr(fd), unix.F_SETFD, unix.FD_CLOEXEC)
 	}
-	m.reaper = m.restartReaper()
+	m.reaper.Start()
 	return fmt.Errorf("supervisor: exec %s: %w", m.cfg.Executable, err)
 }
 
-// restartReaper replaces a stopped reaper, keeping what it tracked.
-func (m *Master) restartReaper() *reaper {
-	r := newReaper(m.log)
-	old := m.reaper
-	old.mu.Lock()
-	for pid, f := range old.tracked {
-		r.tracked[pid] = f
-	}
-	r.orphans = old.orphans
-	old.mu.Unlock()
-	r.start()
-	return r
-}
-
 // checkExecutable runs the new binary as a trampoline for /bin/true: it
-// must start and exit 0 within 10s.
+// must start and exit 0 within trialTimeout. It waits: call it off the
+// run loop.
 func (m *Master) checkExecutable() error {
 	truePath, err := exec.LookPath("true")
 	if err != nil {
 		return fmt.Errorf("supervisor: cannot check the new binary: %w", err)
 	}
 	exited := make(chan syscall.WaitStatus, 1)
-	pid, err := m.reaper.spawn(func() (int, error) {
+	pid, err := m.reaper.Spawn(func() (int, error) {
 		pid, _, err := syscall.StartProcess(m.cfg.Executable, []string{m.cfg.Executable, WorkerCommand, truePath, "true"}, &syscall.ProcAttr{
 			Env:   m.env,
 			Files: []uintptr{0, 1, 2},
@@ -202,9 +211,9 @@ func (m *Master) checkExecutable() error {
 			return fmt.Errorf("supervisor: the new binary %s does not run: %s", m.cfg.Executable, describe(ws))
 		}
 		return nil
-	case <-time.After(10 * time.Second):
+	case <-time.After(trialTimeout):
 		unix.Kill(pid, unix.SIGKILL)
-		return fmt.Errorf("supervisor: the new binary %s did not finish a trial run within 10s", m.cfg.Executable)
+		return fmt.Errorf("supervisor: the new binary %s did not finish a trial run within %v", m.cfg.Executable, trialTimeout)
 	}
 }
 
@@ -231,19 +240,17 @@ func (m *Master) adoptState(js string) error {
 	}
 	m.adopted = &st
 	m.started, m.next = st.Started, st.Next
-	m.crashes, m.restarts, m.drainKills, m.ctlIno = st.Crashes, st.Restarts, st.DrainKills, st.ControlIno
-	m.served = true    // an exec is refused unless a generation serves
-	if m.ctlIno == 0 { // from an image that did not pass it on
-		m.ctlIno = inodeAt(m.cfg.Control)
-	}
+	m.crashes, m.restarts, m.drainKills = st.Crashes, st.Restarts, st.DrainKills
+	m.served = true // an exec is refused unless a generation serves
+	// ControlIno 0: from an image that did not pass it on; the file at
+	// the path is taken as ours.
 	f := os.NewFile(uintptr(st.Control), "control")
-	ln, err := net.FileListener(f)
+	ln, err := ownersock.Adopt(f, m.cfg.Control, st.ControlIno)
 	f.Close()
 	if err != nil {
 		return fmt.Errorf("supervisor: adopting the control socket: %w", err)
 	}
-	m.ctl = ln.(*net.UnixListener)
-	m.ctl.SetUnlinkOnClose(false) // closeAll removes it
+	m.ctl = ln
 	for _, s := range st.Sockets {
 		unix.CloseOnExec(s.Fd)
 		m.socks = append(m.socks, &socket{name: s.Name, desc: s.Desc, tcp: s.TCP, unix: s.Unix, fd: s.Fd})
@@ -252,7 +259,7 @@ func (m *Master) adoptState(js string) error {
 		}
 	}
 	if m.cfg.Ready == ReadyTCP && m.probeTo == "" {
-		return errors.New("supervisor: ready check tcp: no TCP listener to probe")
+		return errNoTCPProbe
 	}
 	return m.makeEnv()
 }
@@ -269,7 +276,7 @@ func (m *Master) resume() {
 		if g.n == st.Current {
 			m.current = g
 		}
-		m.reaper.adopt(g.pid, func(ws syscall.WaitStatus) { m.send(exitEvent{g, ws}) })
+		m.reaper.Track(g.pid, func(ws syscall.WaitStatus) { m.send(exitEvent{g, ws}) })
 		var pipe *os.File
 		if gs.Stderr >= 0 {
 			unix.CloseOnExec(gs.Stderr)
@@ -293,8 +300,8 @@ func (m *Master) resume() {
 			g.timer = time.AfterFunc(left, func() { m.send(timeoutEvent{g}) })
 		}
 	}
-	m.reaper.orphans = st.Reaped
-	m.reaper.start()
+	m.reaper.AddOrphans(st.Reaped)
+	m.reaper.Start()
 	go m.serveControl(m.ctl)
 	if m.current == nil && !m.stopping {
 		m.beginStop("no serving generation after the master's exec")
@@ -305,7 +312,7 @@ func (m *Master) resume() {
 		f := os.NewFile(uintptr(st.Answer), "answer")
 		if c, err := net.FileConn(f); err == nil {
 			status := m.status()
-			c.SetWriteDeadline(time.Now().Add(10 * time.Second))
+			c.SetWriteDeadline(time.Now().Add(controlIOTimeout))
 			c.Write(encodeLine(Response{OK: true, Status: &status}))
 			c.Close()
 		}
@@ -324,16 +331,10 @@ func (m *Master) statusText() string {
 // defaultExecutable is what the master execs itself into: os.Args[0] as
 // it was resolved when the master started — against the working
 // directory, or in PATH — with symlinks kept, so that a
-// "current -> releases/N" layout runs the release current points at then.
+// "current -> releases/N" layout runs the release current points at then;
+// the running binary if that file is gone. Whether it runs is for the
+// trial run of ExecMaster to say.
 func defaultExecutable() string {
-	arg0 := os.Args[0]
-	if !strings.Contains(arg0, "/") {
-		if p, err := exec.LookPath(arg0); err == nil {
-			arg0 = p
-		}
-	}
-	if p, err := filepath.Abs(arg0); err == nil {
-		return p
-	}
-	return "/proc/self/exe"
+	p, _ := exepath.Self("")
+	return p
 }

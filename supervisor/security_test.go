@@ -62,11 +62,11 @@ func TestRunRefusesControlDirectory(t *testing.T) {
 			ctl := tc.prepare(t, dir)
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 			defer cancel()
-			cmd := exec.CommandContext(ctx, batonBin, "run", "--control", filepath.Join(ctl, "control.sock"),
+			cmd := exec.CommandContext(ctx, testBin, "run", "--control", filepath.Join(ctl, "control.sock"),
 				"--listen", "tcp://"+freeAddr(t), "--", "/bin/sleep", "600")
-			out, _ := cmd.CombinedOutput()
-			if cmd.ProcessState.ExitCode() == 0 || !strings.Contains(string(out), tc.want) {
-				t.Errorf("baton run: exit %d\n%s\nwant a failure that says %q", cmd.ProcessState.ExitCode(), out, tc.want)
+			code, out := runBaton(t, cmd, 30*time.Second)
+			if code == 0 || !strings.Contains(out, tc.want) {
+				t.Errorf("baton run: exit %d\n%s\nwant a failure that says %q", code, out, tc.want)
 			}
 			if ents, _ := os.ReadDir(ctl); len(ents) != 0 {
 				t.Errorf("left %d files in %s", len(ents), ctl)
@@ -120,7 +120,7 @@ func TestNotifyFromAnotherProcessIgnored(t *testing.T) {
 	os.WriteFile(mode, []byte("ok"), 0o644)
 	os.WriteFile(script, []byte(`#!/bin/sh
 if [ "$(cat `+mode+`)" = hang ]; then exec sleep 600; fi
-exec `+batonBin+` demo-server -listen `+addr+`
+exec `+testBin+` demo-server -listen `+addr+`
 `), 0o755)
 	m := startMaster(t, nil, []string{"--listen", "tcp://" + addr, "--upgrade-timeout", "3s"}, []string{script}, nil)
 	first, err := get(addr)

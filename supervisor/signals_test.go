@@ -3,12 +3,14 @@
 package supervisor_test
 
 import (
+	"encoding/json"
 	"fmt"
-	"os/exec"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/batonhq/baton/supervisor"
 )
 
 // SIGUSR1 and SIGWINCH to the master go to the serving worker; SIGHUP
@@ -38,9 +40,14 @@ func TestSignals(t *testing.T) {
 	}) {
 		t.Fatalf("no generation 2 after SIGHUP")
 	}
-	out, err := exec.Command(batonBin, "status", "--control", m.control).CombinedOutput()
-	if err != nil || !strings.Contains(string(out), "gen 2") || !strings.Contains(string(out), "serving") || !strings.Contains(string(out), "listen      tcp://"+addr) {
-		t.Errorf("baton status: %v\n%s", err, out)
+	// What a client hears, in a process of its own (what a person sees
+	// of it is tested in cmd/baton).
+	code, out := m.call(supervisor.CmdStatus)
+	var resp supervisor.Response
+	json.Unmarshal([]byte(out), &resp)
+	if st := resp.Status; code != 0 || st == nil || len(st.Generations) == 0 || st.Generations[len(st.Generations)-1].Gen != 2 ||
+		st.Generations[len(st.Generations)-1].State != supervisor.StateServing || len(st.Listeners) != 1 || st.Listeners[0] != "tcp://"+addr {
+		t.Errorf("status: exit %d\n%s\nwant generation 2 serving on tcp://%s", code, out, addr)
 	}
 	if now, err := get(addr); err != nil || strings.Contains(now, fmt.Sprint(first)) {
 		t.Errorf("after SIGHUP the service answers %q, %v; want the new generation", now, err)

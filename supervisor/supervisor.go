@@ -1,47 +1,38 @@
 package supervisor
 
 import (
-	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"syscall"
 	"time"
+
+	"github.com/batonhq/baton/internal/environ"
 )
 
 // Defaults for Config fields left at their zero value.
 const (
+	// DefaultUpgradeTimeout: a minute lets a server load its config,
+	// warm caches and connect to its backends; one that takes longer
+	// is more likely stuck than slow.
 	DefaultUpgradeTimeout = time.Minute
-	DefaultDrainTimeout   = 30 * time.Second
-	DefaultName           = "default"
-	DefaultStopSignal     = syscall.SIGTERM
-	DefaultRestartLimit   = 5
-	DefaultRestartWindow  = time.Minute
+	// DefaultDrainTimeout: 30s lets in-flight requests of a web service
+	// finish (a load balancer's usual idle timeout is 60s, its request
+	// timeout less), and is Kubernetes' default grace before SIGKILL.
+	DefaultDrainTimeout = 30 * time.Second
+	DefaultName         = "default"
+	DefaultStopSignal   = syscall.SIGTERM
+	// DefaultRestartLimit and DefaultRestartWindow: 5 failures within a
+	// minute, systemd's StartLimitBurst and StartLimitIntervalSec.
+	DefaultRestartLimit  = 5
+	DefaultRestartWindow = time.Minute
 )
 
-// The backoff before a crashed worker is restarted: restartDelay after the
-// first crash within Config.RestartWindow, doubled for each further one,
-// at most maxRestartDelay. Short, because connections wait in the accept
-// queue meanwhile; growing, so that a worker that crashes at once does not
-// make the master spin.
-const (
-	restartDelay    = 100 * time.Millisecond
-	maxRestartDelay = 5 * time.Second
-)
-
-// restartBackoff is the wait before the restart that follows the nth
-// failure within the window (n from 1).
-func restartBackoff(n int) time.Duration {
-	d := restartDelay
-	for i := 1; i < n && d < maxRestartDelay; i++ {
-		d *= 2
-	}
-	return min(d, maxRestartDelay)
-}
+// RestartNever is the Config.RestartLimit of a master that never restarts
+// a crashed worker.
+const RestartNever = -1
 
 // Readiness checks, for Config.Ready (besides an http:// URL).
 const (
@@ -90,9 +81,11 @@ type Config struct {
 	// accept queue meanwhile instead of being refused. One crash more
 	// within the window, and the master gives up: it stops and Run
 	// returns the worker's *ExitError, as systemd's StartLimitBurst does.
-	// Negative: never restart; the first crash stops the master. A
-	// worker that exits 0 by itself always stops the master.
-	// Defaults to DefaultRestartLimit.
+	// RestartNever (-1, or any negative number): never restart; the
+	// first crash stops the master. A worker that exits 0 by itself
+	// always stops the master. Defaults to DefaultRestartLimit: 0 is
+	// "the default", as for every field, and "baton run --restart-limit"
+	// takes the same values.
 	RestartLimit int
 
 	// RestartWindow is the period over which RestartLimit counts crashes;
@@ -112,10 +105,12 @@ type Config struct {
 	// Defaults to DefaultName.
 	Name string
 
-	// Self is the trampoline: a program that runs ExecWorker when its
-	// first argument is WorkerCommand. Defaults to /proc/self/exe, this
-	// very binary even if its file was replaced since.
-	Self string
+	// Trampoline is the program the master starts for each worker: one
+	// that runs ExecWorker when its first argument is WorkerCommand, to
+	// set LISTEN_PID to its own pid and exec the worker. Defaults to
+	// /proc/self/exe, this very binary even if its file was replaced
+	// since.
+	Trampoline string
 
 	// Executable is the master's own binary for ExecMaster, the in-place
 	// upgrade of the master. Defaults to os.Args[0] as resolved when New
@@ -137,50 +132,6 @@ const stateEnv = "BATON_MASTER_STATE"
 // a report.
 const StderrLines = 20
 
-var (
-	// ErrReloadInProgress is returned by Reload while another reload runs
-	// (SIGHUP is not refused so: see Master.Signal).
-	ErrReloadInProgress = errors.New("supervisor: a reload is already in progress")
-	// ErrStopped is returned once the master is stopping or stopped.
-	ErrStopped = errors.New("supervisor: the master is stopping")
-	// ErrNotSupported is returned by New on systems other than Linux.
-	ErrNotSupported = errors.New("supervisor: not supported on this system")
-)
-
-// GenerationError says why a generation never served: it could not start,
-// exited, or was not ready in time. The serving generation, if any, serves
-// on.
-type GenerationError struct {
-	Gen    int
-	PID    int      // 0 if it never started
-	Reason string   // "exited with status 3", "not ready within 1m0s", ...
-	Stderr []string // its last lines of standard error
-	Err    error    // the cause, for a start failure
-}
-
-func (e *GenerationError) Error() string {
-	s := fmt.Sprintf("supervisor: generation %d", e.Gen)
-	if e.PID != 0 {
-		s += fmt.Sprintf(" (pid %d)", e.PID)
-	}
-	return s + ": " + e.Reason
-}
-
-func (e *GenerationError) Unwrap() error { return e.Err }
-
-// ExitError is returned by Run when the serving generation exited with a
-// failure: by itself, or when it was stopped.
-type ExitError struct {
-	PID    int
-	Status string // "exit status 3", "signal: killed"
-	Code   int    // the status to exit with: the code, or 128+signal
-	Stderr []string
-}
-
-func (e *ExitError) Error() string {
-	return fmt.Sprintf("supervisor: worker (pid %d) %s", e.PID, e.Status)
-}
-
 // Result reports a reload.
 type Result struct {
 	OK       bool          `json:"ok"`
@@ -196,7 +147,7 @@ type Result struct {
 type Status struct {
 	PID         int                `json:"pid"`
 	Started     time.Time          `json:"started"`
-	State       string             `json:"state"` // starting, serving, reloading, restarting, stopping
+	State       State              `json:"state"` // starting, serving, reloading, restarting, stopping, stopped
 	Control     string             `json:"control"`
 	Listeners   []string           `json:"listeners"`
 	Generations []GenerationStatus `json:"generations"`
@@ -210,11 +161,30 @@ type Status struct {
 	Goroutines int `json:"goroutines"`
 }
 
+// State is where the master or one of its generations stands, in Status.
+// Its JSON is its text, as "baton status --json" prints it.
+type State string
+
+// The states of the master (Status.State) and of a generation
+// (GenerationStatus.State).
+const (
+	StateStarting   State = "starting"   // the master: no generation served yet; a generation: not ready yet
+	StateServing    State = "serving"    // both
+	StateReloading  State = "reloading"  // the master: a new generation is being started beside the serving one
+	StateRestarting State = "restarting" // the master: no generation serves, the crashed one is being replaced
+	StateStopping   State = "stopping"   // both: told to drain and exit for good
+	StateStopped    State = "stopped"    // the master, once Run has returned
+	StateDraining   State = "draining"   // a generation replaced by a newer one, told to drain
+	StateFailed     State = "failed"     // a generation that never served
+)
+
+func (s State) String() string { return string(s) }
+
 // GenerationStatus is one generation in Status.
 type GenerationStatus struct {
 	Gen           int           `json:"generation"`
 	PID           int           `json:"pid"`
-	State         string        `json:"state"` // starting, serving, draining, stopping, failed
+	State         State         `json:"state"` // starting, serving, draining, stopping, failed
 	Started       time.Time     `json:"started"`
 	ReadyAfter    time.Duration `json:"ready_after_ns,omitempty"`
 	DrainingSince time.Time     `json:"draining_since,omitzero"`
@@ -265,16 +235,10 @@ func describe(ws syscall.WaitStatus) string {
 	return "ended"
 }
 
+// masterOnly names the environment variables meant for the master
+// itself, never for its workers: its own state across an exec, systemd's
+// notification socket, socket activation and watchdog.
+var masterOnly = []string{stateEnv, "NOTIFY_SOCKET", "LISTEN_PID", "LISTEN_PIDFDID", "LISTEN_FDS", "LISTEN_FDNAMES", "WATCHDOG_USEC", "WATCHDOG_PID"}
+
 // cleanEnv returns env without the variables meant for the master itself.
-func cleanEnv(env []string) []string {
-	out := make([]string, 0, len(env))
-	for _, kv := range env {
-		k, _, _ := strings.Cut(kv, "=")
-		switch k {
-		case stateEnv, "NOTIFY_SOCKET", "LISTEN_PID", "LISTEN_PIDFDID", "LISTEN_FDS", "LISTEN_FDNAMES", "WATCHDOG_USEC", "WATCHDOG_PID":
-			continue
-		}
-		out = append(out, kv)
-	}
-	return out
-}
+func cleanEnv(env []string) []string { return environ.Without(env, masterOnly...) }

@@ -5,13 +5,13 @@ package supervisor_test
 import (
 	"context"
 	"net"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/batonhq/baton/supervisor"
 	"golang.org/x/sys/unix"
 )
 
@@ -58,14 +58,14 @@ func TestSystemdNotify(t *testing.T) {
 		}
 	}()
 	addr := freeAddr(t)
-	m := startMaster(t, nil, []string{"--listen", "tcp://" + addr}, []string{batonBin, "demo-server", "-listen", addr}, []string{"NOTIFY_SOCKET=" + sock})
+	m := startMaster(t, nil, []string{"--listen", "tcp://" + addr}, []string{testBin, "demo-server", "-listen", addr}, []string{"NOTIFY_SOCKET=" + sock})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if res, code, stderr := m.reload(ctx); code != 0 {
 		t.Fatalf("baton reload: exit %d, %+v, %s", code, res, stderr)
 	}
-	if out, err := exec.Command(batonBin, "stop", "--control", m.control).CombinedOutput(); err != nil {
-		t.Fatalf("baton stop: %v\n%s", err, out)
+	if code, out := m.call(supervisor.CmdStop); code != 0 {
+		t.Fatalf("stop: exit %d\n%s", code, out)
 	}
 	m.wait(20 * time.Second)
 	mu.Lock()

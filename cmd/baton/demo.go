@@ -44,7 +44,7 @@ func runDemo(ctx context.Context, u ui, args []string) int {
 	mode := fs.String("mode", "both", "connection `mode`: fresh (a new connection per request), keepalive, or both")
 	slow := fs.Duration("slow", loadgen.DefaultSlowDelay, "delay of the slow request started before each upgrade")
 	listen := fs.String("listen", "127.0.0.1:0", "loopback `address` for the demo server (port 0: any free port)")
-	drain := fs.Duration("drain", 10*time.Second, "drain deadline of each retiring generation")
+	drain := fs.Duration("drain", defaultDemoDrain, "drain deadline of each retiring generation")
 	asJSON := fs.Bool("json", false, "print the report as JSON on stdout")
 	fs.Usage = func() {
 		fmt.Fprint(u.stderr, demoUsage)
@@ -89,11 +89,11 @@ func runDemo(ctx context.Context, u ui, args []string) int {
 		return exitNoStart
 	}
 	defer func() {
-		if err := srv.stop(*drain + 10*time.Second); err != nil {
+		if err := srv.stop(*drain + stopMargin); err != nil {
 			u.errorf("stopping the demo server: %v", err)
 		}
 	}()
-	if err := srv.waitServing(ctx, 30*time.Second); err != nil {
+	if err := srv.waitServing(ctx, demoStartTimeout); err != nil {
 		u.errorf("the demo server did not start: %v", err)
 		if log := srv.log(); log != "" {
 			fmt.Fprintf(u.stderr, "its log:\n%s\n", tail(log, 20))
@@ -174,7 +174,7 @@ type demoServer struct {
 	pidFile string
 	logFile string
 	first   *os.Process
-	reaper  *reaper
+	gens    *generations
 }
 
 func startDemoServer(dir, addr string, drain time.Duration) (*demoServer, error) {
@@ -192,14 +192,13 @@ func startDemoServer(dir, addr string, drain time.Duration) (*demoServer, error)
 		return nil, err
 	}
 	defer log.Close()
-	s.reaper = newReaper()
-	s.first, err = os.StartProcess(self, []string{self, "demo-server",
+	s.gens = newGenerations()
+	s.first, err = s.gens.spawn(self, []string{self, "demo-server",
 		"-listen", addr, "-pid-file", s.pidFile, "-drain", drain.String()},
 		&os.ProcAttr{Files: []*os.File{nil, log, log}})
 	if err != nil {
 		return nil, err
 	}
-	s.reaper.start()
 	return s, nil
 }
 
@@ -222,13 +221,13 @@ func (s *demoServer) waitServing(ctx context.Context, d time.Duration) error {
 	deadline := time.Now().Add(d)
 	for {
 		if s.pid() != 0 {
-			c, err := net.DialTimeout("tcp", s.addr, time.Second)
+			c, err := net.DialTimeout("tcp", s.addr, demoDialTimeout)
 			if err == nil {
 				c.Close()
 				return nil
 			}
 		}
-		if !s.reaper.alive(s.first.Pid) {
+		if !s.gens.alive(s.first.Pid) {
 			return errors.New("it exited")
 		}
 		if time.Now().After(deadline) {
@@ -237,7 +236,7 @@ func (s *demoServer) waitServing(ctx context.Context, d time.Duration) error {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(20 * time.Millisecond):
+		case <-time.After(demoStartPoll):
 		}
 	}
 }
@@ -255,7 +254,7 @@ func (s *demoServer) upgrade(ctx context.Context) error {
 	if err := p.Signal(syscall.SIGHUP); err != nil {
 		return fmt.Errorf("SIGHUP to pid %d: %w", old, err)
 	}
-	deadline := time.Now().Add(2 * time.Minute)
+	deadline := time.Now().Add(demoUpgradeTimeout)
 	for {
 		if pid := s.pid(); pid != 0 && pid != old {
 			return nil
@@ -268,12 +267,12 @@ func (s *demoServer) upgrade(ctx context.Context) error {
 			}
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("pid %d did not hand over within 2m", old)
+			return fmt.Errorf("pid %d did not hand over within %v", old, demoUpgradeTimeout)
 		}
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(5 * time.Millisecond):
+		case <-time.After(pidFilePoll):
 		}
 	}
 }
@@ -288,5 +287,33 @@ func (s *demoServer) stop(d time.Duration) error {
 	if p, err := os.FindProcess(pid); err == nil {
 		p.Signal(syscall.SIGTERM)
 	}
-	return s.reaper.wait(pid, d)
+	return s.gens.wait(pid, d)
 }
+
+// The demo's pace and patience.
+const (
+	// defaultDemoDrain: the slow request before each upgrade lasts 1s
+	// by default; 10s lets it, and any other, finish with room to spare.
+	defaultDemoDrain = 10 * time.Second
+	// stopMargin is what the last generation gets beyond its drain
+	// deadline to exit once told to stop: the runtime's exit and the
+	// reaping, on a loaded machine.
+	stopMargin = 10 * time.Second
+	// demoStartTimeout bounds the first start of the demo server: a Go
+	// binary that binds one socket starts in milliseconds; 30s is for a
+	// machine under heavy load, not for a server that is slow.
+	demoStartTimeout = 30 * time.Second
+	// demoDialTimeout bounds the loopback connect that tells the server
+	// answers: immediate unless the machine cannot schedule.
+	demoDialTimeout = time.Second
+	// demoStartPoll: the PID file and the port are the operator's view,
+	// which says nothing when it changes; they are looked at this often.
+	demoStartPoll = 20 * time.Millisecond
+	// demoUpgradeTimeout is above the library's one-minute
+	// UpgradeTimeout, so that a failed upgrade is reported by the server
+	// ("upgrade failed" in its log) before the demo gives up on it.
+	demoUpgradeTimeout = 2 * time.Minute
+	// pidFilePoll: the upgrade latency in the report is at most this
+	// much too long.
+	pidFilePoll = 5 * time.Millisecond
+)

@@ -146,7 +146,9 @@
 //	                     INT, QUIT, HUP, USR1, USR2, WINCH or KILL
 //	--restart-limit N    restart a failed serving worker at most N times
 //	                     within --restart-window, then exit with its status;
-//	                     0: never restart, exit at the first failure (5)
+//	                     -1: never restart, exit at the first failure, as
+//	                     supervisor.RestartNever; 0 is refused (it once
+//	                     meant never; in the library it is the default) (5)
 //	--restart-window D   the period --restart-limit counts over; a worker
 //	                     that has not failed for that long starts afresh,
 //	                     with the shortest backoff (1m)

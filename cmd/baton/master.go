@@ -54,8 +54,12 @@ type listFlag []supervisor.ListenSpec
 func (l *listFlag) String() string { return fmt.Sprint(*l) }
 func (l *listFlag) Set(s string) error {
 	spec, err := supervisor.ParseListen(s)
+	var lerr *supervisor.ListenError
+	if errors.As(err, &lerr) {
+		return errors.New(lerr.Reason) // the flag package names the flag
+	}
 	if err != nil {
-		return errors.New(strings.TrimPrefix(err.Error(), "supervisor: "))
+		return err
 	}
 	*l = append(*l, spec)
 	return nil
@@ -85,7 +89,7 @@ func runMaster(ctx context.Context, u ui, args []string) int {
 	upgradeTimeout := fs.Duration("upgrade-timeout", supervisor.DefaultUpgradeTimeout, "how long a new generation may take to be ready")
 	drainTimeout := fs.Duration("drain-timeout", supervisor.DefaultDrainTimeout, "how long a retiring generation may drain before SIGKILL")
 	stopSignal := fs.String("stop-signal", "TERM", "`signal` that tells a generation to drain and exit")
-	restartLimit := fs.Int("restart-limit", supervisor.DefaultRestartLimit, "restart a serving worker that fails (exits non-zero or is killed) at most `N` times within -restart-window, then exit with its status; 0: never restart")
+	restartLimit := fs.Int("restart-limit", supervisor.DefaultRestartLimit, "restart a serving worker that fails (exits non-zero or is killed) at most `N` times within -restart-window, then exit with its status; -1: never restart")
 	restartWindow := fs.Duration("restart-window", supervisor.DefaultRestartWindow, "the `period` over which -restart-limit counts failures")
 	var watch stringsFlag
 	fs.Var(&watch, "watch", "reload when the file at `path` changes, e.g. the program's binary or its config (repeatable)")
@@ -106,12 +110,18 @@ func runMaster(ctx context.Context, u ui, args []string) int {
 		u.hint("baton run [flags] -- PROGRAM [ARGS...]")
 		return exitUsage
 	}
-	if *restartLimit < 0 || *restartWindow <= 0 {
-		u.errorf("-restart-limit must be 0 or more, -restart-window more than 0")
+	// The values of supervisor.Config.RestartLimit, where 0 is "the
+	// default": refused here rather than read as the default, since
+	// before -1 it meant "never", and a silent change from never to five
+	// restarts would surprise whoever wrote it.
+	switch {
+	case *restartLimit == 0:
+		u.errorf("-restart-limit 0: say -1 to never restart, or a number of restarts")
+		u.hint("-restart-limit -1 makes the first failure of the worker stop baton run")
 		return exitUsage
-	}
-	if *restartLimit == 0 {
-		*restartLimit = -1 // never, for supervisor.Config
+	case *restartLimit < supervisor.RestartNever || *restartWindow <= 0:
+		u.errorf("-restart-limit must be -1 (never) or more than 0, -restart-window more than 0")
+		return exitUsage
 	}
 	sig, ok := signalByName(*stopSignal)
 	if !ok {
@@ -136,12 +146,13 @@ func runMaster(ctx context.Context, u ui, args []string) int {
 	})
 	if err != nil {
 		u.errorf("%v", err)
+		var cerr *supervisor.ConfigError
 		switch {
-		case strings.Contains(err.Error(), "another master"):
+		case errors.Is(err, supervisor.ErrControlInUse):
 			u.hint(`stop it first ("baton stop"), or give this one its own -name or -control`)
-		case strings.Contains(err.Error(), "address already in use"):
+		case errors.Is(err, syscall.EADDRINUSE):
 			u.hint("another process listens there (a worker left by a master that was killed?): stop it, or pick another address")
-		case strings.Contains(err.Error(), "ready check"):
+		case errors.As(err, &cerr):
 			return exitUsage
 		}
 		return exitNoStart
@@ -245,7 +256,7 @@ func runControl(ctx context.Context, u ui, cmd string, args []string) int {
 				u.infof("last lines of the new generation's stderr:\n%s", tail(strings.Join(res.Stderr, "\n"), supervisor.StderrLines))
 			}
 			switch {
-			case resp.Error == supervisor.ErrReloadInProgress.Error():
+			case errors.Is(resp.Err(), supervisor.ErrReloadInProgress):
 				u.hint(`wait for it ("baton status" shows it), then reload again if it started before your change`)
 			case res.OldPID != 0:
 				u.hint("the old generation (pid %d) still serves", res.OldPID)
@@ -306,7 +317,7 @@ once they have all exited.
 
 func servingGen(st *supervisor.Status) int {
 	for _, g := range st.Generations {
-		if g.State == "serving" {
+		if g.State == supervisor.StateServing {
 			return g.Gen
 		}
 	}

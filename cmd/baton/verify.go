@@ -268,7 +268,7 @@ func (r *reloader) run(ctx context.Context) error {
 	cmd.Stdout, cmd.Stderr = &out, &out
 	// A command that started a daemon, or was killed at the timeout, may
 	// leave a child holding the output pipe: do not wait for it.
-	cmd.WaitDelay = time.Second
+	cmd.WaitDelay = outputWaitDelay
 	err := cmd.Run()
 	switch {
 	case err == nil, errors.Is(err, exec.ErrWaitDelay):
@@ -284,8 +284,7 @@ func (r *reloader) run(ctx context.Context) error {
 // rewrites it (atomically) only once the successor is ready, so a new pid
 // there is the end of the upgrade; an upgrade that failed leaves the old pid.
 func (r *reloader) waitNewPID(ctx context.Context, old int) error {
-	// The upgrade latency in the report is at most this much too long.
-	tick := time.NewTicker(5 * time.Millisecond)
+	tick := time.NewTicker(pidFilePoll)
 	defer tick.Stop()
 	for {
 		pid, err := readPIDFile(r.pidFile)
@@ -360,3 +359,9 @@ func (t *outputTail) summary() string {
 	}
 	return ": " + s
 }
+
+// outputWaitDelay is how long the reload command's output is read after
+// it exited: what it wrote itself is in the pipe by then, and a second
+// keeps a daemon it started (which holds the pipe for good) from holding
+// up the upgrade.
+const outputWaitDelay = time.Second

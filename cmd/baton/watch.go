@@ -13,7 +13,10 @@ type stringsFlag []string
 func (f *stringsFlag) String() string     { return strings.Join(*f, ",") }
 func (f *stringsFlag) Set(s string) error { *f = append(*f, s); return nil }
 
-// watchInterval is how often "baton run -watch" looks at its files.
+// watchInterval is how often "baton run -watch" looks at its files:
+// stat(2) of a few files costs nothing, and half a second after a deploy
+// is soon enough; a change counts only once it has held for one more look
+// (a file still being written), so a reload follows within a second.
 const watchInterval = 500 * time.Millisecond
 
 // fileStamp is what a change of a watched file changes: a deploy that
