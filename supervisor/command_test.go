@@ -13,7 +13,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/batonhq/baton/internal/demoserver"
+	demoserver "github.com/batonhq/baton/examples/httpserver/server"
 	"github.com/batonhq/baton/internal/proctest"
 	"github.com/batonhq/baton/supervisor"
 )
