@@ -5,6 +5,7 @@ package baton
 import (
 	"bytes"
 	"errors"
+	"github.com/batonhq/baton/internal/procfs"
 	"io"
 	"net"
 	"os"
@@ -1360,22 +1361,13 @@ func connInodes(t *testing.T, cs []syscall.Conn) map[uint64]bool {
 // system cannot tell. Counting by inode ignores whatever other tests open
 // meanwhile.
 func socketFds(inodes map[uint64]bool) int {
-	ents, err := os.ReadDir("/proc/self/fd")
+	links, err := procfs.FDLinks(os.Getpid())
 	if err != nil {
 		return -1
 	}
 	n := 0
-	for _, e := range ents {
-		link, err := os.Readlink("/proc/self/fd/" + e.Name())
-		if err != nil {
-			continue // closed meanwhile
-		}
-		s, ok := strings.CutPrefix(link, "socket:[")
-		if !ok {
-			continue
-		}
-		ino, err := strconv.ParseUint(strings.TrimSuffix(s, "]"), 10, 64)
-		if err == nil && inodes[ino] {
+	for _, l := range links {
+		if ino, ok := procfs.ParseSocketLink(l); ok && inodes[ino] {
 			n++
 		}
 	}

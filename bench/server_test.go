@@ -6,13 +6,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/batonhq/baton/internal/procfs"
 	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"runtime/pprof"
 	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
@@ -204,21 +204,13 @@ func socketFds(ls []net.Listener) int {
 		}
 		inodes[st.Ino] = true
 	}
-	ents, err := os.ReadDir("/proc/self/fd")
+	links, err := procfs.FDLinks(os.Getpid())
 	if err != nil {
 		return -1
 	}
 	n := 0
-	for _, e := range ents {
-		link, err := os.Readlink("/proc/self/fd/" + e.Name())
-		if err != nil {
-			continue
-		}
-		s, ok := strings.CutPrefix(link, "socket:[")
-		if !ok {
-			continue
-		}
-		if ino, err := strconv.ParseUint(strings.TrimSuffix(s, "]"), 10, 64); err == nil && inodes[ino] {
+	for _, l := range links {
+		if ino, ok := procfs.ParseSocketLink(l); ok && inodes[ino] {
 			n++
 		}
 	}

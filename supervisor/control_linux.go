@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
 	"net"
 	"time"
 
@@ -41,7 +40,7 @@ func (m *Master) openControl() error {
 	case errors.As(err, &derr):
 		return fmt.Errorf("supervisor: the control socket's directory %w", err)
 	case errors.As(err, &nerr):
-		return &controlError{path, fileKind(nerr.Mode) + " is in the way; not ours to remove", err}
+		return &controlError{path, nerr.What() + " is in the way; not ours to remove", err}
 	case err != nil:
 		return &controlError{path, err.Error(), err}
 	}
@@ -74,18 +73,6 @@ func (e *controlError) Error() string {
 }
 
 func (e *controlError) Unwrap() error { return e.err }
-
-func fileKind(mode fs.FileMode) string {
-	switch {
-	case mode&fs.ModeSymlink != 0:
-		return "a symbolic link"
-	case mode.IsDir():
-		return "a directory"
-	case mode.IsRegular():
-		return "a regular file"
-	}
-	return "a file of type " + mode.Type().String()
-}
 
 // closeControl closes the control socket and removes its file if it is
 // still the master's own: another master may have taken the path since.

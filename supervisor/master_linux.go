@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/batonhq/baton/internal/exepath"
 	"github.com/batonhq/baton/internal/ownersock"
 	"github.com/batonhq/baton/internal/reaper"
 	"github.com/batonhq/baton/systemd"
@@ -108,7 +109,11 @@ func New(cfg Config) (*Master, error) {
 		cfg.Control = DefaultControlPath(cfg.Name)
 	}
 	if cfg.Trampoline == "" {
-		cfg.Trampoline = "/proc/self/exe"
+		// The running binary, even if a deploy replaced its file: the
+		// trampoline must be the code that knows WorkerCommand.
+		if cfg.Trampoline, err = exepath.Running(); err != nil {
+			return nil, &ConfigError{Field: "Trampoline", Reason: err.Error()}
+		}
 	}
 	if cfg.Stderr == nil {
 		cfg.Stderr = os.Stderr

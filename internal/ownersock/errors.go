@@ -77,12 +77,12 @@ type NotSocketError struct {
 }
 
 func (e *NotSocketError) Error() string {
-	return e.Path + " is not a socket: " + fileKind(e.Mode) + " is in the way; not ours to remove or follow"
+	return e.Path + " is not a socket: " + e.What() + " is in the way; not ours to remove or follow"
 }
 
-// fileKind names a file type for NotSocketError.
-func fileKind(mode fs.FileMode) string {
-	switch {
+// What names what is in the way: "a regular file", "a symbolic link", ….
+func (e *NotSocketError) What() string {
+	switch mode := e.Mode; {
 	case mode&fs.ModeSymlink != 0:
 		return "a symbolic link"
 	case mode.IsDir():
@@ -90,7 +90,7 @@ func fileKind(mode fs.FileMode) string {
 	case mode.IsRegular():
 		return "a regular file"
 	}
-	return "a file of type " + mode.Type().String()
+	return "a file of type " + e.Mode.Type().String()
 }
 
 // modeString prints a permission like chmod takes it: 0755.
