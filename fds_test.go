@@ -5,7 +5,6 @@ package baton
 import (
 	"bytes"
 	"errors"
-	"github.com/batonhq/baton/internal/procfs"
 	"io"
 	"net"
 	"os"
@@ -20,6 +19,7 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+	"github.com/batonhq/baton/internal/procfs"
 )
 
 var unsetHandoffEnv sync.Once

@@ -6,7 +6,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/batonhq/baton/internal/procfs"
 	"net"
 	"os"
 	"os/signal"
@@ -17,6 +16,7 @@ import (
 	"time"
 
 	"github.com/batonhq/baton"
+	"github.com/batonhq/baton/internal/procfs"
 	"github.com/cloudflare/tableflip"
 	"golang.org/x/sys/unix"
 )
