@@ -18,8 +18,8 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
 	"github.com/batonhq/baton/internal/procfs"
+	"golang.org/x/sys/unix"
 )
 
 var unsetHandoffEnv sync.Once
