@@ -113,11 +113,15 @@ func (r *run) run(ctx context.Context) (*Report, error) {
 		}
 	}
 
-	var snapshots chan Progress // nil: no Progress
+	// upgraded tells tick that an upgrade ended: tick takes the snapshot
+	// itself, so that every Progress comes from one goroutine, in order,
+	// and its counts and elapsed time never go back (a snapshot taken here
+	// and delivered after one of the ticker's would).
+	var upgraded chan struct{} // nil: no Progress
 	quitTicker := make(chan struct{})
 	if r.progress != nil {
-		snapshots = make(chan Progress)
-		wg.Go(func() { r.tick(snapshots, quitTicker) })
+		upgraded = make(chan struct{})
+		wg.Go(func() { r.tick(upgraded, quitTicker) })
 	}
 	finish := func() []*tally {
 		close(stopping)
@@ -170,8 +174,8 @@ func (r *run) run(ctx context.Context) (*Report, error) {
 		if err != nil {
 			r.upgradesFailed.Add(1)
 		}
-		if snapshots != nil {
-			snapshots <- r.snapshot(false)
+		if upgraded != nil {
+			upgraded <- struct{}{}
 		}
 		if slow != nil {
 			select {
@@ -295,15 +299,15 @@ func (r *run) startSlow(ctx context.Context, wg *sync.WaitGroup) <-chan slowResu
 	return res
 }
 
-// tick calls Progress with the snapshots it is sent and every progressEvery
+// tick calls Progress at every upgrade's end and every progressEvery
 // between them, until quit is closed; then once more with Done set.
-func (r *run) tick(snapshots <-chan Progress, quit <-chan struct{}) {
+func (r *run) tick(upgraded <-chan struct{}, quit <-chan struct{}) {
 	t := time.NewTicker(progressEvery)
 	defer t.Stop()
 	for {
 		select {
-		case p := <-snapshots:
-			r.progress(p)
+		case <-upgraded:
+			r.progress(r.snapshot(false))
 		case <-t.C:
 			r.progress(r.snapshot(false))
 		case <-quit:
