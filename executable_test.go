@@ -14,23 +14,10 @@ import (
 )
 
 // copyTestBinary copies the running test binary to path, executable by
-// everybody.
-//
-// cp writes it, not this process: a parallel test forking while this
-// process held the copy open for writing would give its child that
-// descriptor until exec closes it, and executing the copy meanwhile fails
-// with ETXTBSY, "text file busy" (golang/go#22315).
+// all (see proctest.CopyExecutable for why cp writes it).
 func copyTestBinary(t *testing.T, path string) {
 	t.Helper()
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if out, err := exec.Command("cp", "--", "/proc/"+strconv.Itoa(os.Getpid())+"/exe", path).CombinedOutput(); err != nil {
-		t.Fatalf("cp the test binary to %s: %v\n%s", path, err, out)
-	}
-	if err := os.Chmod(path, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	proctest.CopyExecutable(t, "/proc/"+strconv.Itoa(os.Getpid())+"/exe", path)
 }
 
 // startFrom starts the server helper from exe with argv[0] and working

@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/batonhq/baton/internal/proctest"
 )
 
 const capDacOverride = 1
@@ -33,14 +35,8 @@ func TestControlRefusesOtherUser(t *testing.T) {
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	os.Chmod(dir, 0o755)
-	b, err := os.ReadFile(testBin)
-	if err != nil {
-		t.Fatal(err)
-	}
 	client := filepath.Join(dir, "baton")
-	if err := os.WriteFile(client, b, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	proctest.CopyExecutable(t, testBin, client)
 	for _, cmd := range []string{"status", "reload", "stop"} {
 		c := exec.Command(client, "call", cmd, "--control", m.control)
 		c.SysProcAttr = &syscall.SysProcAttr{

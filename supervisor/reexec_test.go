@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/batonhq/baton/internal/loadgen"
+	"github.com/batonhq/baton/internal/proctest"
 	"github.com/batonhq/baton/supervisor"
 )
 
@@ -27,14 +28,8 @@ func TestExecMasterUnderLoad(t *testing.T) {
 			dir := t.TempDir()
 			bin := filepath.Join(dir, "baton")
 			install := func() {
-				b, err := os.ReadFile(testBin)
-				if err != nil {
-					t.Fatal(err)
-				}
 				// A new file renamed over the old, as a package manager does.
-				if err := os.WriteFile(bin+".new", b, 0o755); err != nil {
-					t.Fatal(err)
-				}
+				proctest.CopyExecutable(t, testBin, bin+".new")
 				if err := os.Rename(bin+".new", bin); err != nil {
 					t.Fatal(err)
 				}
@@ -136,11 +131,7 @@ func TestExecMasterRefusesBrokenBinary(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "baton")
-	b, err := os.ReadFile(testBin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	os.WriteFile(bin, b, 0o755)
+	proctest.CopyExecutable(t, testBin, bin)
 	addr := freeAddr(t)
 	m := startMasterBin(t, bin, []string{"--listen", "tcp://" + addr}, []string{testBin, "demo-server", "-listen", addr})
 	before, _ := get(addr)

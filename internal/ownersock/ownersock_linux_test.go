@@ -46,13 +46,15 @@ func nobodyBinary() (string, error) {
 		if err == nil {
 			err = os.Chmod(dir, 0o755)
 		}
-		var b []byte
 		if err == nil {
-			b, err = os.ReadFile(os.Args[0])
+			// cp writes it, not this process: a parallel test's fork would
+			// inherit our writable descriptor and make its exec fail with
+			// ETXTBSY (see proctest.CopyExecutable).
+			nobodyBin = filepath.Join(dir, "ownersock.test")
+			err = exec.Command("cp", "--", os.Args[0], nobodyBin).Run()
 		}
 		if err == nil {
-			nobodyBin = filepath.Join(dir, "ownersock.test")
-			err = os.WriteFile(nobodyBin, b, 0o755)
+			err = os.Chmod(nobodyBin, 0o755)
 		}
 		nobodyErr = err
 	})

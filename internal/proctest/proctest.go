@@ -252,3 +252,24 @@ func Track(t testing.TB, pid int, d time.Duration) {
 		}
 	})
 }
+
+// CopyExecutable copies the file at src to dst (mode 0755, its directory
+// made if missing) for a test to run, and has cp(1) write it. A test
+// process that wrote dst itself would hold it open for writing for a
+// moment, and a process forked meanwhile by any parallel test inherits
+// that descriptor until its own exec: exec of dst then fails with ETXTBSY,
+// "text file busy" (golang/go#22315; seen in this suite). cp holds the
+// only writable descriptor, in a process of its own that has exited when
+// CopyExecutable returns.
+func CopyExecutable(t testing.TB, src, dst string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("cp", "--", src, dst).CombinedOutput(); err != nil {
+		t.Fatalf("cp %s %s: %v\n%s", src, dst, err, out)
+	}
+	if err := os.Chmod(dst, 0o755); err != nil {
+		t.Fatal(err)
+	}
+}
