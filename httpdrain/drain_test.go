@@ -22,6 +22,9 @@ type served struct {
 	hs       *Server
 	addr     string
 	serveErr chan error
+	// accepted receives a value for each connection the server has
+	// accepted (ConnState StateNew); sends that would block are dropped.
+	accepted chan struct{}
 }
 
 // serve starts a Server for h on a fresh listener on 127.0.0.1.
@@ -31,8 +34,16 @@ func serve(t *testing.T, h http.Handler, o Options) *served {
 	if err != nil {
 		t.Fatalf("listen: %v", err)
 	}
-	srv := &http.Server{Handler: h, ErrorLog: log.New(io.Discard, "", 0)}
-	s := &served{hs: New(srv, o), addr: ln.Addr().String(), serveErr: make(chan error, 1)}
+	accepted := make(chan struct{}, 64)
+	srv := &http.Server{Handler: h, ErrorLog: log.New(io.Discard, "", 0), ConnState: func(_ net.Conn, st http.ConnState) {
+		if st == http.StateNew {
+			select {
+			case accepted <- struct{}{}:
+			default:
+			}
+		}
+	}}
+	s := &served{hs: New(srv, o), addr: ln.Addr().String(), serveErr: make(chan error, 1), accepted: accepted}
 	go func() { s.serveErr <- s.hs.Serve(ln) }()
 	t.Cleanup(func() {
 		// Whatever the test did, leave no server behind.
@@ -104,6 +115,16 @@ func TestDrainClosesIdleConns(t *testing.T) {
 		t.Fatalf("dial: %v", err)
 	}
 	defer silent.Close()
+	// Both accepted before the drain: a connection still in the accept
+	// queue when the listener closes is reset by the kernel, which is the
+	// listener's fate, not the drain's (seen on a loaded machine).
+	for range 2 {
+		select {
+		case <-s.accepted:
+		case <-time.After(5 * time.Second):
+			t.Fatal("the server did not accept both connections within 5s")
+		}
+	}
 
 	r := waitDrain(t, drainAsync(s.hs, 5*time.Second), 5*time.Second)
 	if r.err != nil {
