@@ -202,3 +202,47 @@ func TestRunCannotStartAsSeen(t *testing.T) {
 		t.Errorf("baton run that could not start left its control socket: %v", err)
 	}
 }
+
+// What a person sees of "baton reload --master" when the master's new
+// binary is broken: the reason, and that the master runs on as it was.
+func TestReloadMasterRefusedAsSeen(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	control := filepath.Join(dir, "run", "control.sock")
+	addr := loopbackAddr(t)
+	bin := filepath.Join(dir, "bin", "baton")
+	proctest.CopyExecutable(t, os.Args[0], bin)
+	cmd := exec.Command(bin, "run", "--control", control, "--listen", "tcp://"+addr, "--", os.Args[0], "demo-server", "-listen", addr, "-drain", "5s")
+	p := proctest.StartCommand(t, "baton", cmd)
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		resp, err := supervisor.Call(context.Background(), control, supervisor.CmdStatus)
+		if err == nil && resp.Status != nil && resp.Status.State == supervisor.StateServing {
+			break
+		}
+		if st, _ := p.Wait(0); st != nil || time.Now().After(deadline) {
+			t.Fatalf("baton run: not serving (%+v, %v)\n%s", resp.Status, err, p.Output())
+		}
+	}
+	// A deploy that put a broken file where the master's binary was: a
+	// new file renamed over it, as a package manager does.
+	if err := os.WriteFile(bin+".new", []byte("#!/bin/sh\nexit 1\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(bin+".new", bin); err != nil {
+		t.Fatal(err)
+	}
+	code, _, errs := batonIn("reload", "--master", "--control", control)
+	if code != exitFailed || !strings.Contains(errs, "the master's upgrade failed") || !strings.Contains(errs, "the master runs on as it was") {
+		t.Errorf("baton reload --master with a broken binary = %d\n%s\nwant exit 1, the reason and the hint", code, errs)
+	}
+	resp, err := supervisor.Call(context.Background(), control, supervisor.CmdStatus)
+	if err != nil || resp.Status == nil || resp.Status.State != supervisor.StateServing {
+		t.Errorf("after the refused exec: %+v, %v; want the master serving on", resp.Status, err)
+	}
+	if code, _, errs := batonIn("stop", "--control", control); code != exitOK {
+		t.Errorf("baton stop = %d\n%s", code, errs)
+	}
+	if st, err := p.Wait(30 * time.Second); err != nil && st == nil {
+		t.Errorf("baton run after baton stop: %v", err)
+	}
+}
