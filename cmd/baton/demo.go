@@ -21,7 +21,9 @@ const demoUsage = `Usage: baton demo [flags]
 
 Starts the demo server (this binary, as "baton demo-server"), drives HTTP
 load at it on loopback from clients that never retry — a new connection per
-request and keep-alive connections — performs upgrades (SIGHUP: new process,
+request and keep-alive connections; with -mode pausing, keep-alive clients
+that POST and pause up to -max-pause between requests, as a connection pool
+behind a proxy does — performs upgrades (SIGHUP: new process,
 same sockets) while slow requests cross them, and reports every failure.
 Exits 0 only if no request and no upgrade failed.
 
@@ -32,6 +34,7 @@ const demoExamples = `
 Examples:
   baton demo                          10 upgrades, 16 clients per mode
   baton demo -upgrades 50 -mode keepalive
+  baton demo -upgrades 20 -mode pausing   POSTs with pauses up to twice the server's idle grace
   baton demo -json > report.json
 `
 
@@ -41,7 +44,8 @@ func runDemo(ctx context.Context, u ui, args []string) int {
 	fs.SetOutput(u.stderr)
 	upgrades := fs.Int("upgrades", loadgen.DefaultUpgrades, "number of upgrades to perform")
 	clients := fs.Int("clients", loadgen.DefaultClients, "concurrent clients per connection mode")
-	mode := fs.String("mode", "both", "connection `mode`: fresh (a new connection per request), keepalive, or both")
+	mode := fs.String("mode", "both", "connection `mode`: fresh (a new connection per request), keepalive, both, or pausing (keep-alive POSTs with pauses)")
+	maxPause := fs.Duration("max-pause", loadgen.DefaultMaxPause, "with -mode pausing, the longest pause of a client between two requests")
 	slow := fs.Duration("slow", loadgen.DefaultSlowDelay, "delay of the slow request started before each upgrade")
 	listen := fs.String("listen", "127.0.0.1:0", "loopback `address` for the demo server (port 0: any free port)")
 	drain := fs.Duration("drain", defaultDemoDrain, "drain deadline of each retiring generation")
@@ -68,6 +72,9 @@ func runDemo(ctx context.Context, u ui, args []string) int {
 		return exitUsage
 	case *upgrades < 1 || *clients < 1:
 		u.errorf("-upgrades and -clients must be at least 1")
+		return exitUsage
+	case *maxPause <= 0:
+		u.errorf("-max-pause must be more than 0")
 		return exitUsage
 	}
 	addr, err := demoAddr(*listen)
@@ -109,6 +116,7 @@ func runDemo(ctx context.Context, u ui, args []string) int {
 		Upgrades:  *upgrades,
 		Upgrade:   srv.upgrade,
 		SlowDelay: *slow,
+		MaxPause:  *maxPause,
 		Progress:  loadgen.NewProgressBar(u.stderr, loadgen.IsTerminal(os.Stderr)),
 	})
 	if err != nil {
@@ -142,8 +150,10 @@ func parseModes(s string) ([]loadgen.Mode, error) {
 		return []loadgen.Mode{loadgen.Fresh}, nil
 	case "keepalive":
 		return []loadgen.Mode{loadgen.KeepAlive}, nil
+	case "pausing":
+		return []loadgen.Mode{loadgen.Pausing}, nil
 	}
-	return nil, fmt.Errorf("-mode %q: want fresh, keepalive or both", s)
+	return nil, fmt.Errorf("-mode %q: want fresh, keepalive, both or pausing", s)
 }
 
 // demoAddr checks that addr is on loopback and, for port 0, picks a free

@@ -8,7 +8,7 @@
 //
 // # baton demo
 //
-//	baton demo [-upgrades N] [-clients N] [-mode fresh|keepalive|both]
+//	baton demo [-upgrades N] [-clients N] [-mode fresh|keepalive|both|pausing] [-max-pause D]
 //	           [-slow DURATION] [-listen ADDR] [-drain DURATION] [-json]
 //
 // Starts the demo server (this binary, as "baton demo-server"), drives HTTP
@@ -26,7 +26,11 @@
 //
 //	-upgrades N      upgrades to perform (default 10)
 //	-clients N       concurrent clients per mode (default 16)
-//	-mode M          fresh, keepalive or both (default both)
+//	-mode M          fresh, keepalive, both (default), or pausing: keep-alive
+//	                 clients that POST and pause up to -max-pause between
+//	                 requests, as a connection pool behind a proxy does
+//	-max-pause D     longest pause of a pausing client (default 1s: twice
+//	                 the demo server's idle grace)
 //	-slow D          delay of the slow request before each upgrade (default 1s)
 //	-listen ADDR     loopback address for the server; port 0 picks a free one
 //	                 (default 127.0.0.1:0). Traffic never leaves loopback.
@@ -42,7 +46,7 @@
 // # baton verify
 //
 //	baton verify -url URL -reload CMD [-pid-file PATH] [-ready-timeout D]
-//	             [-upgrades N] [-clients N] [-mode fresh|keepalive|both]
+//	             [-upgrades N] [-clients N] [-mode fresh|keepalive|both|pausing] [-max-pause D]
 //	             [-slow D] [-warmup D] [-settle D] [-allow-remote] [-json]
 //
 // The load and the report of "baton demo", pointed at your own running
@@ -71,7 +75,9 @@
 //	                   UpgradeTimeout)
 //	-upgrades N        upgrades to perform (default 10)
 //	-clients N         concurrent clients per mode (default 16)
-//	-mode M            fresh, keepalive or both (default both)
+//	-mode M            fresh, keepalive, both (default), or pausing
+//	-max-pause D       longest pause of a pausing client (default 1s); make
+//	                   it twice your server's idle timeout while draining
 //	-slow D            delay asked (?delay=D) of the slow request started before
 //	                   each upgrade; 0: none (default 1s). A server that
 //	                   ignores the parameter answers at once and still passes.

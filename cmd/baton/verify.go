@@ -67,7 +67,8 @@ func runVerify(ctx context.Context, u ui, args []string) int {
 	readyTimeout := fs.Duration("ready-timeout", defaultReadyTimeout, "how long one upgrade may take: the reload command plus the -pid-file wait")
 	upgrades := fs.Int("upgrades", loadgen.DefaultUpgrades, "number of upgrades to perform")
 	clients := fs.Int("clients", loadgen.DefaultClients, "concurrent clients per connection mode")
-	mode := fs.String("mode", "both", "connection `mode`: fresh (a new connection per request), keepalive, or both")
+	mode := fs.String("mode", "both", "connection `mode`: fresh (a new connection per request), keepalive, both, or pausing (keep-alive POSTs with pauses)")
+	maxPause := fs.Duration("max-pause", loadgen.DefaultMaxPause, "with -mode pausing, the longest pause of a client between two requests (make it twice your server's idle timeout while draining)")
 	slow := fs.Duration("slow", loadgen.DefaultSlowDelay, "delay asked (?delay=) of the slow request started before each upgrade; 0: no slow requests")
 	warmup := fs.Duration("warmup", loadgen.DefaultWarmup, "load before the first upgrade; the server must answer within it")
 	settle := fs.Duration("settle", loadgen.DefaultSettle, "load between upgrades and after the last one")
@@ -107,8 +108,8 @@ func runVerify(ctx context.Context, u ui, args []string) int {
 	case *slow < 0 || *settle < 0:
 		u.errorf("-slow and -settle must not be negative")
 		return exitUsage
-	case *warmup <= 0 || *readyTimeout <= 0:
-		u.errorf("-warmup and -ready-timeout must be positive")
+	case *warmup <= 0 || *readyTimeout <= 0 || *maxPause <= 0:
+		u.errorf("-warmup, -ready-timeout and -max-pause must be positive")
 		return exitUsage
 	}
 	if err := checkVerifyURL(*rawURL, *allowRemote); err != nil {
@@ -155,6 +156,7 @@ func runVerify(ctx context.Context, u ui, args []string) int {
 		Warmup:    *warmup,
 		Settle:    max(*settle, time.Nanosecond), // loadgen: zero is the default
 		SlowDelay: slowDelay,
+		MaxPause:  *maxPause,
 		Progress:  loadgen.NewProgressBar(u.stderr, progressTTY),
 	})
 	switch {

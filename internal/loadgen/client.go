@@ -38,12 +38,14 @@ var aLongTimeAgo = time.Unix(1, 0)
 // headSize is how much of each body is kept to look for pid=<n>.
 const headSize = 1024
 
-// client sends GET requests to one target, one at a time.
+// client sends requests to one target, one at a time: GET, or a POST
+// with a small body.
 type client struct {
 	addr      string
 	req       []byte // the whole request, ready to write
 	keepAlive bool
 	readReq   *http.Request // tells http.ReadResponse the method
+	dials     int64         // connections opened
 
 	// afterWrite, if not nil, is called once the request has been written
 	// or has failed before that.
@@ -56,17 +58,28 @@ type client struct {
 	head []byte // first headSize bytes of the last body
 }
 
-func newClient(t target, keepAlive bool) *client {
-	req := "GET " + t.uri + " HTTP/1.1\r\nHost: " + t.host + "\r\nUser-Agent: baton-loadgen\r\n"
+// postBody is what a POST carries: small, so a request fits one segment.
+const postBody = "baton-loadgen\n"
+
+func newClient(t target, keepAlive, post bool) *client {
+	method := http.MethodGet
+	if post {
+		method = http.MethodPost
+	}
+	req := method + " " + t.uri + " HTTP/1.1\r\nHost: " + t.host + "\r\nUser-Agent: baton-loadgen\r\n"
 	if !keepAlive {
 		req += "Connection: close\r\n"
 	}
-	req += "\r\n"
+	if post {
+		req += "Content-Type: text/plain\r\nContent-Length: " + strconv.Itoa(len(postBody)) + "\r\n\r\n" + postBody
+	} else {
+		req += "\r\n"
+	}
 	return &client{
 		addr:      t.addr,
 		req:       []byte(req),
 		keepAlive: keepAlive,
-		readReq:   &http.Request{Method: http.MethodGet},
+		readReq:   &http.Request{Method: method},
 		buf:       make([]byte, 16<<10),
 		head:      make([]byte, 0, headSize),
 	}
@@ -91,6 +104,7 @@ func (c *client) do(ctx context.Context, timeout time.Duration) (response, error
 			return response{}, err // "dial tcp 127.0.0.1:8080: connect: connection refused"
 		}
 		c.conn, c.sent = conn, 0
+		c.dials++
 		if c.br == nil {
 			c.br = bufio.NewReader(conn)
 		} else {

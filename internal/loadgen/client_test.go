@@ -116,7 +116,7 @@ func TestClientOutcomes(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			addr := rawServer(t, func(c *net.TCPConn, _ []string) { tc.answer(c) })
-			c := newClient(target{addr: addr, host: addr, uri: "/"}, true)
+			c := newClient(target{addr: addr, host: addr, uri: "/"}, true, false)
 			defer c.close()
 			timeout := cmp(tc.timeout, 5*time.Second)
 			resp, err := c.do(t.Context(), timeout)
@@ -158,7 +158,7 @@ func TestClientRefused(t *testing.T) {
 	}
 	addr := ln.Addr().String()
 	ln.Close()
-	c := newClient(target{addr: addr, host: addr, uri: "/"}, false)
+	c := newClient(target{addr: addr, host: addr, uri: "/"}, false, false)
 	wrote := false
 	c.afterWrite = func() { wrote = true }
 	_, err = c.do(t.Context(), time.Second)
@@ -211,7 +211,7 @@ func TestClientConnections(t *testing.T) {
 			t.Cleanup(func() { srv.Close() })
 
 			addr := ln.Addr().String()
-			c := newClient(target{addr: addr, host: "example.test", uri: "/a?b=c"}, tc.keepAlive)
+			c := newClient(target{addr: addr, host: "example.test", uri: "/a?b=c"}, tc.keepAlive, false)
 			defer c.close()
 			for i := range 5 {
 				resp, err := c.do(t.Context(), 5*time.Second)
@@ -221,6 +221,9 @@ func TestClientConnections(t *testing.T) {
 			}
 			if got := conns.Load(); got != tc.wantConns {
 				t.Errorf("5 requests used %d connections, want %d", got, tc.wantConns)
+			}
+			if c.dials != int64(tc.wantConns) {
+				t.Errorf("the client counted %d connections, the server %d", c.dials, tc.wantConns)
 			}
 			want := `"close" "example.test" "/a?b=c"`
 			if tc.keepAlive {
@@ -301,4 +304,36 @@ func FuzzParsePID(f *testing.F) {
 			t.Fatalf("parsePID(%q) = %d from an input without pid=", b, n)
 		}
 	})
+}
+
+// A POST carries its small body, with the length that says where it ends,
+// so the next request on the connection is read as a request.
+func TestClientPost(t *testing.T) {
+	t.Parallel()
+	var got atomic.Value
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		got.Store(r.Method + " " + string(b))
+		io.WriteString(w, "pid=7")
+	})}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("net.Listen: %v", err)
+	}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	addr := ln.Addr().String()
+	c := newClient(target{addr: addr, host: addr, uri: "/"}, true, true)
+	defer c.close()
+	for i := range 3 {
+		if resp, err := c.do(t.Context(), 5*time.Second); err != nil || resp.pid != 7 {
+			t.Fatalf("POST %d: do() = %+v, %v; want pid 7", i+1, resp, err)
+		}
+	}
+	if v, _ := got.Load().(string); v != "POST "+postBody {
+		t.Errorf("the server saw %q, want %q", v, "POST "+postBody)
+	}
+	if c.dials != 1 {
+		t.Errorf("3 POSTs on a keep-alive client opened %d connections, want 1", c.dials)
+	}
 }

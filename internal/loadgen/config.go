@@ -18,6 +18,10 @@ const (
 	DefaultSlowDelay      = time.Second
 	DefaultRequestTimeout = 10 * time.Second
 	DefaultMaxRequests    = 1_000_000
+	// DefaultMaxPause is twice httpdrain.DefaultIdleGrace (500ms): a
+	// Pausing client is silent for up to that long, so some of its pauses
+	// outlast a draining server's patience with idle connections.
+	DefaultMaxPause = time.Second
 )
 
 // ExamplesPerClass is how many error strings a Report keeps for each failure
@@ -37,6 +41,13 @@ const (
 	// server that closes them while a request is on the wire shows up here
 	// as eof or reset.
 	KeepAlive Mode = "keepalive"
+	// Pausing is KeepAlive as a connection pool behind a proxy uses it:
+	// every request is a POST, which a client may not retry, and between
+	// two requests the client is silent for a random time up to MaxPause.
+	// A draining server that closes idle connections races the client's
+	// next request here, and loses it unless it never closes a connection
+	// a request may be on its way to (it hands it over instead).
+	Pausing Mode = "pausing"
 )
 
 // Config describes one run. Only URL and Upgrade are required.
@@ -53,6 +64,10 @@ type Config struct {
 	// Clients goroutines concurrently with the others.
 	// Defaults to both Fresh and KeepAlive.
 	Modes []Mode
+
+	// MaxPause bounds the random pause of Pausing clients between two
+	// requests. Defaults to DefaultMaxPause.
+	MaxPause time.Duration
 
 	// Upgrades is how many times Upgrade is called.
 	// Defaults to DefaultUpgrades.
@@ -117,6 +132,7 @@ type settings struct {
 	slowDelay      time.Duration
 	requestTimeout time.Duration
 	maxRequests    int64
+	maxPause       time.Duration
 	progress       func(Progress)
 }
 
@@ -131,6 +147,7 @@ func (c *Config) settings() (settings, error) {
 		slowDelay:      orDefault(c.SlowDelay, DefaultSlowDelay),
 		requestTimeout: orDefault(c.RequestTimeout, DefaultRequestTimeout),
 		maxRequests:    orDefault(c.MaxRequests, DefaultMaxRequests),
+		maxPause:       orDefault(c.MaxPause, DefaultMaxPause),
 		progress:       c.Progress,
 	}
 	if c.URL == "" {
@@ -159,8 +176,8 @@ func (c *Config) settings() (settings, error) {
 		s.modes = []Mode{Fresh, KeepAlive}
 	}
 	for i, m := range s.modes {
-		if m != Fresh && m != KeepAlive {
-			return s, fmt.Errorf("loadgen: unknown mode %q in Config.Modes; want %q or %q", m, Fresh, KeepAlive)
+		if m != Fresh && m != KeepAlive && m != Pausing {
+			return s, fmt.Errorf("loadgen: unknown mode %q in Config.Modes; want %q, %q or %q", m, Fresh, KeepAlive, Pausing)
 		}
 		for _, prev := range s.modes[:i] {
 			if m == prev {
@@ -178,6 +195,7 @@ func (c *Config) settings() (settings, error) {
 		{"Settle", s.settle < 0},
 		{"RequestTimeout", s.requestTimeout < 0},
 		{"MaxRequests", s.maxRequests < 0},
+		{"MaxPause", s.maxPause < 0},
 	} {
 		if f.neg {
 			return s, fmt.Errorf("loadgen: Config.%s is negative", f.name)

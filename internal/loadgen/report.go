@@ -46,6 +46,21 @@ type ModeReport struct {
 	Clients  int      `json:"clients"`
 	Requests int64    `json:"requests"`
 	Failures Failures `json:"failures"`
+	// Connections is how many connections the clients opened. A
+	// keep-alive client opens one more each time the server closes its
+	// connection (Connection: close, or an idle close): beyond one per
+	// client, each is a reconnect.
+	Connections int64 `json:"connections"`
+}
+
+// Reconnects is how many connections the clients of a keep-alive mode
+// opened beyond their first: each one the server closed under them.
+// Fresh clients open one per request by design: 0 for them.
+func (m *ModeReport) Reconnects() int64 {
+	if m.Mode == Fresh {
+		return 0
+	}
+	return max(m.Connections-int64(m.Clients), 0)
 }
 
 // UpgradeReport is about the Upgrade calls and how long they took.
@@ -193,6 +208,15 @@ func (r *Report) WriteText(w io.Writer) error {
 	line := func(key, format string, args ...any) {
 		fmt.Fprintf(&b, "%-15s %s\n", key, fmt.Sprintf(format, args...))
 	}
+	var conns []string
+	for _, m := range r.Modes {
+		if m.Mode != Fresh {
+			conns = append(conns, fmt.Sprintf("%s %d opened by %d clients, %s", m.Mode, m.Connections, m.Clients, plural(m.Reconnects(), "reconnect")))
+		}
+	}
+	if len(conns) > 0 {
+		line("connections", "%s", strings.Join(conns, "; "))
+	}
 	u := r.Upgrades
 	if u.OK+u.Failed == 0 {
 		line("upgrades", "none done")
@@ -337,11 +361,12 @@ func latencyOf(ds []time.Duration) Latency {
 // tally is what one client saw; only that client touches it until it is
 // handed back to run.
 type tally struct {
-	mode     Mode
-	requests int64
-	failures Failures
-	samples  []sample
-	pids     map[int]*PIDCount
+	mode        Mode
+	connections int64
+	requests    int64
+	failures    Failures
+	samples     []sample
+	pids        map[int]*PIDCount
 }
 
 // sample is one successful request, timed.
@@ -377,6 +402,7 @@ func (r *run) summarize(ts []*tally, ups []upgradeRecord, slows []slowResult, sp
 				continue
 			}
 			mr.Requests += t.requests
+			mr.Connections += t.connections
 			mr.Failures.merge(&t.failures)
 			for _, s := range t.samples {
 				if s.start < warmupEnd {

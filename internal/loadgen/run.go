@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -231,8 +232,11 @@ func isClosed(c <-chan struct{}) bool {
 // what it saw.
 func (r *run) work(ctx context.Context, stopping <-chan struct{}, m Mode) *tally {
 	t := &tally{mode: m}
-	c := newClient(r.target, m == KeepAlive)
-	defer c.close()
+	c := newClient(r.target, m != Fresh, m == Pausing)
+	defer func() {
+		c.close()
+		t.connections = c.dials
+	}()
 	for {
 		select {
 		case <-stopping:
@@ -259,6 +263,9 @@ func (r *run) work(ctx context.Context, stopping <-chan struct{}, m Mode) *tally
 		t.requests++
 		if err == nil {
 			t.ok(start.Sub(r.t0), lat, resp.pid)
+			if m == Pausing && !r.think(ctx, stopping) {
+				return t
+			}
 			continue
 		}
 		r.failed.Add(1)
@@ -273,12 +280,26 @@ func (r *run) work(ctx context.Context, stopping <-chan struct{}, m Mode) *tally
 	}
 }
 
+// think keeps a Pausing client silent for a random time up to maxPause,
+// and reports false if the run ends meanwhile.
+func (r *run) think(ctx context.Context, stopping <-chan struct{}) bool {
+	t := time.NewTimer(rand.N(r.maxPause + 1))
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-stopping:
+	case <-ctx.Done():
+	}
+	return false
+}
+
 // startSlow starts the slow request that will be in flight during the next
 // upgrade, and returns once it is on its way.
 func (r *run) startSlow(ctx context.Context, wg *sync.WaitGroup) <-chan slowResult {
 	res := make(chan slowResult, 1)
 	sent := make(chan struct{})
-	c := newClient(r.slow, false)
+	c := newClient(r.slow, false, false)
 	c.afterWrite = func() { close(sent) }
 	wg.Go(func() {
 		defer c.close()

@@ -508,3 +508,48 @@ func TestRunMaxRequests(t *testing.T) {
 		t.Errorf("Slow = %+v with SlowDelay < 0, want nil", rep.Slow)
 	}
 }
+
+// Pausing clients POST with pauses between requests and keep their one
+// connection while the server never closes it; keep-alive clients of a
+// server that closes every third response reconnect, and the report
+// counts it.
+func TestRunPausingKeepsConnections(t *testing.T) {
+	t.Parallel()
+	s := newTestServer(t, noFault)
+	c := quick(s.url(), s.Upgrade)
+	c.Modes = []Mode{Pausing}
+	c.MaxPause = 40 * time.Millisecond
+	rep, err := runFor(t, 15*time.Second, t.Context(), c)
+	if err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	text := textOf(t, rep)
+	t.Logf("report:\n%s", text)
+	if p := rep.Problems(); len(p) > 0 {
+		t.Errorf("problems: %q", p)
+	}
+	m := rep.Modes[0]
+	if m.Mode != Pausing || m.Requests == 0 || m.Connections != int64(m.Clients) || m.Reconnects() != 0 {
+		t.Errorf("pausing mode: %+v, reconnects %d; want requests on exactly one connection per client", m, m.Reconnects())
+	}
+	if !strings.Contains(text, "pausing 3 opened by 3 clients, 0 reconnects") {
+		t.Errorf("the report does not say how many connections the clients opened")
+	}
+}
+
+func TestReconnects(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		m    ModeReport
+		want int64
+	}{
+		{ModeReport{Mode: Fresh, Clients: 4, Connections: 100}, 0},
+		{ModeReport{Mode: KeepAlive, Clients: 4, Connections: 4}, 0},
+		{ModeReport{Mode: KeepAlive, Clients: 4, Connections: 10}, 6},
+		{ModeReport{Mode: Pausing, Clients: 4, Connections: 3}, 0}, // a client that never connected
+	} {
+		if got := tc.m.Reconnects(); got != tc.want {
+			t.Errorf("%+v: Reconnects() = %d, want %d", tc.m, got, tc.want)
+		}
+	}
+}
