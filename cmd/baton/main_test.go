@@ -55,7 +55,7 @@ func TestUsageErrors(t *testing.T) {
 	}{
 		{nil, exitUsage, "Usage: baton"},
 		{[]string{"frob"}, exitUsage, `unknown command "frob"`},
-		{[]string{"demo", "-mode", "bogus"}, exitUsage, `-mode "bogus": want fresh, keepalive or both`},
+		{[]string{"demo", "-mode", "bogus"}, exitUsage, `-mode "bogus": want fresh, keepalive, both or pausing`},
 		{[]string{"demo", "-upgrades", "0"}, exitUsage, "at least 1"},
 		{[]string{"demo", "-listen", "10.0.0.1:80"}, exitUsage, "not a loopback address"},
 		{[]string{"demo", "extra"}, exitUsage, `unexpected argument "extra"`},

@@ -304,7 +304,7 @@ func TestVerifyUsageErrors(t *testing.T) {
 	}{
 		{[]string{"-reload", "true"}, exitUsage, []string{"-url is required", "hint: point it at your running server"}},
 		{[]string{"-url", url}, exitUsage, []string{"-reload is required", "hint:"}},
-		{[]string{"-url", url, "-reload", "true", "-mode", "bogus"}, exitUsage, []string{`-mode "bogus": want fresh, keepalive or both`}},
+		{[]string{"-url", url, "-reload", "true", "-mode", "bogus"}, exitUsage, []string{`-mode "bogus": want fresh, keepalive, both or pausing`}},
 		{[]string{"-url", "http://192.0.2.1:8080/", "-reload", "true"}, exitUsage, []string{`"192.0.2.1" is not a loopback host`, "hint: ", "-allow-remote"}},
 		{[]string{"-url", "http://example.com/", "-reload", "true"}, exitUsage, []string{`"example.com" is not a loopback host`}},
 		{[]string{"-url", "https://127.0.0.1/", "-reload", "true"}, exitUsage, []string{`scheme "https" is not supported`, "hint:"}},
