@@ -57,6 +57,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"frob"}, exitUsage, `unknown command "frob"`},
 		{[]string{"demo", "-mode", "bogus"}, exitUsage, `-mode "bogus": want fresh, keepalive, both or pausing`},
 		{[]string{"demo", "-upgrades", "0"}, exitUsage, "at least 1"},
+		{[]string{"demo", "-mode", "pausing", "-max-pause", "0"}, exitUsage, "-max-pause must be more than 0"},
 		{[]string{"demo", "-listen", "10.0.0.1:80"}, exitUsage, "not a loopback address"},
 		{[]string{"demo", "extra"}, exitUsage, `unexpected argument "extra"`},
 		{[]string{"demo", "-nope"}, exitUsage, "flag provided but not defined"},
