@@ -26,6 +26,11 @@
 //
 // # Upgrades under load
 //
+// BenchmarkPausingClients/drain=D/lib=L does the same with keep-alive
+// clients that POST and pause up to twice httpdrain's default IdleGrace
+// between requests (loadgen's pausing mode), and counts the connections
+// they had to open again.
+//
 // BenchmarkUpgradeUnderLoad/drain=D/lib=L upgrades an HTTP helper b.N times
 // (-benchtime 100x: 100 upgrades) under load from internal/loadgen: 16
 // clients that never retry in each of two modes at once, fresh (a

@@ -34,6 +34,9 @@ const (
 
 var drains = []string{"httpdrain", "shutdown"}
 
+// The drain "idle" is httpdrain at its default IdleGrace, as a server
+// that does not expect starved clients runs it (BenchmarkPausingClients).
+
 // drainTimeout bounds a retiring generation's drain. The slowest request
 // the benchmark sends takes loadSlow.
 const drainTimeout = 10 * time.Second
@@ -112,8 +115,11 @@ func httpMain() {
 // newDrain returns how srv serves a listener and how it drains, by name.
 func newDrain(name string, srv *http.Server) (serve func(net.Listener) error, drain func(context.Context) error, err error) {
 	switch name {
-	case "httpdrain":
+	case "httpdrain", "idle":
 		o := httpdrain.Options{IdleGrace: drainIdleGrace}
+		if name == "idle" {
+			o.IdleGrace = 0 // the default
+		}
 		if os.Getenv(envDrainLog) != "" {
 			o.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})).With("pid", os.Getpid())
 		}

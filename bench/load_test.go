@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/batonhq/baton/httpdrain"
 	"github.com/batonhq/baton/internal/loadgen"
 	"golang.org/x/sys/unix"
 )
@@ -47,13 +48,57 @@ func BenchmarkUpgradeUnderLoad(b *testing.B) {
 	for _, d := range drains {
 		for _, lib := range loadLibs {
 			b.Run(fmt.Sprintf("drain=%s/lib=%s", d, lib), func(b *testing.B) {
-				benchLoad(b, lib, d)
+				benchLoad(b, lib, d, busyLoad)
 			})
 		}
 	}
 }
 
-func benchLoad(b *testing.B, lib, drain string) {
+// pausingServers are the servers BenchmarkPausingClients compares, as
+// drain=…/lib=…: baton with httpdrain at its default IdleGrace, and
+// tableflip with plain Shutdown, as its README serves.
+var pausingServers = [][2]string{{"idle", "baton"}, {"shutdown", "tableflip"}}
+
+// BenchmarkPausingClients upgrades an HTTP server b.N times while
+// keep-alive clients POST with pauses of up to twice httpdrain's default
+// IdleGrace between requests, never retrying: the traffic of a connection
+// pool behind a proxy, where a server that closes an idle connection races
+// the client's next request. It counts the failed requests and the
+// connections the clients had to open again.
+func BenchmarkPausingClients(b *testing.B) {
+	for _, s := range pausingServers {
+		b.Run(fmt.Sprintf("drain=%s/lib=%s", s[0], s[1]), func(b *testing.B) {
+			benchLoad(b, s[1], s[0], pausingLoad)
+		})
+	}
+}
+
+// loadShape is the traffic of a load benchmark.
+type loadShape struct {
+	modes    []loadgen.Mode // nil: loadgen's default, fresh and keep-alive
+	settle   time.Duration
+	maxPause time.Duration
+	slow     time.Duration
+}
+
+var (
+	// busyLoad: clients that send back to back, in both modes.
+	busyLoad = loadShape{settle: loadSettle, slow: loadSlow}
+	// pausingLoad: pausing clients, and upgrades far enough apart that
+	// each client pauses a few times between two of them.
+	pausingLoad = loadShape{modes: []loadgen.Mode{loadgen.Pausing}, settle: pausingSettle, maxPause: pausingMaxPause, slow: loadSlow}
+)
+
+const (
+	// pausingMaxPause is twice httpdrain.DefaultIdleGrace: some pauses
+	// outlast a draining server's patience with idle connections.
+	pausingMaxPause = 2 * httpdrain.DefaultIdleGrace
+	// pausingSettle lets every client make a few requests between two
+	// upgrades.
+	pausingSettle = 1500 * time.Millisecond
+)
+
+func benchLoad(b *testing.B, lib, drain string, shape loadShape) {
 	if probing(b) {
 		return
 	}
@@ -126,11 +171,13 @@ func benchLoad(b *testing.B, lib, drain string) {
 	rep, err := loadgen.Run(ctx, loadgen.Config{
 		URL:       "http://" + addr + "/",
 		Clients:   loadClients,
+		Modes:     shape.modes,
 		Upgrades:  b.N,
 		Upgrade:   upgrade,
 		Warmup:    loadWarmup,
-		Settle:    loadSettle,
-		SlowDelay: loadSlow,
+		Settle:    shape.settle,
+		SlowDelay: shape.slow,
+		MaxPause:  shape.maxPause,
 		// loadgen's default (a million) is within reach of 100 upgrades.
 		MaxRequests: int64(b.N+10) * loadRequestsPerUpgrade,
 	})
@@ -170,6 +217,8 @@ func reportLoad(b *testing.B, rep *loadgen.Report, handoff time.Duration) {
 		f := m.Failures
 		b.ReportMetric(float64(m.Requests), string(m.Mode)+"-requests")
 		b.ReportMetric(float64(f.Total()), string(m.Mode)+"-failed")
+		b.ReportMetric(float64(m.Connections), string(m.Mode)+"-connections")
+		b.ReportMetric(float64(m.Reconnects()), string(m.Mode)+"-reconnects")
 		for _, kv := range []struct {
 			class string
 			n     int64

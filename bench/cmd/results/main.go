@@ -64,10 +64,11 @@ func run(args []string, stderr io.Writer) int {
 	handoffUpgrades := fs.Int("handoff-upgrades", 20, "upgrades per size up to 1,000 sockets in each handoff run")
 	handoffLargeUpgrades := fs.Int("handoff-large-upgrades", 5, "upgrades per size above 1,000 sockets in each handoff run")
 	idle := fs.Int("idle", 10, "idle processes measured per kind")
+	pausing := fs.Int("pausing-upgrades", 20, "upgrades per server with pausing keep-alive clients")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	if fs.NArg() > 0 || *upgrades < 1 || *handoffRuns < 1 || *handoffUpgrades < 1 || *handoffLargeUpgrades < 1 || *idle < 1 {
+	if fs.NArg() > 0 || *upgrades < 1 || *handoffRuns < 1 || *handoffUpgrades < 1 || *handoffLargeUpgrades < 1 || *idle < 1 || *pausing < 1 {
 		fmt.Fprintln(stderr, "results: flags only, each count at least 1")
 		fs.Usage()
 		return 2
@@ -117,6 +118,7 @@ func run(args []string, stderr io.Writer) int {
 			plan{"handoff", bench(handoffLarge, *handoffLargeUpgrades)})
 	}
 	plans = append(plans, plan{"load", bench("^BenchmarkUpgradeUnderLoad$", *upgrades)})
+	plans = append(plans, plan{"pausing", bench("^BenchmarkPausingClients$", *pausing)})
 
 	clock := readCPU()
 	failed := false

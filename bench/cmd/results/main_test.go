@@ -27,6 +27,8 @@ SKIP BenchmarkHandoff/lib=tableflip/sockets=10000: 10000 sockets need about 3010
 --- BENCH: BenchmarkUpgradeUnderLoad/drain=httpdrain/lib=reuseport-2
     load_test.go:146: FAIL: 54 failed requests (54 reset) across 100 upgrades (251479 requests)
 BenchmarkUpgradeUnderLoad/drain=httpdrain/lib=baton-2         	     100	         0 failed-slow	         0 failed-upgrades	         0 fresh-failed	     98694 fresh-requests	         0 keepalive-failed	    124075 keepalive-requests	   1034646 near-p50-ns	   8446918 near-p99-ns	  2997758 ns/upgrade	   1038943 steady-p50-ns	   5265696 steady-p99-ns	       100.0 upgrades
+BenchmarkPausingClients/drain=idle/lib=baton-2         	      20	         0 failed-slow	         0 failed-upgrades	   3000000 ns/upgrade	        36.00 pausing-connections	        12.00 pausing-eof	        12.00 pausing-failed	        20.00 pausing-reconnects	      1500 pausing-requests	        20.00 upgrades
+BenchmarkPausingClients/drain=shutdown/lib=tableflip-2 	      20	         0 failed-slow	         0 failed-upgrades	   3000000 ns/upgrade	       336.0 pausing-connections	       300.0 pausing-eof	         2.000 pausing-reset	       302.0 pausing-failed	       320.0 pausing-reconnects	      1400 pausing-requests	        20.00 upgrades
 BenchmarkUpgradeUnderLoad/drain=httpdrain/lib=reuseport-2     	     100	         0 failed-slow	         0 failed-upgrades	        54.00 fresh-failed	    107841 fresh-requests	        54.00 fresh-reset	         0 keepalive-failed	    143638 keepalive-requests	   1044890 near-p50-ns	   4223459 near-p99-ns	  12121546 ns/upgrade	   1076046 steady-p50-ns	   8205732 steady-p99-ns	        99.00 upgrades	 1.000 failed-upgrades
 PASS
 ok  	github.com/batonhq/baton/bench	33.086s
@@ -85,8 +87,8 @@ func TestParseBench(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(rs) != 10 {
-		t.Errorf("parseBench(sample): %d results, want 10", len(rs))
+	if len(rs) != 12 {
+		t.Errorf("parseBench(sample): %d results, want 12", len(rs))
 	}
 	if want := []string{"BenchmarkHandoff/lib=tableflip/sockets=10000: 10000 sockets need about 30100 descriptors per process"}; !reflect.DeepEqual(skips, want) {
 		t.Errorf("parseBench(sample): skips %q, want %q", skips, want)
@@ -123,11 +125,13 @@ func testPage(t *testing.T, others float64) *page {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var load, handoff, idle []result
+	var load, handoff, idle, pausing []result
 	for _, r := range rs {
 		switch r.bench {
 		case "UpgradeUnderLoad":
 			load = append(load, r)
+		case "PausingClients":
+			pausing = append(pausing, r)
 		case "Handoff":
 			handoff = append(handoff, r)
 		default:
@@ -149,6 +153,7 @@ func testPage(t *testing.T, others float64) *page {
 			{what: "handoff", cmd: "./bench.test -test.bench '^BenchmarkHandoff$'", results: handoff, skips: skips, took: time.Second},
 			{what: "handoff", cmd: "./bench.test -test.bench '^BenchmarkHandoff$'", skips: skips, err: "exit status 1", took: time.Second},
 			{what: "load", cmd: "./bench.test -test.bench '^BenchmarkUpgradeUnderLoad$'", results: load, took: time.Minute},
+			{what: "pausing", cmd: "./bench.test -test.bench '^BenchmarkPausingClients$'", results: pausing, took: time.Minute},
 		},
 	}
 }
@@ -188,6 +193,9 @@ func TestRender(t *testing.T) {
 		"| tableflip library user | 8.6 MiB | +143 KiB |",
 		"| `baton run` master, idle with one worker | 8.2 MiB | – |",
 		"baton/tableflip, library users: 0.98.",
+		// Section 5: failures, per 100 upgrades, reconnects per upgrade.
+		"| baton, httpdrain (IdleGrace 500 ms) | 20 | 12 / 1,500 | 60.0 | 1.0 | 12 eof |",
+		"| tableflip, plain Shutdown | 20 | 302 / 1,400 | 1510.0 | 16.0 | 2 reset, 300 eof |",
 		// Commands and skips, each skip once.
 		"go test -c -o bench.test .\n./bench.test -test.bench '^BenchmarkIdle'   # idle, 5s\n",
 		"- BenchmarkHandoff/lib=tableflip/sockets=10000: 10000 sockets need about 30100 descriptors per process\n",
@@ -218,8 +226,8 @@ func TestRenderNothing(t *testing.T) {
 	if err := render(&b, &page{machine: machine{others: -1, loadStart: "0.10 0.10 0.10"}}); err != nil {
 		t.Fatal(err)
 	}
-	if n := strings.Count(b.String(), "Not measured."); n != 4 {
-		t.Errorf("render of an empty page: %d sections say \"Not measured.\", want 4\n%s", n, b.String())
+	if n := strings.Count(b.String(), "Not measured."); n != 5 {
+		t.Errorf("render of an empty page: %d sections say \"Not measured.\", want 5\n%s", n, b.String())
 	}
 }
 

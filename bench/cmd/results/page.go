@@ -83,6 +83,7 @@ func render(w io.Writer, p *page) error {
 	renderHandoff(&b, p.results("handoff"), p.machine.nofileHard)
 	renderLatency(&b, p.results("load"))
 	renderMemory(&b, p.results("idle"))
+	renderPausing(&b, p.results("pausing"))
 	renderCommands(&b, p)
 	_, err := io.WriteString(w, b.String())
 	return err
@@ -491,4 +492,55 @@ func table(b *strings.Builder, head []string, align string, rows [][]string) {
 	for _, r := range rows {
 		b.WriteString("| " + strings.Join(r, " | ") + " |\n")
 	}
+}
+
+// pausingServers are the rows of section 5, as drain and lib.
+var pausingServers = [][2]string{{"idle", "baton"}, {"shutdown", "tableflip"}}
+
+var pausingNames = map[string]string{
+	"idle/baton":         "baton, httpdrain (IdleGrace 500 ms)",
+	"shutdown/tableflip": "tableflip, plain Shutdown",
+}
+
+// renderPausing writes section 5: keep-alive clients that pause.
+func renderPausing(b *strings.Builder, rs []result) {
+	b.WriteString("## 5. Keep-alive clients that pause between requests\n\n")
+	ps := find(rs, "PausingClients", nil)
+	if len(ps) == 0 {
+		b.WriteString("Not measured.\n\n")
+		return
+	}
+	b.WriteString("16 keep-alive clients POST (a request a client may not retry) and pause for a random time of up to\n")
+	b.WriteString("1 s — twice httpdrain's default IdleGrace — between requests, never retrying: the traffic of a\n")
+	b.WriteString("connection pool behind a proxy. A draining server that closes a connection it takes for idle\n")
+	b.WriteString("races the client's next request. *Reconnects* are the connections the clients had to open again\n")
+	b.WriteString("because the server closed theirs.\n\n")
+	var rows [][]string
+	for _, s := range pausingServers {
+		r := find(ps, "PausingClients", map[string]string{"drain": s[0], "lib": s[1]})
+		if len(r) == 0 {
+			continue
+		}
+		ups, _ := sum(r, "upgrades")
+		failed, _ := sum(r, "pausing-failed")
+		reqs, _ := sum(r, "pausing-requests")
+		reconnects, _ := sum(r, "pausing-reconnects")
+		var ks []string
+		for _, c := range classes {
+			if n, ok := sum(r, "pausing-"+c); ok && n > 0 {
+				ks = append(ks, fmt.Sprintf("%.0f %s", n, c))
+			}
+		}
+		if len(ks) == 0 {
+			ks = []string{"none"}
+		}
+		perUpgrade := "–"
+		if ups > 0 {
+			perUpgrade = strconv.FormatFloat(reconnects/ups, 'f', 1, 64)
+		}
+		rows = append(rows, []string{pausingNames[s[0]+"/"+s[1]], fmt.Sprintf("%.0f", ups),
+			fmt.Sprintf("%s / %s", count(failed), count(reqs)), per100(failed, ups), perUpgrade, strings.Join(ks, ", ")})
+	}
+	table(b, []string{"server", "upgrades", "failed / requests", "per 100 upgrades", "reconnects per upgrade", "kinds of failure"}, "lrrrrl", rows)
+	b.WriteString("\n")
 }
