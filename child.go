@@ -448,6 +448,9 @@ func (l *successorLink) handOver(ctx context.Context, name string, c syscall.Con
 	if err != nil {
 		return err
 	}
+	if err := checkConnSocket(rc); err != nil {
+		return fmt.Errorf("baton: HandOver: %w", err)
+	}
 	select {
 	case l.slots <- struct{}{}:
 	case <-l.done:
