@@ -98,7 +98,7 @@ func (u *Upgrader) takeOver() error {
 		u.log.Info("no running instance on the control socket: starting fresh", "control", u.ctl.path)
 		return nil
 	}
-	p, entries, err := adoptConn(conn, pid, u.opts.upgradeTimeout())
+	p, entries, err := adoptConn(conn, pid, u.opts.upgradeTimeout(), u.handed)
 	if err != nil {
 		// Whatever listens there may not be ours at all: say where.
 		return fmt.Errorf("baton: control socket %s: %w", u.ctl.path, err)

@@ -35,6 +35,9 @@ type Upgrader struct {
 	pid    pidFile // path "" when there is no PID file
 	mgr    managers
 	ctl    *controlRestart // nil unless Options.Control is set
+	// handed is the Handed listeners, which the link from the parent,
+	// if any, delivers to.
+	handed *handedSet
 
 	// hupPending: a SIGHUP came before Ready and waits for it
 	// (upgradeWhenReady).
@@ -51,6 +54,9 @@ type Upgrader struct {
 	upgrading  chan struct{} // non-nil while an upgrade runs; closed when it ends
 	handedOver bool          // a successor took over; exitC is closed
 	stopped    bool
+	// state is what SetState set, for the next successor; replaced,
+	// never changed in place.
+	state map[string][]byte
 	// successor is kept for the life of the process: its handoff socket
 	// stays open until we exit, so the successor's WaitForParent sees
 	// exactly that, and its reaper goroutine collects it if it ever exits
@@ -84,6 +90,7 @@ func newUpgrader(opts Options) (*Upgrader, error) {
 	if u.log == nil {
 		u.log = slog.New(slog.DiscardHandler)
 	}
+	u.handed = newHandedSet(u.log)
 	if opts.PIDFile != "" {
 		u.pid = pidFile{path: absFromInitial(opts.PIDFile)}
 	}
@@ -110,7 +117,7 @@ func newUpgrader(opts Options) (*Upgrader, error) {
 			// over from.
 			u.log.Warn("ignoring a handoff from a process that did not start us", "pid", ppid)
 		} else {
-			p, entries, err := adoptParent(fd, ppid, opts.upgradeTimeout())
+			p, entries, err := adoptParent(fd, ppid, opts.upgradeTimeout(), u.handed)
 			if err != nil {
 				return nil, err
 			}

@@ -45,3 +45,17 @@ func (u *Upgrader) ExecRequested() bool { return false }
 
 // Exec returns ErrNotSupported on this system.
 func (u *Upgrader) Exec() error { return ErrNotSupported }
+
+// HandOver returns ErrNotSupported on this system.
+func (u *Upgrader) HandOver(ctx context.Context, name string, c syscall.Conn, state []byte) error {
+	return ErrNotSupported
+}
+
+// Handed returns ErrNotSupported on this system.
+func (u *Upgrader) Handed(name string) (net.Listener, error) { return nil, ErrNotSupported }
+
+// SetState returns ErrNotSupported on this system.
+func (u *Upgrader) SetState(name string, b []byte) error { return ErrNotSupported }
+
+// PredecessorState finds nothing on this system.
+func (u *Upgrader) PredecessorState(name string) ([]byte, bool) { return nil, false }
