@@ -70,12 +70,12 @@ func decodeState(b []byte) (connState, error) {
 		return s, fmt.Errorf("%w: extensions %#x in force, want none", errBadState, b[1])
 	}
 	b = b[2:]
-	answered, n := binary.Uvarint(b)
+	answered, n := uvarint(b)
 	if n <= 0 {
 		return s, fmt.Errorf("%w: bad message count", errBadState)
 	}
 	b = b[n:]
-	size, n := binary.Uvarint(b)
+	size, n := uvarint(b)
 	if n <= 0 || size > maxPending || size != uint64(len(b)-n) {
 		return s, fmt.Errorf("%w: pending bytes do not match their length", errBadState)
 	}
@@ -84,4 +84,14 @@ func decodeState(b []byte) (connState, error) {
 		s.Pending = append([]byte(nil), b[n:]...)
 	}
 	return s, nil
+}
+
+// uvarint is binary.Uvarint that also refuses a number not written in
+// its shortest form, so that every state has exactly one encoding.
+func uvarint(b []byte) (uint64, int) {
+	v, n := binary.Uvarint(b)
+	if n > 0 && n != len(binary.AppendUvarint(nil, v)) {
+		return 0, 0
+	}
+	return v, n
 }
