@@ -218,7 +218,9 @@ func (e *echo) run(c net.Conn, st connState) {
 	s := newSession(c, st)
 	finished := make(chan struct{})
 	defer close(finished)
+	stopped := make(chan struct{})
 	go func() {
+		defer close(stopped)
 		select {
 		case <-e.upg.Exit():
 			s.r.Stop()
@@ -238,13 +240,15 @@ func (e *echo) run(c net.Conn, st connState) {
 		return
 	}
 
+	// serve saw the stop flag, perhaps before Stop set its deadline in
+	// the past: wait for that, so it cannot cut short goAway's own.
+	<-stopped
 	if err := e.handOver(s); err != nil {
 		e.closed.Add(1)
 		if !errors.Is(err, baton.ErrNoSuccessor) {
 			// Stopping is the expected case; anything else is news.
 			e.log.Warn("cannot hand a WebSocket over; closing it", "err", err)
 		}
-		s.c.SetReadDeadline(time.Time{})
 		s.goAway(ws.StatusGoingAway, "server stopping")
 		return
 	}
