@@ -272,5 +272,30 @@ func (e *echo) handOver(s *session) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), HandOverTimeout)
 	defer cancel()
-	return e.upg.HandOver(ctx, HandOverName, sc, blob)
+	// A refusal is most often a successor that has not yet accepted the
+	// connections before this one (it queues a bounded number): the
+	// connection is still ours, so wait a little and offer it again.
+	// A permanent refusal costs HandOverTimeout before the close frame.
+	backoff := retryMin
+	for {
+		err := e.upg.HandOver(ctx, HandOverName, sc, blob)
+		if err == nil || !errors.Is(err, baton.ErrHandOverRefused) {
+			return err
+		}
+		select {
+		case <-time.After(backoff):
+		case <-ctx.Done():
+			return err
+		}
+		backoff = min(2*backoff, retryMax)
+	}
 }
+
+// A refused handover is offered again after retryMin, doubling up to
+// retryMax: a successor accepts a queue's worth of connections in
+// microseconds when it runs, and in a few scheduling rounds on a
+// loaded machine.
+const (
+	retryMin = 2 * time.Millisecond
+	retryMax = 100 * time.Millisecond
+)

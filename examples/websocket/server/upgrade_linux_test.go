@@ -56,8 +56,21 @@ type server struct {
 func startServer(t *testing.T) *server {
 	t.Helper()
 	pidFile := filepath.Join(t.TempDir(), "ws.pid")
-	p := proctest.Start(t, "websocket", nil, "-listen", "127.0.0.1:0", "-pid-file", pidFile, "-drain", "20s")
+	var env []string
+	if os.Getenv("GORACE") == "" {
+		// A race-instrumented process sleeps a second at exit by
+		// default, for reports from other goroutines; the test waits
+		// for each old generation to exit, and its races are caught
+		// all the same (the output is checked for reports).
+		env = append(env, "GORACE=atexit_sleep_ms=0")
+	}
+	p := proctest.Start(t, "websocket", env, "-listen", "127.0.0.1:0", "-pid-file", pidFile, "-drain", "20s")
 	s := &server{t: t, p: p, pidFile: pidFile}
+	t.Cleanup(func() {
+		if strings.Contains(p.Output(), "WARNING: DATA RACE") {
+			t.Error("a generation of the server reported a data race")
+		}
+	})
 	line := s.waitLog("msg=serving")
 	s.addr = proctest.Field(line, "addr")
 	s.gens = []int{s.waitPID(0)}
