@@ -137,7 +137,7 @@ func Run(cfg Config, log *slog.Logger) error {
 		log.Warn("drained at the deadline", "err", err)
 	} else {
 		log.Info("drained", "took", time.Since(start).Round(time.Millisecond),
-			"handed", e.handed.Load(), "closed", e.closed.Load())
+			"handed", e.handed.Load(), "closed", e.closed.Load(), "refused", e.refused.Load())
 	}
 	// Only now: a connection our predecessor hands over late still
 	// reaches a session, which passes it straight on.
@@ -152,8 +152,9 @@ type echo struct {
 	srv *httpdrain.Server
 	log *slog.Logger
 
-	// Counts for the drain's log line.
-	handed, closed atomic.Int64
+	// Counts for the drain's log line: connections handed over, closed
+	// with a close frame, and refusals that were offered again.
+	handed, closed, refused atomic.Int64
 }
 
 // upgrade answers GET /echo: the WebSocket handshake, then the session.
@@ -282,6 +283,7 @@ func (e *echo) handOver(s *session) error {
 		if err == nil || !errors.Is(err, baton.ErrHandOverRefused) {
 			return err
 		}
+		e.refused.Add(1)
 		select {
 		case <-time.After(backoff):
 		case <-ctx.Done():

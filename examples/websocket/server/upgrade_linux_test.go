@@ -302,6 +302,22 @@ func TestUpgradesKeepWebSockets(t *testing.T) {
 		}
 	}
 	srv.stop()
+
+	// The generations' own account: every connection handed over at
+	// every upgrade, none closed.
+	var handed, closed, refused int
+	for _, l := range strings.Split(srv.p.Output(), "\n") {
+		if strings.Contains(l, "msg=drained ") {
+			h, _ := strconv.Atoi(proctest.Field(l, "handed"))
+			c, _ := strconv.Atoi(proctest.Field(l, "closed"))
+			r, _ := strconv.Atoi(proctest.Field(l, "refused"))
+			handed, closed, refused = handed+h, closed+c, refused+r
+		}
+	}
+	if handed != conns*upgrades || closed != 0 {
+		t.Errorf("the generations handed %d connections over and closed %d; want %d and 0", handed, closed, conns*upgrades)
+	}
+	t.Logf("handovers: %d, of which %d were first refused (successor's queue full) and offered again", handed, refused)
 	t.Logf("%d connections, %d upgrades, %d messages in %v: %d disconnected",
 		conns, upgrades, total, time.Since(start).Round(time.Millisecond), failed)
 }
