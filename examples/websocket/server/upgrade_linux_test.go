@@ -277,6 +277,9 @@ func TestUpgradesKeepWebSockets(t *testing.T) {
 		t0 := time.Now()
 		srv.upgrade()
 		waitAnswered(srv.current())
+		// A few rounds more in each generation, so that every upgrade
+		// finds messages on their way in every state a client makes.
+		time.Sleep(3 * pace)
 		if testing.Verbose() {
 			t.Logf("upgrade %d: generation %d serves every connection after %v", u, srv.current(), time.Since(t0).Round(time.Millisecond))
 		}
