@@ -97,8 +97,8 @@ func Run(cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("cannot listen: %w", err)
 	}
-	// Before Ready: the predecessor starts handing its connections over
-	// once we are ready, and refuses nobody's name but one we asked for.
+	// Before Ready: the predecessor hands its connections over as soon
+	// as we are ready, and we refuse any under a name not yet asked for.
 	handed, err := upg.Handed(HandOverName)
 	if err != nil {
 		return fmt.Errorf("cannot take connections over: %w", err)
@@ -253,10 +253,10 @@ func (e *echo) run(c net.Conn, st connState) {
 		s.goAway(ws.StatusGoingAway, "server stopping")
 		return
 	}
+	// The socket lives on in the successor. HandOver closed our
+	// descriptor; nothing here may touch c again — above all, no close
+	// frame, which would land in the middle of the successor's stream.
 	e.handed.Add(1)
-	// The socket lives on in the successor: this process closes only
-	// its value, and never writes to it again (no close frame).
-	c.Close()
 }
 
 // handOver passes s's connection, at a message boundary, to the
