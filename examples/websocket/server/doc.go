@@ -38,6 +38,18 @@
 // "answered=N": the number of messages answered on that connection by all
 // generations together, which shows the state travelled.
 //
+// # Limits
+//
+// A client that stops in the middle of a message holds its connection in
+// the retiring generation until the message is complete or -drain runs
+// out; the connection is then closed without a close frame. A successor
+// queues a bounded number of connections it has not accepted yet and
+// refuses more: the retiring generation offers a refused connection
+// again, with backoff, for up to HandOverTimeout, then closes it with
+// 1001. TLS (wss://) is not shown: a TLS connection's keys and sequence
+// numbers would have to travel too (kernel TLS, or the application's own
+// record layer), which crypto/tls does not expose.
+//
 // # Why gobwas/ws
 //
 // A successor must resume a WebSocket on a bare net.Conn, without a

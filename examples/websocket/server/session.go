@@ -15,9 +15,11 @@ import (
 	"github.com/gobwas/ws"
 )
 
-// MaxMessage bounds one message, fragments together: a client cannot make
-// a generation hold more than this for it.
-const MaxMessage = 1 << 20
+// MaxMessage bounds one message, fragments together. A frame's buffer is
+// allocated from the length its header declares, before the bytes come,
+// so this is what one connection can make a generation hold: 64 KiB, for
+// an echo, times every connection a generation serves.
+const MaxMessage = 64 << 10
 
 // WriteTimeout bounds one write of a frame. A client that stops reading
 // must not keep a retiring generation from handing its connection over
