@@ -15,7 +15,9 @@ import (
 	"time"
 
 	"github.com/batonhq/baton/internal/proctest"
+	"github.com/gobwas/httphead"
 	"github.com/gobwas/ws"
+	"github.com/gobwas/ws/wsflate"
 )
 
 // The server runs as this test binary re-executed: every generation,
@@ -31,6 +33,11 @@ func TestMain(m *testing.M) { proctest.Main(m) }
 // generation gone. Generous for a race-instrumented binary on two busy
 // cores; a healthy step takes well under a second.
 const upgradeStep = 30 * time.Second
+
+// fdSlack is what a generation holds beside its WebSockets: stdio, the
+// listener, the handoff link, the runtime's epoll and pipe, the pid file
+// being written; generous, so that only a leak per connection trips it.
+const fdSlack = 32
 
 func envInt(t *testing.T, name string, def int) int {
 	v := os.Getenv(name)
@@ -277,6 +284,12 @@ func TestUpgradesKeepWebSockets(t *testing.T) {
 		t0 := time.Now()
 		srv.upgrade()
 		waitAnswered(srv.current())
+		// One descriptor per connection, and a few of its own: the
+		// handovers leak nothing in the successor (the old generation,
+		// whose copies were closed, has exited).
+		if n := proctest.FdCount(srv.current()); n < conns || n > conns+fdSlack {
+			t.Errorf("generation %d has %d descriptors open for %d connections; want %d to %d", srv.current(), n, conns, conns, conns+fdSlack)
+		}
 		// A few rounds more in each generation, so that every upgrade
 		// finds messages on their way in every state a client makes.
 		time.Sleep(3 * pace)
@@ -331,6 +344,17 @@ func TestStopClosesWebSockets(t *testing.T) {
 	srv := startServer(t)
 	ctx, cancel := context.WithTimeout(context.Background(), upgradeStep)
 	defer cancel()
+	// A client that offers permessage-deflate gets no extension: the
+	// handover carries no compression context.
+	conn, _, hs, err := ws.Dialer{Extensions: []httphead.Option{wsflate.DefaultParameters.Option()}}.Dial(ctx, "ws://"+srv.addr+"/echo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn.Close()
+	if len(hs.Extensions) != 0 {
+		t.Errorf("the server negotiated extensions %v; want none", hs.Extensions)
+	}
+
 	var clients []*testClient
 	for i := 0; i < 3; i++ {
 		tc, err := dialClient(ctx, srv.addr)
