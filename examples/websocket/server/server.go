@@ -229,14 +229,9 @@ func (e *echo) run(c net.Conn, st connState) {
 		}
 	}()
 
-	err := s.serve()
-	var ce *closedError
-	switch {
-	case errors.As(err, &ce):
-		c.Close()
-		return
-	case !errors.Is(err, errStop):
-		// The client went away or broke the connection.
+	if err := s.serve(); !errors.Is(err, errStop) {
+		// The closing handshake is done (a *closedError), or the client
+		// went away or broke the connection: nothing to hand over.
 		c.Close()
 		return
 	}
