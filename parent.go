@@ -199,21 +199,29 @@ func (p *parent) takeConn(body []byte, fds []int, truncated bool) bool {
 		closeFds(fds)
 		return false
 	}
-	var reason string
+	var refusal error
 	switch {
 	case truncated:
 		// The kernel dropped the descriptor: it could not install it.
 		closeFds(fds)
-		reason = errTruncated(len(fds)).Error()
+		refusal = errTruncated(len(fds))
 	case len(fds) != 1:
 		closeFds(fds)
 		return false
 	default:
-		reason = p.handed.deliver(m, fds[0])
+		refusal = p.handed.deliver(m, fds[0])
 	}
 	var frame []byte
-	if reason != "" {
-		p.handed.log.Warn("refused a connection the predecessor handed over; it keeps it", "name", m.Name, "reason", reason)
+	switch {
+	case errors.Is(refusal, errHandedBusy):
+		// Backpressure: the predecessor keeps it and may offer it again.
+		p.handed.log.Debug("refused a connection the predecessor handed over; it keeps it", "name", m.Name, "reason", refusal)
+	case refusal != nil:
+		p.handed.log.Warn("refused a connection the predecessor handed over; it keeps it", "name", m.Name, "reason", refusal)
+	}
+	reason := ""
+	if refusal != nil {
+		reason = refusal.Error()
 	}
 	if reason == "" {
 		body, err = encodeConnAck(m.ID)

@@ -4,6 +4,7 @@ package baton
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -177,16 +178,20 @@ func (s *handedSet) listen(name string) (*handedListener, error) {
 	return l, nil
 }
 
+// errHandedBusy refuses a connection because its listener's queue is
+// full: backpressure the predecessor may retry on, not a fault.
+var errHandedBusy = errors.New("connections wait to be accepted")
+
 // deliver queues the connection of m, received as fd, on its listener.
-// It returns "" if it did (the connection is ours now), or why not, in
+// It returns nil if it did (the connection is ours now), or why not, in
 // which case fd is closed: the predecessor keeps the connection.
-func (s *handedSet) deliver(m connMsg, fd int) string {
+func (s *handedSet) deliver(m connMsg, fd int) error {
 	s.mu.Lock()
 	l := s.byName[m.Name]
 	s.mu.Unlock()
 	if l == nil {
 		unix.Close(fd)
-		return fmt.Sprintf("nobody asked for connections named %q", m.Name)
+		return fmt.Errorf("nobody asked for connections named %q", m.Name)
 	}
 	return l.deliver(m, fd)
 }
@@ -201,23 +206,23 @@ type handedListener struct {
 	closedOnce bool
 }
 
-func (l *handedListener) deliver(m connMsg, fd int) string {
+func (l *handedListener) deliver(m connMsg, fd int) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	switch {
 	case l.closedOnce:
 		unix.Close(fd)
-		return fmt.Sprintf("the listener for %q is closed", l.name)
+		return fmt.Errorf("the listener for %q is closed", l.name)
 	case len(l.queue) == cap(l.queue):
 		unix.Close(fd)
-		return fmt.Sprintf("%d connections named %q wait to be accepted", cap(l.queue), l.name)
+		return fmt.Errorf("%d %w on %q", cap(l.queue), errHandedBusy, l.name)
 	}
 	c, err := fdConn(fd, l.name)
 	if err != nil {
-		return err.Error()
+		return err
 	}
 	l.queue <- &HandedConn{Conn: c, State: m.State} // room checked above, under mu
-	return ""
+	return nil
 }
 
 // fdConn makes a net.Conn of fd, a connected socket received close-on-exec,
