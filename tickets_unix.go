@@ -59,7 +59,7 @@ func (u *Upgrader) TLSSessionTickets(cfg *tls.Config, o TicketOptions) error {
 	b, ok := u.PredecessorState(ticketState)
 	t := newTicketRotator(every, keep, b, ok, u.log)
 	t.install = cfg.SetSessionTicketKeys
-	t.save = func(b []byte) error { return u.SetState(ticketState, b) }
+	t.save = func(b []byte) error { return u.setState(ticketState, b) }
 	if err := t.start(); err != nil {
 		ticketsCalled.Store(false)
 		return fmt.Errorf("baton: TLSSessionTickets: %w", err)
