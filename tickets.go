@@ -208,7 +208,6 @@ func (r *ticketRing) advance(now time.Time, every time.Duration, keep int, rnd i
 		// Nothing yet, or every key we hold would have been pushed out by
 		// the rotations missed since (a generation stopped for a day, a
 		// clock set forward): start afresh rather than make them all.
-		clear(r.keys)
 		k, err := newTicketKey(now, rnd)
 		if err != nil {
 			return err
@@ -239,9 +238,6 @@ func (r *ticketRing) advance(now time.Time, every time.Duration, keep int, rnd i
 		r.next = k
 	}
 	if len(r.keys) > keep {
-		// Not kept anywhere else: wipe what the garbage collector might
-		// leave in memory for a while.
-		clear(r.keys[keep:])
 		r.keys = r.keys[:keep]
 	}
 	return nil

@@ -5,8 +5,12 @@ package baton
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/base64"
+	"encoding/hex"
+	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -260,4 +264,67 @@ func TestTLSSessionTicketsRefuses(t *testing.T) {
 	if ticketsCalled.Load() {
 		t.Error("a refused TLSSessionTickets counts as the process's one call")
 	}
+}
+
+// No key reaches the log, in any spelling: not when the predecessor's
+// state is refused (its error names positions, never bytes), not when
+// keys are taken over or rotated, at the most verbose level.
+func TestTicketKeysNeverLogged(t *testing.T) {
+	t.Parallel()
+	var buf strings.Builder
+	var mu sync.Mutex
+	log := slog.New(slog.NewTextHandler(lockedWriter{&mu, &buf}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	var keys [][32]byte
+	note := func(r ticketRing) {
+		for _, k := range append([]ticketKey{r.next}, r.keys...) {
+			keys = append(keys, k.key)
+		}
+	}
+
+	good := testRing(t, 3)
+	note(good)
+	bad := good.encode()
+	copy(bad[2+ticketEntryLen*3+8:], bad[2+8:2+ticketEntryLen]) // a repeated key
+	for _, state := range [][]byte{bad, good.encode()} {
+		tr := newTicketRotator(time.Hour, 3, state, true, log)
+		now := t0
+		tr.now = func() time.Time { return now }
+		tr.install = func([][32]byte) {}
+		tr.save = func([]byte) error { return nil }
+		if err := tr.start(); err != nil {
+			t.Fatal(err)
+		}
+		for range 5 {
+			now = now.Add(time.Hour)
+			if err := tr.rotate(); err != nil {
+				t.Fatal(err)
+			}
+			note(tr.ring)
+		}
+	}
+	mu.Lock()
+	out := buf.String()
+	mu.Unlock()
+	if !strings.Contains(out, "unusable") || !strings.Contains(out, "taken over") || !strings.Contains(out, "rotated") {
+		t.Fatalf("the log lacks the refusal, the takeover or the rotations:\n%s", out)
+	}
+	for _, k := range keys {
+		for _, spelling := range []string{string(k[:]), hex.EncodeToString(k[:]), strings.ToUpper(hex.EncodeToString(k[:])),
+			base64.StdEncoding.EncodeToString(k[:]), base64.RawURLEncoding.EncodeToString(k[:]), fmt.Sprint(k), fmt.Sprintf("%x", k[:8])} {
+			if strings.Contains(out, spelling) {
+				t.Fatalf("a session ticket key is in the log as %q:\n%s", spelling, out)
+			}
+		}
+	}
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (l lockedWriter) Write(b []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(b)
 }
