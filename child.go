@@ -497,6 +497,9 @@ func (l *successorLink) handOver(ctx context.Context, name string, c syscall.Con
 	if !sent {
 		// Not a byte of the frame, so not the descriptor, left: ours.
 		forget()
+		if errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET) {
+			return fmt.Errorf("%w: the link is closed: %w", ErrNoSuccessor, err)
+		}
 		return fmt.Errorf("baton: HandOver: sending the connection: %w", err)
 	}
 	if err != nil {
