@@ -35,10 +35,9 @@ const ticketState = "baton.tls-session-tickets"
 
 const (
 	// DefaultTicketRotation is how often a new session ticket key starts
-	// encrypting. An hour keeps each key's share of the tickets small,
-	// so that a key that leaks — a memory dump, a core file — opens
-	// only the sessions of an hour's tickets it encrypted, while
-	// DefaultTicketKeys of them still cover a day of returning clients.
+	// encrypting. An hour keeps each key's share of the tickets small
+	// (one key opens an hour's tickets), while DefaultTicketKeys of them
+	// still cover a day of returning clients.
 	DefaultTicketRotation = time.Hour
 
 	// DefaultTicketKeys is how many keys decrypt: the one that encrypts
@@ -281,8 +280,8 @@ func (t *ticketRotator) start() error {
 }
 
 // run rotates whenever the next key is due, until done is closed. A
-// failure is logged and retried at the next rotation: the keys in force
-// keep serving meanwhile.
+// failure is logged and retried shortly: the keys in force keep serving
+// meanwhile.
 func (t *ticketRotator) run(done <-chan struct{}) {
 	// A timer set for the next key's time, not a ticker: the time comes
 	// from the state, so a successor rotates when its predecessor would
@@ -303,9 +302,11 @@ func (t *ticketRotator) run(done <-chan struct{}) {
 }
 
 // rotate advances the ring, saves it and installs it. If it cannot be
-// saved the new keys are installed anyway (rotating is the point); a
-// successor that starts before the next save gets older keys and rotates
-// them itself, so only tickets of the newest key fail to resume there.
+// saved (the application's blobs left no room under MaxState) the new
+// keys are installed anyway: rotating is the point. A successor then
+// gets the state saved before, whose next key is the one that encrypts
+// now, so this generation's tickets still resume there until it rotates
+// again.
 func (t *ticketRotator) rotate() error {
 	if err := t.ring.advance(t.now(), t.every, t.keep, t.rand); err != nil {
 		return err
@@ -321,10 +322,12 @@ func (t *ticketRotator) rotate() error {
 
 // wait is how long until the next key is due, at most one rotation: a
 // timer started on one clock and compared on another (the wall clock,
-// which the state uses) must not oversleep a clock set back.
+// which the state uses) must not oversleep a clock set back. At least
+// minTicketRotation, so that a rotation that failed (and left the next
+// key due) is retried at a pace, not in a loop.
 func (t *ticketRotator) wait() time.Duration {
 	d := t.ring.next.from.Sub(t.now())
-	return max(min(d, t.every), 0)
+	return min(max(d, minTicketRotation), t.every)
 }
 
 // newTicketRotator returns a rotator on the real clock and crypto/rand,
