@@ -32,6 +32,11 @@ var ticketsCalled atomic.Bool
 // keys in force. Rotation stops when Exit is closed: this generation then
 // takes no new handshakes, and its successor rotates.
 //
+// The keys go wherever the sockets go from one Upgrader to the next:
+// Upgrade, a supervised restart through Options.Control, an interim
+// generation. A worker of "baton run" gets its sockets from the master,
+// not from its predecessor, and so starts with new keys.
+//
 // This replaces crypto/tls's own rotation of cfg's keys
 // (tls.Config.SetSessionTicketKeys turns it off). Serve cfg itself: a
 // Clone made afterwards keeps the keys of that moment and does not rotate,
