@@ -278,6 +278,11 @@ func TestLinkHandsOverConnections(t *testing.T) {
 		if got := c.say(t, fmt.Sprintf("again-%d", i)); got != want {
 			t.Errorf("client %d after the upgrade: %q, want %q", i, got, want)
 		}
+		// One descriptor for it in the new generation: none leaked in
+		// making a net.Conn of what arrived.
+		if n := descriptorsOf(t, s.pid, serverSocket(t, c.c)); n != 1 {
+			t.Errorf("client %d: generation 2 holds %d descriptors of its connection, want 1", i, n)
+		}
 	}
 	// And on to a third generation: a handed connection is handed on.
 	s.mustUpgrade()
@@ -329,6 +334,22 @@ func owners(t *testing.T, inode uint64, pids ...int) []int {
 		}
 	}
 	return out
+}
+
+// descriptorsOf counts pid's descriptors of the socket inode.
+func descriptorsOf(t *testing.T, pid int, inode uint64) int {
+	t.Helper()
+	links, err := procfs.FDLinks(pid)
+	if err != nil {
+		t.Fatalf("descriptors of pid %d: %v", pid, err)
+	}
+	n := 0
+	for _, l := range links {
+		if ino, ok := procfs.ParseSocketLink(l); ok && ino == inode {
+			n++
+		}
+	}
+	return n
 }
 
 // wantOwner checks that exactly want, of pids, holds the server's end of
@@ -511,5 +532,46 @@ func TestLinkBroken(t *testing.T) {
 	c.c.Close()
 	if _, err := s.proc.WaitLine("exit gen=1 ", 20*time.Second); err != nil {
 		t.Errorf("generation 1 did not exit once its connection was closed: %v", err)
+	}
+}
+
+// The link between instances that met through the control socket — the
+// new one started by somebody else, not by its predecessor — carries
+// connections and state the same way.
+func TestLinkOverControlSocket(t *testing.T) {
+	t.Parallel()
+	in := startInstances(t, serverConfig{Echo: true, MoveOnExit: true})
+	line, err := in.procs[0].WaitLine("echo gen=1 ", 20*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr, old := proctest.Field(line, "addr"), in.pid
+	clients := make([]*echoClient, 5)
+	for i := range clients {
+		clients[i] = dialEcho(t, addr)
+		if got, want := clients[i].say(t, "hello"), fmt.Sprintf("pid=%d gen=1 n=1 line=hello", old); got != want {
+			t.Fatalf("client %d: %q, want %q", i, got, want)
+		}
+	}
+	if err := in.next(); err != nil {
+		t.Fatal(err)
+	}
+	if line, err := in.procs[1].WaitLine("state gen=2 ", 20*time.Second); err != nil || line != `state gen=2 pred="set by gen 1"` {
+		t.Errorf("the new instance read the state %q, %v; want generation 1's", line, err)
+	}
+	if _, err := in.procs[0].Wait(20 * time.Second); err != nil {
+		t.Fatalf("the old instance did not exit after handing its connections over: %v\n%s", err, in.procs[0].Output())
+	}
+	for i, c := range clients {
+		if got, want := c.say(t, "again"), fmt.Sprintf("pid=%d gen=2 n=2 line=again", in.pid); got != want {
+			t.Errorf("client %d after the takeover: %q, want %q", i, got, want)
+		}
+		c.c.Close()
+	}
+	if err := syscall.Kill(in.pid, syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := in.procs[1].Wait(20 * time.Second); err != nil {
+		t.Fatal(err)
 	}
 }

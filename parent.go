@@ -156,11 +156,11 @@ func checkNames(names map[string]int, metas []fdMeta, first int) error {
 // incumbent then sees EOF and keeps whatever it had not heard us
 // acknowledge.
 func (p *parent) watch() {
-	// Nothing else reads the socket, and nothing written to it now could
-	// be answered: close it, or every generation but the first keeps one
-	// descriptor more than it needs. After gone is closed (deferred calls
-	// run last first), so that a write failing on the closed socket finds
-	// the predecessor gone, which is the truth.
+	// Once the predecessor is gone nothing more can come over the link:
+	// close it, or every generation but the first keeps one descriptor
+	// more than it needs. After gone is closed (deferred calls run last
+	// first), so that a write failing on the closed socket finds the
+	// predecessor gone, which is the truth.
 	defer p.conn.Close()
 	defer close(p.gone)
 	for {

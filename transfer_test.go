@@ -288,3 +288,48 @@ func TestLinkUpgraderRules(t *testing.T) {
 		t.Errorf("Accept after Close: %v; want net.ErrClosed", err)
 	}
 }
+
+// A successor too slow to read: ctx bounds each send, and however a send
+// ends — not begun, cut in the middle (the link then takes nothing
+// more), or whole and unanswered until the link ends — the connection is
+// the caller's.
+func TestLinkSendBounded(t *testing.T) {
+	t.Parallel()
+	link, _, b := linkPair(t, false) // reads nothing until closed
+	state := make([]byte, MaxConnState)
+	errs := make(chan error, maxInFlight)
+	for range maxInFlight {
+		_, s := tcpConns(t)
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+			defer cancel()
+			errs <- link.handOver(ctx, "x", s, state)
+		}()
+	}
+	// 64 × 64 KiB cannot all fit in the socket's buffer: some sends
+	// time out. Those whole on the wire wait for an answer.
+	timedOut := 0
+	for timedOut == 0 {
+		select {
+		case err := <-errs:
+			if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, ErrNoSuccessor) {
+				timedOut++
+				continue
+			}
+			t.Fatalf("handOver to a successor that reads nothing: %v; want a timeout or ErrNoSuccessor", err)
+		case <-time.After(20 * time.Second):
+			t.Fatal("no handOver returned though the successor reads nothing")
+		}
+	}
+	b.Close()
+	for range maxInFlight - timedOut {
+		select {
+		case err := <-errs:
+			if err == nil {
+				t.Errorf("handOver succeeded with a successor that acknowledged nothing")
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatal("handOver still waits after the link ended")
+		}
+	}
+}
