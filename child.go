@@ -448,6 +448,9 @@ func (l *successorLink) handOver(ctx context.Context, name string, c syscall.Con
 	if err != nil {
 		return err
 	}
+	if err := checkConnSocket(rc); err != nil {
+		return fmt.Errorf("baton: HandOver: %w", err)
+	}
 	select {
 	case l.slots <- struct{}{}:
 	case <-l.done:
@@ -497,7 +500,9 @@ func (l *successorLink) handOver(ctx context.Context, name string, c syscall.Con
 	if !sent {
 		// Not a byte of the frame, so not the descriptor, left: ours.
 		forget()
-		if errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, errLinkBroken) {
+		// A closed link: the successor is gone, or broke the protocol
+		// and read closed our end.
+		if errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, errLinkBroken) || errors.Is(err, net.ErrClosed) {
 			return fmt.Errorf("%w: the link is closed: %w", ErrNoSuccessor, err)
 		}
 		if ctx.Err() != nil {

@@ -22,7 +22,7 @@ func linkPair(t *testing.T, watch bool) (*successorLink, *parent, *net.UnixConn)
 	a, b := socketPair(t)
 	c := &child{conn: a}
 	c.startLink()
-	p := &parent{pid: os.Getpid(), conn: b, ack: make(chan struct{}), gone: make(chan struct{}), handed: newHandedSet()}
+	p := &parent{pid: os.Getpid(), conn: b, ack: make(chan struct{}), gone: make(chan struct{}), handed: newHandedSet(nil)}
 	close(p.ack)
 	if watch {
 		go p.watch()
@@ -201,6 +201,29 @@ func TestLinkInFlightBounded(t *testing.T) {
 	}
 	if err := link.handOver(ctx, "x", s, nil); !errors.Is(err, ErrNoSuccessor) {
 		t.Errorf("handOver after the link ended: %v; want ErrNoSuccessor", err)
+	}
+}
+
+// Only a connection's socket may be handed over: not a listener, not a
+// file.
+func TestLinkRefusesNonConnections(t *testing.T) {
+	t.Parallel()
+	link, _, _ := linkPair(t, true)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if err := link.handOver(context.Background(), "x", l.(*net.TCPListener), nil); err == nil || !strings.Contains(err.Error(), "listening socket") {
+		t.Errorf("handOver of a listener: %v; want it refused", err)
+	}
+	f, err := os.Open(os.DevNull)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := link.handOver(context.Background(), "x", f, nil); err == nil {
+		t.Errorf("handOver of a file: no error")
 	}
 }
 
