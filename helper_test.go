@@ -106,6 +106,13 @@ type serverConfig struct {
 	// MoveOnExit hands every idle echo connection to the successor once
 	// Exit is closed.
 	MoveOnExit bool
+
+	// TLSCert and TLSKey, if set, serve HTTPS with these PEM files on a
+	// TCP listener named "tls", with TLSSessionTickets, rotating every
+	// TicketRotation and keeping TicketKeys keys (TicketOptions).
+	TLSCert, TLSKey string
+	TicketRotation  time.Duration
+	TicketKeys      int
 }
 
 // env returns cfg as the environment entry serverMain reads.
@@ -148,6 +155,8 @@ func readServerConfig() (serverConfig, error) {
 		return cfg, fmt.Errorf("%s: Reserve %d for generation %d: want both or neither", serverEnv, cfg.Reserve, cfg.ReserveGen)
 	case !cfg.Echo && (cfg.NoHandedGen > 0 || cfg.MoveOnExit):
 		return cfg, fmt.Errorf("%s: NoHandedGen %d, MoveOnExit %t without Echo", serverEnv, cfg.NoHandedGen, cfg.MoveOnExit)
+	case (cfg.TLSCert != "") != (cfg.TLSKey != ""), cfg.TLSCert == "" && (cfg.TicketRotation != 0 || cfg.TicketKeys != 0):
+		return cfg, fmt.Errorf("%s: TLSCert %q, TLSKey %q, TicketRotation %v, TicketKeys %d: want a certificate and a key, or no TLS setting", serverEnv, cfg.TLSCert, cfg.TLSKey, cfg.TicketRotation, cfg.TicketKeys)
 	}
 	return cfg, nil
 }
@@ -296,6 +305,9 @@ func serverMain() {
 	})
 	srv := httpdrain.New(&http.Server{Handler: mux}, httpdrain.Options{IdleGrace: cfg.IdleGrace})
 	go srv.Serve(tcp)
+	if cfg.TLSCert != "" {
+		go srv.Serve(tlsListener(upg, cfg, gen))
+	}
 	go srv.Serve(unixLn)
 	go func() {
 		b := make([]byte, 512)
@@ -400,6 +412,8 @@ func TestServerConfigStrict(t *testing.T) {
 		`{"Dir":"/tmp/x","Fail":"exit"}`,
 		`{"Dir":"/tmp/x","ReadyDelay":1000}`,
 		`{"Dir":"/tmp/x","Reserve":10}`,
+		`{"Dir":"/tmp/x","TLSCert":"c"}`,
+		`{"Dir":"/tmp/x","TicketRotation":1000}`,
 	} {
 		t.Setenv(serverEnv, bad)
 		if got, err := readServerConfig(); err == nil {

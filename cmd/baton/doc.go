@@ -98,7 +98,7 @@
 // # baton demo-server
 //
 //	baton demo-server [-listen ADDR] [-pid-file PATH] [-drain DURATION]
-//	                  [-upgrade-timeout DURATION]
+//	                  [-upgrade-timeout DURATION] [-tls-cert FILE -tls-key FILE]
 //
 // The demo server alone, the same program as examples/httpserver. GET /
 // answers "pid=<pid> gen=<generation>"; GET /?delay=2s sleeps first.

@@ -11,7 +11,8 @@
 //	curl 127.0.0.1:8080/            # pid=… gen=2, same socket
 //
 // Flags: -listen ADDR -pid-file PATH -drain D -upgrade-timeout D
-// -control PATH -fd-store -idle-grace D (see "httpserver -h" and the
+// -control PATH -fd-store -idle-grace D -tls-cert FILE -tls-key FILE
+// (see "httpserver -h" and the
 // package documentation of server).
 package main
 

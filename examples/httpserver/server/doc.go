@@ -24,6 +24,11 @@
 //	-idle-grace D           while draining, close a keep-alive connection
 //	                        only after its client has been silent this long
 //	                        (500ms)
+//	-tls-cert FILE          serve HTTPS with the PEM certificate (chain) in
+//	-tls-key FILE           FILE and its PEM private key; both or neither
+//	                        (a usage error otherwise). Clients resume their
+//	                        TLS sessions with every successor; each
+//	                        generation reads both files afresh
 //
 //	SIGHUP                  upgrade: start the binary at the same path with
 //	                        the same arguments and hand it the socket
@@ -33,6 +38,13 @@
 //	GET /                   200 "pid=<serving pid> gen=<generation>\n"
 //	GET /?delay=2s          the same, after sleeping that long (at most
 //	                        MaxDelay)
+//
+// With -tls-cert and -tls-key the same paths answer over HTTPS (HTTP/1.1
+// and HTTP/2). The session ticket keys travel from each generation to the
+// next ([baton.Upgrader.TLSSessionTickets]): a client that connects again
+// after an upgrade resumes its session, an abbreviated handshake, and the
+// keys rotate every [baton.DefaultTicketRotation]. A renewed certificate
+// goes live with the next upgrade.
 //
 // Each generation logs with log/slog to stderr: serving, each upgrade step,
 // drained. [Main] returns the exit status: 0 after a drain, 1 if the

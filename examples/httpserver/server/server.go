@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -29,6 +30,8 @@ type Config struct {
 	Control        string        // -control: baton.Options.Control
 	FDStore        bool          // -fd-store: baton.Options.FDStore
 	IdleGrace      time.Duration // -idle-grace: httpdrain.Options.IdleGrace
+	TLSCert        string        // -tls-cert: PEM certificate chain; serve HTTPS
+	TLSKey         string        // -tls-key: PEM private key of TLSCert
 }
 
 // Main parses args (without the program name) and runs one generation of
@@ -65,8 +68,10 @@ func parseFlags(name string, args []string, stderr io.Writer) (Config, int) {
 	fs.StringVar(&cfg.Control, "control", "", "restart under daemontools, runit or s6 through the control socket at `path`")
 	fs.BoolVar(&cfg.FDStore, "fd-store", false, "keep the listener in systemd's file descriptor store")
 	fs.DurationVar(&cfg.IdleGrace, "idle-grace", httpdrain.DefaultIdleGrace, "while draining, close a keep-alive connection only after its client has been silent this long (raise it above the longest pause of your clients)")
+	fs.StringVar(&cfg.TLSCert, "tls-cert", "", "serve HTTPS with the PEM certificate (chain) in `file`, resuming TLS sessions across upgrades; needs -tls-key")
+	fs.StringVar(&cfg.TLSKey, "tls-key", "", "the PEM private key of -tls-cert, in `file`")
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: %s [-listen ADDR] [-pid-file PATH] [-control PATH] [-fd-store] [-drain DURATION]\n\n", name)
+		fmt.Fprintf(stderr, "Usage: %s [-listen ADDR] [-pid-file PATH] [-control PATH] [-fd-store] [-drain DURATION] [-tls-cert FILE -tls-key FILE]\n\n", name)
 		fmt.Fprintf(stderr, "A zero-downtime HTTP server: SIGHUP upgrades it (new binary, same sockets),\nSIGTERM or SIGINT drains and stops it.\n\nOptions:\n")
 		fs.PrintDefaults()
 	}
@@ -78,6 +83,11 @@ func parseFlags(name string, args []string, stderr io.Writer) (Config, int) {
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "%s: unexpected argument %q\n", name, fs.Arg(0))
+		fs.Usage()
+		return cfg, 2
+	}
+	if (cfg.TLSCert == "") != (cfg.TLSKey == "") {
+		fmt.Fprintf(stderr, "%s: -tls-cert and -tls-key go together: give both (HTTPS) or neither (HTTP)\n", name)
 		fs.Usage()
 		return cfg, 2
 	}
@@ -122,6 +132,29 @@ func Run(cfg Config, log *slog.Logger) error {
 	ln, err := upg.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("cannot listen: %w", err)
+	}
+
+	// 2b. HTTPS, if asked for. Each generation reads the certificate
+	// files afresh, so a renewed certificate goes live with the next
+	// upgrade. TLSSessionTickets, before the first handshake: a client
+	// resumes the session it had with the predecessor (an abbreviated
+	// handshake: no certificate, no signature) because the session
+	// ticket keys came over with the sockets; it rotates them from here
+	// on. The socket stays plain TCP: TLS lives in this process only.
+	if cfg.TLSCert != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
+		if err != nil {
+			return fmt.Errorf("cannot load the TLS certificate: %w", err)
+		}
+		tcfg := &tls.Config{
+			Certificates: []tls.Certificate{cert},
+			// "h2": httpdrain drains HTTP/2 connections with GOAWAY.
+			NextProtos: []string{"h2", "http/1.1"},
+		}
+		if err := upg.TLSSessionTickets(tcfg, baton.TicketOptions{}); err != nil {
+			return fmt.Errorf("cannot carry TLS sessions across upgrades: %w", err)
+		}
+		ln = tls.NewListener(ln, tcfg)
 	}
 
 	// 3. Serve before Ready. Until Ready the predecessor still accepts on
