@@ -113,6 +113,12 @@ func sendFrame(c *net.UnixConn, frame []byte, fds []int) error {
 	if err != nil {
 		return err
 	}
+	if n == len(frame) {
+		// No second write, not even of nothing: a write of zero bytes
+		// to a peer that has read the frame and closed fails with EPIPE,
+		// and would turn a frame that arrived into an error.
+		return nil
+	}
 	// A stream socket may take part of a large frame; the rest follows
 	// without ancillary data.
 	_, err = c.Write(frame[n:])
