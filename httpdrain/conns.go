@@ -25,7 +25,13 @@ func (s *Server) track(c net.Conn, st http.ConnState) {
 	switch st {
 	case http.StateHijacked, http.StateClosed:
 		delete(s.conns, c)
+		if hc, ok := c.(*conn); ok {
+			hc.observe(st)
+		}
 		return
+	}
+	if hc, ok := c.(*conn); ok {
+		hc.observe(st)
 	}
 	ci := s.conns[c]
 	ci.state, ci.since, ci.seq = st, now, ci.seq+1
@@ -60,6 +66,7 @@ type candidate struct {
 func (s *Server) sweep(now time.Time) tally {
 	var t tally
 	var cands []candidate
+	handing := s.handingOver()
 	s.mu.Lock()
 	t.serving = s.serving
 	for c, ci := range s.conns {
@@ -68,6 +75,13 @@ func (s *Server) sweep(now time.Time) tally {
 			continue
 		}
 		t.http1++
+		if hc, ok := c.(*conn); ok && handing && hc.keepAlive() {
+			// No grace period: the connection leaves as soon as its
+			// Read can be shown to hold nothing (conn.wake), or when
+			// its request is done and net/http reads again.
+			hc.wake()
+			continue
+		}
 		if ci.closing || ci.state == http.StateActive || now.Sub(ci.since) < s.grace {
 			continue
 		}
