@@ -75,11 +75,12 @@ func (s *Server) sweep(now time.Time) tally {
 			continue
 		}
 		t.http1++
-		if hc, ok := c.(*conn); ok && handing && hc.keepAlive() {
+		if hc, ok := c.(*conn); ok && handing && hc.wake() {
 			// No grace period: the connection leaves as soon as its
 			// Read can be shown to hold nothing (conn.wake), or when
-			// its request is done and net/http reads again.
-			hc.wake()
+			// its request is done and net/http reads again. One with
+			// part of a request buffered is left to the rule below,
+			// as without a Handoff.
 			continue
 		}
 		if ci.closing || ci.state == http.StateActive || now.Sub(ci.since) < s.grace {

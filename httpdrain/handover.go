@@ -154,6 +154,9 @@ func (c *conn) Read(p []byte) (int, error) {
 
 	for {
 		n, err := c.Conn.Read(p)
+		if h := c.s.testHookRead; h != nil {
+			h(c, n)
+		}
 		c.mu.Lock()
 		if !c.interrupt {
 			c.reading = false
@@ -210,17 +213,29 @@ func (c *conn) handOver() bool {
 }
 
 // wake interrupts a Read that is blocked with nothing of a request behind
-// it, so that it hands the connection over. It reports whether it did.
+// it, so that it hands the connection over. It reports whether c may still
+// be handed over: false once it is kept, or while part of a request is
+// buffered (then the drain treats it as it would without a Handoff).
 func (c *conn) wake() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if !c.reading || !c.clean || c.interrupt || c.kept || c.handed {
+	switch {
+	case c.kept:
+		return false
+	case c.handed || c.interrupt:
+		return true
+	case !c.reading:
+		return true // busy with a request; its next Read decides
+	case !c.clean:
 		return false
 	}
 	c.interrupt = true
 	// Under c.mu, so that net/http cannot set its own deadline in
 	// between; SetReadDeadline below keeps ours while interrupt is set.
 	c.Conn.SetReadDeadline(aLongTimeAgo)
+	if h := c.s.testHookWoken; h != nil {
+		h(c)
+	}
 	return true
 }
 

@@ -66,6 +66,13 @@ type Server struct {
 	handoffBroken atomic.Bool     // a HandOver failed: drain the rest here
 	handed        atomic.Int64    // connections handed over
 
+	// Test hooks, nil in production: called by conn.Read when its read
+	// returns (before it looks at the drain) and by conn.wake once it has
+	// set the past deadline, so a test can put a request exactly into
+	// the window between the two.
+	testHookRead  func(c *conn, n int)
+	testHookWoken func(c *conn)
+
 	// mu guards the tables below. They are written from the ConnState hook
 	// on every connection's goroutine, so a mutex (as in net/http) rather
 	// than an owning goroutine, which would make every transition wait.
