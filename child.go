@@ -3,14 +3,18 @@
 package baton
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"os"
 	"os/exec"
+	"sync"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // child is what an incumbent knows of the successor it started.
@@ -31,6 +35,10 @@ type child struct {
 	// result receives the outcome of the handshake: the ready message, or
 	// why there will not be one.
 	result chan handshakeResult
+
+	// link is the generation link once the successor has taken over
+	// (startLink): the one reader of conn from then on.
+	link *successorLink
 }
 
 type handshakeResult struct {
@@ -181,6 +189,17 @@ func (c *child) handshake(generation int, fds *fdSnapshot) (readyMsg, error) {
 		}
 		i += n
 	}
+	body, err = encodeState(fds.state)
+	if err != nil {
+		return readyMsg{}, err
+	}
+	state, err := encodeFrame(frameState, body)
+	if err != nil {
+		return readyMsg{}, err
+	}
+	if err := sendFrame(c.conn, state, nil); err != nil {
+		return readyMsg{}, c.sendFailed("sending the state", err)
+	}
 	typ, body, extra, err := recvFrame(c.conn)
 	if len(extra) > 0 {
 		closeFds(extra)
@@ -293,18 +312,267 @@ func (c *child) waitExited(d time.Duration) bool {
 var errNotServing = errors.New("successor did not say it serves")
 
 // waitServing waits, until deadline, for the successor's serving frame:
-// its PID file and control socket name it now. Only one caller may read
-// the handoff socket after the ack; Exec is that one.
+// its PID file and control socket name it now. The link's reader hears
+// it (startLink); Exec is the one caller.
 func (c *child) waitServing(deadline time.Time) error {
-	c.conn.SetReadDeadline(deadline)
-	defer c.conn.SetReadDeadline(time.Time{})
-	typ, body, fds, err := recvFrame(c.conn)
-	closeFds(fds)
-	switch {
-	case err != nil:
-		return fmt.Errorf("%w: %w", errNotServing, err)
-	case typ != frameServing || len(fds) > 0:
-		return fmt.Errorf("%w: got a %q frame", errNotServing, typ)
+	t := time.NewTimer(time.Until(deadline))
+	defer t.Stop()
+	select {
+	case <-c.link.serving:
+		return nil
+	case <-c.link.done:
+		return fmt.Errorf("%w: %w", errNotServing, c.link.err)
+	case <-t.C:
+		return fmt.Errorf("%w: %w", errNotServing, os.ErrDeadlineExceeded)
 	}
-	return parseServing(body)
+}
+
+// maxInFlight bounds the connections handed over and not yet answered:
+// HandOver waits for a slot. 64 keeps the successor's answers (a few
+// bytes each, reasons short) far below a socket buffer, so that the
+// successor never blocks writing one, and is plenty for a drain that
+// hands connections over as they fall idle.
+const maxInFlight = 64
+
+// successorLink is the incumbent's end of the generation link: after the
+// ack, one goroutine (read) reads everything the successor says and
+// hands each answer to the HandOver waiting for it.
+type successorLink struct {
+	conn  *net.UnixConn
+	slots chan struct{} // one token per connection in flight
+
+	sendMu sync.Mutex // one frame at a time on the wire
+	broken bool       // under sendMu: a frame went out in part; send no more
+
+	mu      sync.Mutex
+	nextID  uint32
+	waiting map[uint32]chan linkVerdict
+
+	serving chan struct{} // closed by read on the serving frame
+	done    chan struct{} // closed by read when the link ends
+	err     error         // why it ended; set before done is closed
+}
+
+// linkVerdict is the successor's answer for one connection.
+type linkVerdict struct {
+	acked  bool
+	reason string // why it refused
+}
+
+// startLink starts reading the successor's end of the link. Called once,
+// when the successor has taken over.
+func (c *child) startLink() {
+	c.conn.SetDeadline(time.Time{}) // the handshake's deadline is over
+	c.link = &successorLink{
+		conn:    c.conn,
+		slots:   make(chan struct{}, maxInFlight),
+		waiting: make(map[uint32]chan linkVerdict),
+		serving: make(chan struct{}),
+		done:    make(chan struct{}),
+	}
+	go c.link.read()
+}
+
+// read dispatches the successor's frames until the link ends: EOF when
+// the successor exits, or a frame that breaks the protocol, after which
+// nothing it says can be trusted and it is treated as gone.
+func (l *successorLink) read() {
+	var err error
+	for err == nil {
+		var typ byte
+		var body []byte
+		var fds []int
+		typ, body, fds, err = recvFrame(l.conn)
+		if err != nil {
+			break
+		}
+		if len(fds) > 0 {
+			closeFds(fds)
+			err = protoErrorf("successor sent descriptors with a %q frame", typ)
+			break
+		}
+		switch typ {
+		case frameServing:
+			if err = parseServing(body); err == nil {
+				select {
+				case <-l.serving:
+					err = protoErrorf("a second serving frame")
+				default:
+					close(l.serving)
+				}
+			}
+		case frameConnAck:
+			var id uint32
+			if id, err = parseConnAck(body); err == nil {
+				err = l.answer(id, linkVerdict{acked: true})
+			}
+		case frameConnRefuse:
+			var m connRefuseMsg
+			if m, err = parseConnRefuse(body); err == nil {
+				err = l.answer(m.ID, linkVerdict{reason: m.Reason})
+			}
+		default:
+			err = protoErrorf("unexpected %q frame from the successor", typ)
+		}
+	}
+	if errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) {
+		err = errors.New("the successor closed the link (it exited)")
+	}
+	l.mu.Lock()
+	l.err = err
+	close(l.done)
+	l.mu.Unlock()
+	// Whatever is still in flight was not acknowledged: ours. A
+	// successor that acked before it went sent the ack first, and the
+	// stream keeps the order, so it was read above.
+	l.conn.Close()
+}
+
+// answer delivers the verdict for connection id to its HandOver.
+func (l *successorLink) answer(id uint32, v linkVerdict) error {
+	l.mu.Lock()
+	w, ok := l.waiting[id]
+	delete(l.waiting, id)
+	l.mu.Unlock()
+	if !ok {
+		return protoErrorf("an answer for connection %d, which is not in flight", id)
+	}
+	w <- v // buffered: read never blocks on a waiter
+	return nil
+}
+
+// handOver passes c to the successor, and waits for its answer. See
+// Upgrader.HandOver for the rules of ownership.
+func (l *successorLink) handOver(ctx context.Context, name string, c syscall.Conn, state []byte) error {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return err
+	}
+	select {
+	case l.slots <- struct{}{}:
+	case <-l.done:
+		return fmt.Errorf("%w: %w", ErrNoSuccessor, l.err)
+	case <-ctx.Done():
+		return fmt.Errorf("baton: HandOver: waiting for a slot (%d connections in flight): %w", maxInFlight, ctx.Err())
+	}
+	defer func() { <-l.slots }()
+
+	verdict := make(chan linkVerdict, 1)
+	l.mu.Lock()
+	select {
+	case <-l.done:
+		l.mu.Unlock()
+		return fmt.Errorf("%w: %w", ErrNoSuccessor, l.err)
+	default:
+	}
+	// Ids wrap after 4 billion; at most maxInFlight are taken, so a free
+	// one is near.
+	id := l.nextID
+	for {
+		id++
+		if _, taken := l.waiting[id]; id != 0 && !taken {
+			break
+		}
+	}
+	l.nextID = id
+	l.waiting[id] = verdict
+	l.mu.Unlock()
+	forget := func() {
+		l.mu.Lock()
+		delete(l.waiting, id)
+		l.mu.Unlock()
+	}
+
+	body, err := encodeConn(connMsg{ID: id, Name: name, State: state})
+	if err != nil {
+		forget()
+		return err
+	}
+	frame, err := encodeFrame(frameConn, body)
+	if err != nil {
+		forget()
+		return err
+	}
+	sent, err := l.send(ctx, frame, rc)
+	if !sent {
+		// Not a byte of the frame, so not the descriptor, left: ours.
+		forget()
+		return fmt.Errorf("baton: HandOver: sending the connection: %w", err)
+	}
+	if err != nil {
+		// Part of the frame went out: the successor can never read it
+		// whole, so it never acknowledges it; it closes what it got when
+		// the link ends. Ours, but the link takes nothing more.
+		forget()
+		return fmt.Errorf("%w: the link broke sending the connection: %w", ErrNoSuccessor, err)
+	}
+
+	// The connection is on the wire. From here only the successor's
+	// answer, or the end of the link, says whose it is: ctx cannot end
+	// this wait, for returning early would leave two processes each
+	// thinking the connection theirs (or neither). The successor answers
+	// at once, and the link ends when it exits, so the wait is as long
+	// as the successor lives and no longer.
+	select {
+	case v := <-verdict:
+		if !v.acked {
+			return fmt.Errorf("%w: %s", ErrHandOverRefused, v.reason)
+		}
+	case <-l.done:
+		// read may have delivered the answer just before it ended.
+		select {
+		case v := <-verdict:
+			if !v.acked {
+				return fmt.Errorf("%w: %s", ErrHandOverRefused, v.reason)
+			}
+		default:
+			return fmt.Errorf("%w: %w", ErrNoSuccessor, l.err)
+		}
+	}
+	return nil
+}
+
+// send writes frame with c's descriptor attached, within ctx. sent
+// reports whether any of it went out: if so and err is not nil, the link
+// is broken (half a frame on the wire) and is shut for writing, so the
+// successor sees the frame cut short and then EOF.
+func (l *successorLink) send(ctx context.Context, frame []byte, rc syscall.RawConn) (sent bool, err error) {
+	l.sendMu.Lock()
+	defer l.sendMu.Unlock()
+	if l.broken {
+		return false, errors.New("the link is broken")
+	}
+	// ctx bounds the send: the successor may be too slow to read.
+	deadline, _ := ctx.Deadline()
+	l.conn.SetWriteDeadline(deadline)
+	fired := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() {
+		l.conn.SetWriteDeadline(time.Now())
+		close(fired)
+	})
+	defer func() {
+		if !stop() {
+			<-fired // it runs or ran: let it finish before the reset
+		}
+		l.conn.SetWriteDeadline(time.Time{})
+	}()
+	n := 0
+	// The descriptor is sent from inside Control, which keeps it open
+	// (and its number ours) while the kernel takes its reference: never
+	// through Fd, which would make the socket blocking for its next
+	// owner too.
+	cerr := rc.Control(func(fd uintptr) {
+		n, _, err = l.conn.WriteMsgUnix(frame, unix.UnixRights(int(fd)), nil)
+	})
+	if cerr != nil {
+		return false, cerr // closed by the caller: nothing sent
+	}
+	if err == nil && n < len(frame) {
+		_, err = l.conn.Write(frame[n:])
+	}
+	if n > 0 && err != nil {
+		l.broken = true
+		l.conn.CloseWrite()
+	}
+	return n > 0, err
 }

@@ -103,7 +103,7 @@ func (u *Upgrader) takeOver() error {
 		// Whatever listens there may not be ours at all: say where.
 		return fmt.Errorf("baton: control socket %s: %w", u.ctl.path, err)
 	}
-	u.parent, u.gen = p, p.generation
+	u.parent, u.gen, u.handed = p, p.generation, p.handed
 	u.reg.inherit(entries)
 	u.log.Info("took over through the control socket", "generation", u.gen, "predecessor", pid, "fds", len(entries))
 	return nil

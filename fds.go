@@ -8,7 +8,6 @@ import (
 	"net/netip"
 	"os"
 	"strconv"
-	"strings"
 	"sync"
 	"syscall"
 
@@ -50,11 +49,6 @@ type entry struct {
 	// they are found by what they are bound to, in the forms a program
 	// may ask for them (see addrKeys).
 	activated bool
-}
-
-// validName reports whether name can name a descriptor in the handoff.
-func validName(name string) bool {
-	return name != "" && len(name) <= maxNameLen && !strings.ContainsAny(name, ":\x00")
 }
 
 // unixPath returns the file system path of a unix socket entry, or "" for
@@ -309,6 +303,9 @@ type fdSnapshot struct {
 	reg     *registry
 	metas   []fdMeta
 	entries []*entry
+	// state is what SetState set when the upgrade began: it travels in
+	// the same handoff, after the descriptors (a state frame).
+	state map[string][]byte
 }
 
 // snapshot returns what to pass on: every entry that still has a

@@ -1241,7 +1241,7 @@ func TestFramesBackToBack(t *testing.T) {
 	}
 	defer r.Close()
 	defer w.Close()
-	hello := helloFrame(t, helloMsg{Version: 1, Generation: 2, PID: 1, Fds: 3})
+	hello := helloFrame(t, helloMsg{Version: protocolVersion, Generation: 2, PID: 1, Fds: 3})
 	fds1 := fdsFrame(t, []fdMeta{{Name: "r", Kind: kindFile}})
 	fds2 := fdsFrame(t, []fdMeta{{Name: "w", Kind: kindFile}, {Name: "r2", Kind: kindFile}})
 	ack := ackFrame(t)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -35,7 +36,11 @@ import (
 // that neither end sends a frame the other must reject.
 
 const (
-	protocolVersion = 1
+	// protocolVersion 2 added the state frame to the handoff and the
+	// generation link after the ack (conn, connAck, connRefuse). A peer
+	// of version 1 is refused at the hello, by either end: it would
+	// neither send nor expect the state frame.
+	protocolVersion = 2
 
 	frameHello = 'H'
 	frameFds   = 'F'
@@ -54,6 +59,18 @@ const (
 	// instance asks the serving one for its descriptors. Its body is the
 	// asker's pid, laid out as a ready frame's.
 	frameTakeover = 'T'
+
+	// frameState follows the last fds frame: the named state blobs the
+	// incumbent set (SetState), possibly none.
+	frameState = 'V'
+
+	// The generation link, after the ack. frameConn passes one
+	// established connection (exactly one descriptor attached); the
+	// successor answers each with frameConnAck (it is the successor's
+	// now) or frameConnRefuse (it is still the incumbent's).
+	frameConn       = 'C'
+	frameConnAck    = 'K'
+	frameConnRefuse = 'N'
 
 	frameHeaderLen = 5
 
@@ -77,9 +94,15 @@ const (
 	// validNetwork knows is "unixpacket".
 	maxNetworkLen = 16
 
+	// maxStateBlobs bounds the named blobs of one state frame, so that
+	// names and values (MaxState) together fit in a frame:
+	// 1024 × (2+255+4) + 512 KiB < 1 MiB.
+	maxStateBlobs = 1024
+
 	// Body sizes of the fixed-layout frames.
-	helloLen = 2 + 4 + 4 + 4 // version u16, generation u32, pid u32, fds u32
-	readyLen = 4             // pid u32
+	helloLen   = 2 + 4 + 4 + 4 // version u16, generation u32, pid u32, fds u32
+	readyLen   = 4             // pid u32
+	connAckLen = 4             // id u32
 )
 
 // fdKind says what an inherited descriptor is, so the successor can rebuild
@@ -189,7 +212,8 @@ func parseHeader(h []byte) (typ byte, n int, err error) {
 	}
 	typ = h[0]
 	switch typ {
-	case frameHello, frameFds, frameReady, frameAbort, frameAck, frameServing, frameTakeover:
+	case frameHello, frameFds, frameReady, frameAbort, frameAck, frameServing, frameTakeover,
+		frameState, frameConn, frameConnAck, frameConnRefuse:
 	default:
 		return 0, 0, protoErrorf("unknown frame type %q", typ)
 	}
@@ -510,6 +534,232 @@ func truncate(s string, n int) string {
 		n--
 	}
 	return s[:n]
+}
+
+// validName reports whether name can name a descriptor, a state blob or
+// the connections handed under it: not empty, at most maxNameLen bytes,
+// no ':' (LISTEN_FDNAMES separates names with it) and no NUL.
+func validName(name string) bool {
+	return name != "" && len(name) <= maxNameLen && !strings.ContainsAny(name, ":\x00")
+}
+
+// encodeState returns the body of a state frame: count u16, then per
+// blob its name (u16 length and bytes) and value (u32 length and bytes),
+// in ascending order of names, so that a set of blobs has one encoding.
+func encodeState(blobs map[string][]byte) ([]byte, error) {
+	if err := checkState(blobs); err != nil {
+		return nil, err
+	}
+	names := make([]string, 0, len(blobs))
+	size := 2
+	for name, v := range blobs {
+		names = append(names, name)
+		size += 2 + len(name) + 4 + len(v)
+	}
+	slices.Sort(names)
+	b := make([]byte, 0, size)
+	b = binary.BigEndian.AppendUint16(b, uint16(len(names)))
+	for _, name := range names {
+		b = binary.BigEndian.AppendUint16(b, uint16(len(name)))
+		b = append(b, name...)
+		b = binary.BigEndian.AppendUint32(b, uint32(len(blobs[name])))
+		b = append(b, blobs[name]...)
+	}
+	return b, nil
+}
+
+// parseState decodes the body of a state frame. Names must come in
+// strictly ascending order, which also refuses one used twice.
+func parseState(body []byte) (map[string][]byte, error) {
+	if len(body) < 2 {
+		return nil, bodyLenError(frameState, len(body), 2)
+	}
+	n := int(binary.BigEndian.Uint16(body))
+	if n > maxStateBlobs {
+		return nil, protoErrorf("state frame with %d blobs exceeds the limit of %d", n, maxStateBlobs)
+	}
+	rest := body[2:]
+	blobs := make(map[string][]byte, n)
+	prev, total := "", 0
+	for i := 0; i < n; i++ {
+		name, r, err := cutName(rest)
+		if err != nil {
+			return nil, protoErrorf("state blob %d: %v", i, err)
+		}
+		rest = r
+		if !validName(name) {
+			return nil, protoErrorf("state blob %d: bad name %q", i, name)
+		}
+		if i > 0 && name <= prev {
+			return nil, protoErrorf("state blob %d: name %q after %q (want ascending, each once)", i, name, prev)
+		}
+		v, r2, err := cutBlob(rest, "value", MaxState-total)
+		if err != nil {
+			return nil, protoErrorf("state blob %d (%q): %v", i, name, err)
+		}
+		rest = r2
+		total += len(v)
+		blobs[name] = v
+		prev = name
+	}
+	if len(rest) > 0 {
+		return nil, protoErrorf("V frame: %d bytes after the last blob", len(rest))
+	}
+	return blobs, nil
+}
+
+// cutName decodes a name (a u16 length and that many bytes) from the
+// start of b and returns it and the rest. Only the name is converted to
+// a string, not what follows it.
+func cutName(b []byte) (name string, rest []byte, err error) {
+	head := string(b[:min(len(b), 2+maxNameLen)])
+	name, r, err := cutString(head, "name", maxNameLen)
+	if err != nil {
+		return "", b, err
+	}
+	return name, b[len(head)-len(r):], nil
+}
+
+// cutBlob decodes a u32 length and that many bytes, at most limit, from
+// the start of b, and returns a copy of them and the rest. what names the
+// field.
+func cutBlob(b []byte, what string, limit int) (v, rest []byte, err error) {
+	if len(b) < 4 {
+		return nil, b, fmt.Errorf("truncated in the length of its %s", what)
+	}
+	n := binary.BigEndian.Uint32(b)
+	b = b[4:]
+	switch {
+	case int64(n) > int64(limit):
+		return nil, b, fmt.Errorf("%s of %d bytes exceeds the limit of %d", what, n, limit)
+	case int64(n) > int64(len(b)):
+		return nil, b, fmt.Errorf("%s of %d bytes, but only %d left", what, n, len(b))
+	}
+	// A copy: the caller keeps the blob, not the whole frame.
+	return append([]byte{}, b[:n]...), b[n:], nil
+}
+
+// checkState is what both ends require of a generation's state blobs.
+func checkState(blobs map[string][]byte) error {
+	if len(blobs) > maxStateBlobs {
+		return protoErrorf("%d state blobs exceed the limit of %d", len(blobs), maxStateBlobs)
+	}
+	total := 0
+	for name, v := range blobs {
+		if !validName(name) {
+			return protoErrorf("bad state blob name %q", name)
+		}
+		total += len(v)
+	}
+	if total > MaxState {
+		return protoErrorf("state blobs of %d bytes together exceed the limit of %d", total, MaxState)
+	}
+	return nil
+}
+
+// connMsg is one connection handed over the generation link.
+type connMsg struct {
+	// ID names it in the successor's answer; never 0.
+	ID    uint32
+	Name  string
+	State []byte
+}
+
+// encodeConn returns the body of a conn frame: id u32, name (u16 length
+// and bytes), state (u32 length and bytes).
+func encodeConn(m connMsg) ([]byte, error) {
+	if err := checkConn(m); err != nil {
+		return nil, err
+	}
+	b := make([]byte, 0, 4+2+len(m.Name)+4+len(m.State))
+	b = binary.BigEndian.AppendUint32(b, m.ID)
+	b = binary.BigEndian.AppendUint16(b, uint16(len(m.Name)))
+	b = append(b, m.Name...)
+	b = binary.BigEndian.AppendUint32(b, uint32(len(m.State)))
+	return append(b, m.State...), nil
+}
+
+func parseConn(body []byte) (connMsg, error) {
+	if len(body) < 4 {
+		return connMsg{}, bodyLenError(frameConn, len(body), 4)
+	}
+	m := connMsg{ID: binary.BigEndian.Uint32(body)}
+	name, rest, err := cutName(body[4:])
+	if err != nil {
+		return connMsg{}, protoErrorf("conn %d: %v", m.ID, err)
+	}
+	m.Name = name
+	if m.State, rest, err = cutBlob(rest, "state", MaxConnState); err != nil {
+		return connMsg{}, protoErrorf("conn %d: %v", m.ID, err)
+	}
+	if len(rest) > 0 {
+		return connMsg{}, protoErrorf("C frame: %d bytes after the state", len(rest))
+	}
+	if err := checkConn(m); err != nil {
+		return connMsg{}, err
+	}
+	return m, nil
+}
+
+func checkConn(m connMsg) error {
+	switch {
+	case m.ID == 0:
+		return protoErrorf("conn with id 0")
+	case !validName(m.Name):
+		return protoErrorf("conn %d: bad name %q", m.ID, m.Name)
+	case len(m.State) > MaxConnState:
+		return protoErrorf("conn %d: state of %d bytes exceeds the limit of %d", m.ID, len(m.State), MaxConnState)
+	}
+	return nil
+}
+
+// encodeConnAck returns the body of a connAck frame: id u32.
+func encodeConnAck(id uint32) ([]byte, error) {
+	if id == 0 {
+		return nil, protoErrorf("conn ack for id 0")
+	}
+	return binary.BigEndian.AppendUint32(make([]byte, 0, connAckLen), id), nil
+}
+
+func parseConnAck(body []byte) (uint32, error) {
+	if len(body) != connAckLen {
+		return 0, bodyLenError(frameConnAck, len(body), connAckLen)
+	}
+	id := binary.BigEndian.Uint32(body)
+	if id == 0 {
+		return 0, protoErrorf("conn ack for id 0")
+	}
+	return id, nil
+}
+
+// connRefuseMsg: the successor refuses connection ID, which stays the
+// incumbent's.
+type connRefuseMsg struct {
+	ID     uint32
+	Reason string
+}
+
+// encodeConnRefuse returns the body of a connRefuse frame: id u32, then
+// the reason, the rest of the body, mended as an abort's.
+func encodeConnRefuse(m connRefuseMsg) ([]byte, error) {
+	if m.ID == 0 {
+		return nil, protoErrorf("conn refusal for id 0")
+	}
+	b := binary.BigEndian.AppendUint32(nil, m.ID)
+	return append(b, reasonText(m.Reason)...), nil
+}
+
+// parseConnRefuse is strict about the id and, like parseAbort, takes the
+// reason as it comes, cut and mended.
+func parseConnRefuse(body []byte) (connRefuseMsg, error) {
+	if len(body) < 4 {
+		return connRefuseMsg{}, bodyLenError(frameConnRefuse, len(body), 4)
+	}
+	id := binary.BigEndian.Uint32(body)
+	if id == 0 {
+		return connRefuseMsg{}, protoErrorf("conn refusal for id 0")
+	}
+	return connRefuseMsg{ID: id, Reason: reasonText(string(body[4:]))}, nil
 }
 
 // The successor learns where its end of the socketpair is from one private

@@ -149,7 +149,7 @@ func mustFrame(t testing.TB, typ byte, body []byte, err error) []byte {
 
 func TestReadFrame(t *testing.T) {
 	t.Parallel()
-	hello := frame('H', helloBody(1, 2, 10, 1))
+	hello := frame('H', helloBody(2, 2, 10, 1))
 	fds := frame('F', fdsBody(1, metaBody(codeFile, "f", "", "", "")))
 	type want struct {
 		typ  byte
@@ -218,7 +218,7 @@ func TestReadFrame(t *testing.T) {
 // stream socket may, and pass the reader's own errors on.
 func TestReadFrameReaders(t *testing.T) {
 	t.Parallel()
-	hello := helloBody(1, 2, 3, 0)
+	hello := helloBody(2, 2, 3, 0)
 	stream := append(frame('H', hello), frame('A', "")...)
 	r := iotest.OneByteReader(bytes.NewReader(stream))
 	for _, want := range []string{hello, ""} {
@@ -271,7 +271,7 @@ func TestEncode(t *testing.T) {
 	}
 
 	body, err := encodeHello(hello)
-	if got, err := parseHello(roundTrip(frameHello, body, err, helloBody(1, 3, 1234, 130))); err != nil || got != hello {
+	if got, err := parseHello(roundTrip(frameHello, body, err, helloBody(2, 3, 1234, 130))); err != nil || got != hello {
 		t.Errorf("hello round trip: %+v, %v; want %+v", got, err, hello)
 	}
 	body, err = encodeFds(metas)
@@ -310,7 +310,7 @@ func TestEncode(t *testing.T) {
 	} else if got, err := parseFds(body, 1); err != nil || !reflect.DeepEqual(got, big) {
 		t.Errorf("parseFds(encodeFds(descriptors at every limit)) = %v; want them back", err)
 	}
-	limits := helloMsg{Version: 1, Generation: math.MaxInt32, PID: math.MaxInt32, Fds: maxFds}
+	limits := helloMsg{Version: 2, Generation: math.MaxInt32, PID: math.MaxInt32, Fds: maxFds}
 	if body, err := encodeHello(limits); err != nil {
 		t.Errorf("encodeHello(%+v): %v", limits, err)
 	} else if got, err := parseHello(body); err != nil || got != limits {
@@ -349,15 +349,16 @@ func TestEncodeRefuses(t *testing.T) {
 		err  error
 		want string
 	}{
-		{"hello version 2", hello(2, 1, 1, 0), "proto:incumbent speaks version 2, this binary speaks 1"},
+		{"hello version 1", hello(1, 1, 1, 0), "proto:incumbent speaks version 1, this binary speaks 2"},
+		{"hello version 3", hello(3, 1, 1, 0), "proto:incumbent speaks version 3, this binary speaks 2"},
 		{"hello version 65537", hello(1<<16+1, 1, 1, 0), "proto:incumbent speaks version 65537"},
-		{"hello generation 0", hello(1, 0, 1, 0), "proto:bad generation 0"},
-		{"hello generation over 31 bits", hello(1, 1<<31, 1, 0), "proto:bad generation 2147483648"},
-		{"hello generation over 32 bits", hello(1, 1<<32+1, 1, 0), "proto:bad generation 4294967297"},
-		{"hello pid 0", hello(1, 1, 0, 0), "proto:bad incumbent pid 0"},
-		{"hello pid -1", hello(1, 1, -1, 0), "proto:bad incumbent pid -1"},
-		{"hello fds -1", hello(1, 1, 1, -1), "proto:bad descriptor count -1"},
-		{"hello fds over the limit", hello(1, 1, 1, maxFds+1), "proto:bad descriptor count 1048577"},
+		{"hello generation 0", hello(2, 0, 1, 0), "proto:bad generation 0"},
+		{"hello generation over 31 bits", hello(2, 1<<31, 1, 0), "proto:bad generation 2147483648"},
+		{"hello generation over 32 bits", hello(2, 1<<32+1, 1, 0), "proto:bad generation 4294967297"},
+		{"hello pid 0", hello(2, 1, 0, 0), "proto:bad incumbent pid 0"},
+		{"hello pid -1", hello(2, 1, -1, 0), "proto:bad incumbent pid -1"},
+		{"hello fds -1", hello(2, 1, 1, -1), "proto:bad descriptor count -1"},
+		{"hello fds over the limit", hello(2, 1, 1, maxFds+1), "proto:bad descriptor count 1048577"},
 		{"no descriptors", fds(), "proto:fds frame with 0 descriptors (want 1 to 128)"},
 		{"too many descriptors", fds(slices.Repeat([]fdMeta{{Kind: kindListener, Network: "tcp"}}, maxFdsPerFrame+1)...), "proto:fds frame with 129 descriptors"},
 		{"kind without a code", fds(fdMeta{Name: "x", Kind: "pipe"}), `proto:descriptor 0: unknown kind "pipe"`},
@@ -377,38 +378,41 @@ func TestEncodeRefuses(t *testing.T) {
 
 func TestParseHello(t *testing.T) {
 	t.Parallel()
-	valid := helloBody(1, 2, 100, 3)
+	valid := helloBody(2, 2, 100, 3)
 	cases := []struct {
 		name string
 		body string
 		want helloMsg
 		err  string
 	}{
-		{"valid", valid, helloMsg{1, 2, 100, 3}, ""},
-		{"smallest", helloBody(1, 1, 1, 0), helloMsg{1, 1, 1, 0}, ""},
-		{"largest", helloBody(1, math.MaxInt32, math.MaxInt32, maxFds), helloMsg{1, math.MaxInt32, math.MaxInt32, maxFds}, ""},
+		{"valid", valid, helloMsg{2, 2, 100, 3}, ""},
+		{"smallest", helloBody(2, 1, 1, 0), helloMsg{2, 1, 1, 0}, ""},
+		{"largest", helloBody(2, math.MaxInt32, math.MaxInt32, maxFds), helloMsg{2, math.MaxInt32, math.MaxInt32, maxFds}, ""},
 
-		{"version 99", helloBody(99, 2, 100, 3), helloMsg{}, "proto:incumbent speaks version 99, this binary speaks 1"},
+		{"version 99", helloBody(99, 2, 100, 3), helloMsg{}, "proto:incumbent speaks version 99, this binary speaks 2"},
 		{"version 0", helloBody(0, 2, 100, 3), helloMsg{}, "proto:incumbent speaks version 0"},
 		// The version is judged before the length: a later incumbent's
 		// hello may be longer or shorter, and must be reported as such.
-		{"version 2, longer", helloBody(2, 2, 100, 3) + "more", helloMsg{}, "proto:incumbent speaks version 2, this binary speaks 1"},
-		{"version 2, shorter", u16(2) + u32(2), helloMsg{}, "proto:incumbent speaks version 2"},
+		{"version 3, longer", helloBody(3, 2, 100, 3) + "more", helloMsg{}, "proto:incumbent speaks version 3, this binary speaks 2"},
+		{"version 3, shorter", u16(3) + u32(2), helloMsg{}, "proto:incumbent speaks version 3"},
+		// A version 1 incumbent (before the generation link) is told
+		// apart clearly, by both versions.
+		{"version 1", u16(1) + u32(2) + u32(100) + u32(3), helloMsg{}, "proto:incumbent speaks version 1, this binary speaks 2"},
 		// An incumbent from before the binary encoding sends JSON: '{"'.
-		{"JSON", `{"version":1,"generation":2,"pid":100,"fds":3}`, helloMsg{}, "proto:incumbent speaks version 31522, this binary speaks 1"},
+		{"JSON", `{"version":1,"generation":2,"pid":100,"fds":3}`, helloMsg{}, "proto:incumbent speaks version 31522, this binary speaks 2"},
 
-		{"generation 0", helloBody(1, 0, 100, 3), helloMsg{}, "proto:bad generation 0"},
-		{"generation over 31 bits", helloBody(1, 1<<31, 100, 3), helloMsg{}, "proto:bad generation 2147483648"},
-		{"generation all ones", helloBody(1, 1<<32-1, 100, 3), helloMsg{}, "proto:bad generation 4294967295"},
-		{"pid 0", helloBody(1, 2, 0, 3), helloMsg{}, "proto:bad incumbent pid 0"},
-		{"pid over 31 bits", helloBody(1, 2, 1<<31, 3), helloMsg{}, "proto:bad incumbent pid 2147483648"},
-		{"pid all ones", helloBody(1, 2, 1<<32-1, 3), helloMsg{}, "proto:bad incumbent pid 4294967295"},
-		{"fds over the limit", helloBody(1, 2, 100, maxFds+1), helloMsg{}, "proto:bad descriptor count 1048577"},
-		{"fds all ones", helloBody(1, 2, 100, 1<<32-1), helloMsg{}, "proto:bad descriptor count 4294967295"},
+		{"generation 0", helloBody(2, 0, 100, 3), helloMsg{}, "proto:bad generation 0"},
+		{"generation over 31 bits", helloBody(2, 1<<31, 100, 3), helloMsg{}, "proto:bad generation 2147483648"},
+		{"generation all ones", helloBody(2, 1<<32-1, 100, 3), helloMsg{}, "proto:bad generation 4294967295"},
+		{"pid 0", helloBody(2, 2, 0, 3), helloMsg{}, "proto:bad incumbent pid 0"},
+		{"pid over 31 bits", helloBody(2, 2, 1<<31, 3), helloMsg{}, "proto:bad incumbent pid 2147483648"},
+		{"pid all ones", helloBody(2, 2, 1<<32-1, 3), helloMsg{}, "proto:bad incumbent pid 4294967295"},
+		{"fds over the limit", helloBody(2, 2, 100, maxFds+1), helloMsg{}, "proto:bad descriptor count 1048577"},
+		{"fds all ones", helloBody(2, 2, 100, 1<<32-1), helloMsg{}, "proto:bad descriptor count 4294967295"},
 
 		{"empty", "", helloMsg{}, "proto:H frame of 0 bytes, want 14"},
 		{"one byte", "\x00", helloMsg{}, "proto:H frame of 1 bytes, want 14"},
-		{"version only", u16(1), helloMsg{}, "proto:H frame of 2 bytes, want 14"},
+		{"version only", u16(2), helloMsg{}, "proto:H frame of 2 bytes, want 14"},
 		{"last byte missing", valid[:13], helloMsg{}, "proto:H frame of 13 bytes, want 14"},
 		{"trailing byte", valid + "\x00", helloMsg{}, "proto:H frame of 15 bytes, want 14"},
 		{"two hellos", valid + valid, helloMsg{}, "proto:H frame of 28 bytes, want 14"},

@@ -94,6 +94,18 @@ type serverConfig struct {
 	// HandleSignals makes Upgrader.HandleSignals handle the signals,
 	// wired right after New, instead of the server's own handler.
 	HandleSignals bool
+
+	// Echo serves the line protocol of echoServer on a TCP listener
+	// named "echo", whose connections go over the generation link; each
+	// generation sets the state blob "counter" and prints its
+	// predecessor's.
+	Echo bool
+	// NoHandedGen is a generation that does not ask for handed echo
+	// connections, and so refuses them.
+	NoHandedGen int
+	// MoveOnExit hands every idle echo connection to the successor once
+	// Exit is closed.
+	MoveOnExit bool
 }
 
 // env returns cfg as the environment entry serverMain reads.
@@ -134,6 +146,8 @@ func readServerConfig() (serverConfig, error) {
 		return cfg, fmt.Errorf("%s: ReadyDelay %v for generation %d: want both or neither", serverEnv, cfg.ReadyDelay, cfg.ReadyDelayGen)
 	case (cfg.Reserve > 0) != (cfg.ReserveGen > 0):
 		return cfg, fmt.Errorf("%s: Reserve %d for generation %d: want both or neither", serverEnv, cfg.Reserve, cfg.ReserveGen)
+	case !cfg.Echo && (cfg.NoHandedGen > 0 || cfg.MoveOnExit):
+		return cfg, fmt.Errorf("%s: NoHandedGen %d, MoveOnExit %t without Echo", serverEnv, cfg.NoHandedGen, cfg.MoveOnExit)
 	}
 	return cfg, nil
 }
@@ -230,6 +244,10 @@ func serverMain() {
 		check(err)
 		extra = append(extra, l)
 	}
+	var echo *echoServer
+	if cfg.Echo {
+		echo = startEcho(upg, cfg, gen)
+	}
 	for _, f := range reserve {
 		f.Close()
 	}
@@ -322,6 +340,9 @@ func serverMain() {
 
 	<-upg.Exit()
 	udp.Close() // the successor reads it now
+	if echo != nil && cfg.MoveOnExit {
+		echo.moveAll()
+	}
 	drain := 10 * time.Second
 	if cfg.Drain > 0 {
 		drain = cfg.Drain
@@ -330,6 +351,9 @@ func serverMain() {
 	defer cancel()
 	if err := srv.Drain(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, "drain:", err)
+	}
+	if echo != nil {
+		echo.drain(ctx)
 	}
 	for _, l := range extra {
 		l.Close()

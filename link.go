@@ -3,6 +3,7 @@ package baton
 import (
 	"errors"
 	"net"
+	"syscall"
 )
 
 // The generation link: after the successor is ready, the handoff socket
@@ -45,4 +46,14 @@ type HandedConn struct {
 	net.Conn
 	// State is the blob the predecessor passed with it.
 	State []byte
+}
+
+// SyscallConn reaches the handed socket itself, so that a connection
+// handed to this generation can be handed over again, to the next one.
+func (c *HandedConn) SyscallConn() (syscall.RawConn, error) {
+	sc, ok := c.Conn.(syscall.Conn)
+	if !ok {
+		return nil, errors.New("baton: a handed connection without a socket")
+	}
+	return sc.SyscallConn()
 }

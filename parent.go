@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"sync"
 	"time"
 )
 
@@ -20,6 +21,18 @@ type parent struct {
 
 	ack  chan struct{} // closed when the incumbent has committed
 	gone chan struct{} // closed when the incumbent has exited (EOF)
+
+	// state is the predecessor's named blobs (its state frame); never
+	// changed after adoption.
+	state map[string][]byte
+	// handed receives the connections the predecessor hands over the
+	// link after the ack.
+	handed *handedSet
+
+	// writeMu keeps frames whole: after adoption both Ready (ready,
+	// serving, abort) and watch (the answers to handed connections)
+	// write.
+	writeMu sync.Mutex
 }
 
 // adoptParent reads the handoff from the incumbent: hello, then every
@@ -37,7 +50,7 @@ func adoptParent(fd, ppid int, timeout time.Duration) (*parent, []*entry, error)
 // socketpair, or the control socket of a running instance (see
 // takeOverFrom).
 func adoptConn(conn *net.UnixConn, ppid int, timeout time.Duration) (*parent, []*entry, error) {
-	p := &parent{pid: ppid, conn: conn, ack: make(chan struct{}), gone: make(chan struct{})}
+	p := &parent{pid: ppid, conn: conn, ack: make(chan struct{}), gone: make(chan struct{}), handed: newHandedSet()}
 	entries, err := p.receive(timeout)
 	if err != nil {
 		for _, e := range entries {
@@ -104,6 +117,20 @@ func (p *parent) receive(timeout time.Duration) (entries []*entry, err error) {
 		}
 		got += len(fds)
 	}
+	typ, body, fds, err = recvFrame(p.conn)
+	if err != nil {
+		if errors.Is(err, io.EOF) {
+			err = io.ErrUnexpectedEOF
+		}
+		return entries, fmt.Errorf("before the state: %w", err)
+	}
+	if typ != frameState || len(fds) > 0 {
+		closeFds(fds)
+		return entries, protoErrorf("want the state, got %q frame with %d descriptors", typ, len(fds))
+	}
+	if p.state, err = parseState(body); err != nil {
+		return entries, err
+	}
 	return entries, nil
 }
 
@@ -123,8 +150,11 @@ func checkNames(names map[string]int, metas []fdMeta, first int) error {
 	return nil
 }
 
-// watch reads until the incumbent acknowledges ready and then until it is
-// gone. Anything else from it is a protocol error and ends the watch too.
+// watch reads until the incumbent acknowledges ready and then, over the
+// generation link, the connections it hands over, until it is gone.
+// Anything else from it is a protocol error and ends the watch too: the
+// incumbent then sees EOF and keeps whatever it had not heard us
+// acknowledge.
 func (p *parent) watch() {
 	// Nothing else reads the socket, and nothing written to it now could
 	// be answered: close it, or every generation but the first keeps one
@@ -134,24 +164,87 @@ func (p *parent) watch() {
 	defer p.conn.Close()
 	defer close(p.gone)
 	for {
-		typ, body, fds, err := recvFrame(p.conn)
-		closeFds(fds)
-		if err != nil || typ != frameAck || parseAck(body) != nil {
+		typ, body, fds, truncated, err := recvFrameTrunc(p.conn)
+		if err != nil {
 			return
 		}
+		acked := false
 		select {
 		case <-p.ack:
-			return // a second ack: protocol error
+			acked = true
 		default:
+		}
+		switch {
+		case !acked && typ == frameAck && len(fds) == 0 && parseAck(body) == nil:
 			close(p.ack)
+		case acked && typ == frameConn:
+			if !p.takeConn(body, fds, truncated) {
+				return
+			}
+		default:
+			closeFds(fds)
+			return // a second ack, a conn before it, anything else
 		}
 	}
 }
 
+// takeConn answers one conn frame: it queues the connection on the
+// Handed listener for its name and acknowledges it, or closes this
+// process's descriptor and refuses it. It reports false if the frame
+// breaks the protocol or the answer cannot be sent (the predecessor is
+// gone; a connection queued is ours, since it can no longer keep it).
+func (p *parent) takeConn(body []byte, fds []int, truncated bool) bool {
+	m, err := parseConn(body)
+	if err != nil {
+		closeFds(fds)
+		return false
+	}
+	var reason string
+	switch {
+	case truncated:
+		// The kernel dropped the descriptor: it could not install it.
+		closeFds(fds)
+		reason = errTruncated(len(fds)).Error()
+	case len(fds) != 1:
+		closeFds(fds)
+		return false
+	default:
+		reason = p.handed.deliver(m, fds[0])
+	}
+	var frame []byte
+	if reason == "" {
+		body, err = encodeConnAck(m.ID)
+		if err == nil {
+			frame, err = encodeFrame(frameConnAck, body)
+		}
+	} else {
+		body, err = encodeConnRefuse(connRefuseMsg{ID: m.ID, Reason: reason})
+		if err == nil {
+			frame, err = encodeFrame(frameConnRefuse, body)
+		}
+	}
+	if err != nil {
+		return false
+	}
+	// No deadline: at most maxInFlight answers of a few bytes are ever
+	// outstanding, far below the socket's buffer, and the incumbent
+	// reads them at once. A deadline could cut an ack in half, and then
+	// both processes would think the connection theirs.
+	return p.send(frame, time.Time{}) == nil
+}
+
+// send writes one frame to the predecessor, whole, by deadline (zero:
+// none).
+func (p *parent) send(frame []byte, deadline time.Time) error {
+	p.writeMu.Lock()
+	defer p.writeMu.Unlock()
+	p.conn.SetWriteDeadline(deadline)
+	return sendFrame(p.conn, frame, nil)
+}
+
 func (p *parent) abort(reason string) {
 	if frame, err := encodeFrame(frameAbort, encodeAbort(abortMsg{Reason: reason})); err == nil {
-		p.conn.SetWriteDeadline(time.Now().Add(time.Second))
-		sendFrame(p.conn, frame, nil)
+		p.send(frame, time.Now().Add(time.Second))
 	}
 }
 
@@ -171,8 +264,7 @@ func (p *parent) ready(timeout time.Duration) error {
 	if err != nil {
 		return err
 	}
-	p.conn.SetWriteDeadline(time.Now().Add(timeout))
-	if err := sendFrame(p.conn, frame, nil); err != nil {
+	if err := p.send(frame, time.Now().Add(timeout)); err != nil {
 		select {
 		case <-p.gone:
 			return nil
@@ -201,6 +293,5 @@ func (p *parent) serving() {
 	if err != nil {
 		return
 	}
-	p.conn.SetWriteDeadline(time.Now().Add(time.Second))
-	sendFrame(p.conn, frame, nil)
+	p.send(frame, time.Now().Add(time.Second))
 }

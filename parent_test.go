@@ -57,9 +57,21 @@ func TestReceiveNamesAcrossFrames(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
+			// The state frame ends every handoff (none refuses it
+			// here: after a refused frame, it stays unread).
+			state, err := encodeState(map[string][]byte{"k": []byte("v")})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := sendFrame(a, frame(frameState, string(state)), nil); err != nil {
+				t.Fatal(err)
+			}
 			p := &parent{pid: os.Getpid(), conn: b, ack: make(chan struct{}), gone: make(chan struct{})}
 			entries, err := p.receive(10 * time.Second)
 			checkErr(t, "receive", err, tc.want)
+			if err == nil && string(p.state["k"]) != "v" {
+				t.Errorf("receive took the state %q, want k=v", p.state)
+			}
 			if len(entries) != tc.kept {
 				t.Errorf("receive returned %d entries, want %d", len(entries), tc.kept)
 			}

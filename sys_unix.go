@@ -122,8 +122,26 @@ func sendFrame(c *net.UnixConn, frame []byte, fds []int) error {
 // recvFrame reads one frame and the descriptors attached to it. The
 // descriptors are close-on-exec (net asks for MSG_CMSG_CLOEXEC, or sets it
 // right after on systems without it). On error, any received descriptor is
-// closed.
+// closed; descriptors the kernel truncated (MSG_CTRUNC) are an error.
 func recvFrame(c *net.UnixConn) (typ byte, body []byte, fds []int, err error) {
+	typ, body, fds, truncated, err := recvFrameTrunc(c)
+	if err == nil && truncated {
+		closeFds(fds)
+		return 0, nil, nil, errTruncated(len(fds))
+	}
+	return typ, body, fds, err
+}
+
+// errTruncated reports descriptors the kernel dropped (MSG_CTRUNC).
+func errTruncated(got int) error {
+	return protoErrorf("descriptors truncated (MSG_CTRUNC), only %d received: %s", got, ctruncCause())
+}
+
+// recvFrameTrunc is recvFrame that reads the whole frame even when the
+// kernel dropped some of its descriptors (MSG_CTRUNC), and says so in
+// truncated: the generation link refuses such a connection and reads on,
+// so the stream must stay framed.
+func recvFrameTrunc(c *net.UnixConn) (typ byte, body []byte, fds []int, truncated bool, err error) {
 	defer func() {
 		if err != nil {
 			closeFds(fds)
@@ -138,35 +156,35 @@ func recvFrame(c *net.UnixConn) (typ byte, body []byte, fds []int, err error) {
 			more, perr := parseRights(oob[:oobn])
 			fds = append(fds, more...)
 			if perr != nil {
-				return 0, nil, fds, perr
+				return 0, nil, fds, false, perr
 			}
 		}
 		if flags&unix.MSG_CTRUNC != 0 {
-			return 0, nil, fds, protoErrorf("descriptors truncated (MSG_CTRUNC), only %d received: %s", len(fds), ctruncCause())
+			truncated = true
 		}
 		if err != nil {
 			if got > 0 && errors.Is(err, io.EOF) {
 				err = io.ErrUnexpectedEOF
 			}
-			return 0, nil, fds, err
+			return 0, nil, fds, false, err
 		}
 		if n == 0 {
-			return 0, nil, fds, io.EOF
+			return 0, nil, fds, false, io.EOF
 		}
 		got += n
 	}
 	typ, size, err := parseHeader(h[:])
 	if err != nil {
-		return 0, nil, fds, err
+		return 0, nil, fds, false, err
 	}
 	body = make([]byte, size)
 	if _, err := io.ReadFull(c, body); err != nil {
 		if errors.Is(err, io.EOF) {
 			err = io.ErrUnexpectedEOF
 		}
-		return 0, nil, fds, err
+		return 0, nil, fds, false, err
 	}
-	return typ, body, fds, nil
+	return typ, body, fds, truncated, nil
 }
 
 // ctruncCause says why the kernel may have truncated descriptors. Our own

@@ -119,7 +119,9 @@ func (u *Upgrader) watchSuccessor(c *child) {
 
 func (u *Upgrader) upgrade(start startFunc) (*child, error) {
 	timeout := u.opts.upgradeTimeout()
-	c, err := start(u.gen+1, u.reg.snapshot(), time.Now().Add(timeout))
+	snap := u.reg.snapshot()
+	snap.state = u.stateSnapshot()
+	c, err := start(u.gen+1, snap, time.Now().Add(timeout))
 	if err != nil {
 		return nil, err
 	}
@@ -162,6 +164,7 @@ func (u *Upgrader) upgrade(start startFunc) (*child, error) {
 			}
 			return fail(fmt.Errorf("acknowledging ready: %w", err))
 		}
+		c.startLink()
 		return c, nil
 	case <-c.exited:
 		// Its last words may still be on the socket: an abort says why

@@ -35,6 +35,9 @@ type Upgrader struct {
 	pid    pidFile // path "" when there is no PID file
 	mgr    managers
 	ctl    *controlRestart // nil unless Options.Control is set
+	// handed is the Handed listeners: the parent's, which its link
+	// delivers to, or, in a first generation, a set nothing delivers to.
+	handed *handedSet
 
 	// hupPending: a SIGHUP came before Ready and waits for it
 	// (upgradeWhenReady).
@@ -51,6 +54,9 @@ type Upgrader struct {
 	upgrading  chan struct{} // non-nil while an upgrade runs; closed when it ends
 	handedOver bool          // a successor took over; exitC is closed
 	stopped    bool
+	// state is what SetState set, for the next successor; replaced,
+	// never changed in place.
+	state map[string][]byte
 	// successor is kept for the life of the process: its handoff socket
 	// stays open until we exit, so the successor's WaitForParent sees
 	// exactly that, and its reaper goroutine collects it if it ever exits
@@ -76,6 +82,7 @@ func newUpgrader(opts Options) (*Upgrader, error) {
 		opts:   opts,
 		log:    opts.Logger,
 		reg:    &registry{},
+		handed: newHandedSet(),
 		gen:    1,
 		readyC: make(chan struct{}),
 		exitC:  make(chan struct{}),
@@ -114,7 +121,7 @@ func newUpgrader(opts Options) (*Upgrader, error) {
 			if err != nil {
 				return nil, err
 			}
-			u.parent, u.gen, u.mgr.byUpgrade = p, p.generation, true
+			u.parent, u.gen, u.handed, u.mgr.byUpgrade = p, p.generation, p.handed, true
 			u.reg.inherit(entries)
 			if err := u.preflight(); err != nil {
 				return nil, err
