@@ -75,13 +75,18 @@ func (s *Server) sweep(now time.Time) tally {
 			continue
 		}
 		t.http1++
-		if hc, ok := c.(*conn); ok && handing && hc.wake() {
-			// No grace period: the connection leaves as soon as its
-			// Read can be shown to hold nothing (conn.wake), or when
-			// its request is done and net/http reads again. One with
-			// part of a request buffered is left to the rule below,
-			// as without a Handoff.
-			continue
+		if hc, ok := c.(*conn); ok {
+			if handing && hc.wake() {
+				// No grace period: the connection leaves as soon as
+				// its Read can be shown to hold nothing (conn.wake),
+				// or when its request is done and net/http reads
+				// again. One with part of a request buffered is left
+				// to the rule below, as without a Handoff.
+				continue
+			}
+			if !hc.blocked() {
+				continue // busy with what it read; see conn.blocked
+			}
 		}
 		if ci.closing || ci.state == http.StateActive || now.Sub(ci.since) < s.grace {
 			continue

@@ -103,7 +103,8 @@ type conn struct {
 	clean     bool           // that Read has nothing of a request behind it
 	interrupt bool           // the drain has set a past deadline to wake it
 	deadline  time.Time      // the read deadline net/http asked for
-	kept      bool           // a handover failed or raced with a request: serve it here
+	kept      bool           // a handover failed: drain it here, as without a Handoff
+	requests  int            // requests begun since the drain began
 	handed    bool           // the successor owns it
 }
 
@@ -118,12 +119,32 @@ func (c *conn) observe(st http.ConnState) {
 	c.mu.Unlock()
 }
 
-// keepAlive reports whether a response on c may leave the connection open
-// during a drain: only if c can still be handed over once it is idle.
+// keepAlive is called as each request begins during a drain, and reports
+// whether its response may leave the connection open: only if c can still
+// be handed over once it is idle.
+//
+// The first request begun during the drain may: it is one that net/http
+// was reading, or had read, as the drain began (the drain woke its Read
+// too late), and once it is answered the connection's next Read is clean
+// and hands it over at once. A second one may not: the client sends
+// requests before their predecessors' responses (pipelining), so its
+// connection may never be idle with nothing buffered; "Connection: close"
+// makes it leave, as without a Handoff.
 func (c *conn) keepAlive() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return !c.kept && !c.handed
+	c.requests++
+	return !c.kept && !c.handed && c.requests == 1
+}
+
+// blocked reports whether net/http waits in Read, having consumed what it
+// read before. A connection that is not blocked is busy with bytes it has
+// read, whatever ConnState says (it sets StateActive only after reading a
+// request), so the idle sweep must not close it.
+func (c *conn) blocked() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.reading
 }
 
 // Read is net/http's only way into the connection; see conn.
@@ -167,8 +188,7 @@ func (c *conn) Read(p []byte) (int, error) {
 		c.interrupt = false
 		if n > 0 || !isTimeout(err) {
 			// A request (or the client's FIN) came first: it is served
-			// here, with "Connection: close" since the conn is kept.
-			c.kept = true
+			// here, and the connection handed over after it (keepAlive).
 			c.reading = false
 			c.got += int64(n)
 			c.Conn.SetReadDeadline(c.deadline)
@@ -220,7 +240,7 @@ func (c *conn) wake() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	switch {
-	case c.kept:
+	case c.kept || c.requests > 1:
 		return false
 	case c.handed || c.interrupt:
 		return true

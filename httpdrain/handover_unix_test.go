@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -280,61 +281,101 @@ func TestHandOverIdleNewAndInFlight(t *testing.T) {
 	}
 }
 
-// TestHandOverRequestFirst puts a request exactly into the window between
-// net/http's Read returning it and the drain waking that Read: the
-// request was consumed, so it is answered here, with Connection: close,
-// and the connection is not handed over.
+// TestHandOverRequestFirst puts requests exactly into the window between
+// net/http's Read returning them and the drain waking that Read: they
+// were read, so they are answered here. The first is answered with
+// keep-alive, and the connection is handed over after it; with
+// pipelining, the next one (already read too) with Connection: close.
 func TestHandOverRequestFirst(t *testing.T) {
 	t.Parallel()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("listen: %v", err)
-	}
-	link := newFakeLink(t, false)
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "A") }), ErrorLog: log.New(io.Discard, "", 0)}
-	hs := New(srv, Options{IdleGrace: time.Minute, Handoff: link})
-	woken := make(chan struct{})
-	var once sync.Once
-	drained := make(chan (<-chan drainResult), 1)
-	var reads atomic.Int64
-	hs.testHookWoken = func(*conn) { once.Do(func() { close(woken) }) }
-	hs.testHookRead = func(c *conn, n int) {
-		// Only net/http's conn goroutine reads here, one Read at a time.
-		if n == 0 {
-			return
-		}
-		if reads.Add(1) != 2 {
-			return
-		}
-		// The second request has just been read: start the drain and
-		// let it interrupt this very Read before it reports.
-		drained <- drainAsync(hs, 10*time.Second)
-		select {
-		case <-woken:
-		case <-time.After(5 * time.Second):
-			panic("the drain did not wake the Read within 5s")
-		}
-	}
-	go hs.Serve(ln)
+	for _, tc := range []struct {
+		name      string
+		pipelined int      // requests sent together as the drain begins
+		want      []string // "server close?" of each response, then of one more request
+	}{
+		{"one", 1, []string{"A keep-alive", "B keep-alive"}},
+		{"pipelined", 2, []string{"A keep-alive", "A close"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatalf("listen: %v", err)
+			}
+			link := newFakeLink(t, false)
+			startGen(t, "B", nil, time.Minute, nil, link)
+			srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "A") }), ErrorLog: log.New(io.Discard, "", 0)}
+			hs := New(srv, Options{IdleGrace: time.Minute, Handoff: link})
+			woken := make(chan struct{})
+			var once sync.Once
+			drained := make(chan (<-chan drainResult), 1)
+			var reads atomic.Int64
+			hs.testHookWoken = func(*conn) { once.Do(func() { close(woken) }) }
+			hs.testHookRead = func(c *conn, n int) {
+				if n == 0 || reads.Add(1) != 2 {
+					return
+				}
+				// The requests sent as the drain begins have just been
+				// read: start the drain and let it wake this very Read
+				// before it reports.
+				drained <- drainAsync(hs, 10*time.Second)
+				select {
+				case <-woken:
+				case <-time.After(5 * time.Second):
+					panic("the drain did not wake the Read within 5s")
+				}
+			}
+			go hs.Serve(ln)
 
-	c := &testClient{addr: ln.Addr().String(), keepAlive: true, timeout: 5 * time.Second}
-	defer c.close()
-	if resp, _, err := c.get("/"); err != nil || resp.Close {
-		t.Fatalf("first GET: %v, want keep-alive", err)
-	}
-	resp, body, err := c.get("/")
-	if err != nil {
-		t.Fatalf("GET read as the drain began: %v; want it answered", err)
-	}
-	if !resp.Close || string(body) != "A" {
-		t.Errorf("GET read as the drain began: Close = %v, body %q; want Close = true from A", resp.Close, body)
-	}
-	r := waitDrain(t, <-drained, 10*time.Second)
-	if r.err != nil {
-		t.Errorf("Drain = %v, want nil", r.err)
-	}
-	if n := link.calls.Load(); n != 0 {
-		t.Errorf("HandOver called %d times, want 0: the request was read", n)
+			c, err := net.Dial("tcp", ln.Addr().String())
+			if err != nil {
+				t.Fatalf("dial: %v", err)
+			}
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(10 * time.Second))
+			br := bufio.NewReader(c)
+			const req = "GET / HTTP/1.1\r\nHost: test\r\n\r\n"
+			var got []string
+			read := func(n int) {
+				for range n {
+					resp, err := http.ReadResponse(br, nil)
+					if err != nil {
+						t.Fatalf("after %q: read response: %v", got, err)
+					}
+					body, err := io.ReadAll(resp.Body)
+					if err != nil {
+						t.Fatalf("after %q: read body: %v", got, err)
+					}
+					close := "keep-alive"
+					if resp.Close {
+						close = "close"
+					}
+					got = append(got, string(body)+" "+close)
+				}
+			}
+			io.WriteString(c, req)
+			read(1)
+			if got[0] != "A keep-alive" {
+				t.Fatalf("first response: %q, want A keep-alive", got[0])
+			}
+			got = got[:0]
+			io.WriteString(c, strings.Repeat(req, tc.pipelined))
+			read(tc.pipelined)
+			if tc.pipelined == 1 {
+				io.WriteString(c, req)
+				read(1)
+			}
+			if fmt.Sprint(got) != fmt.Sprint(tc.want) {
+				t.Errorf("responses %q, want %q", got, tc.want)
+			}
+			r := waitDrain(t, <-drained, 10*time.Second)
+			if r.err != nil {
+				t.Errorf("Drain = %v, want nil", r.err)
+			}
+			if want := int64(2 - tc.pipelined); link.handed.Load() != want {
+				t.Errorf("handed over %d connections, want %d", link.handed.Load(), want)
+			}
+		})
 	}
 }
 
