@@ -3,6 +3,7 @@ package httpdrain
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -97,8 +98,7 @@ type conn struct {
 	mu        sync.Mutex
 	state     http.ConnState // as the ConnState hook last saw it
 	got       int64          // bytes Read has returned
-	bufStart  *byte          // where the first Read read to: net/http's buffer
-	bufCap    int            // and its capacity
+	buf       []byte         // the first Read's p to its capacity: net/http's buffer
 	reading   bool           // a Read is blocked in the connection
 	clean     bool           // that Read has nothing of a request behind it
 	interrupt bool           // the drain has set a past deadline to wake it
@@ -156,11 +156,27 @@ func (c *conn) Read(p []byte) (int, error) {
 		// its side without a word.
 		return 0, io.EOF
 	}
-	if len(p) > 0 && c.bufStart == nil {
-		c.bufStart, c.bufCap = &p[0], cap(p)
+	if c.isBackgroundRead(p) {
+		c.mu.Unlock()
+		// net/http's background read, during a handler, watches for the
+		// client's close and keeps a byte of a next request if one
+		// comes (pipelining, or a client that sends as soon as the
+		// response arrives, before the handler has returned). Such a
+		// byte would spoil the next idle Read, and the connection could
+		// not be handed over. So it only watches: a byte that arrives
+		// stays in the socket, and net/http reads it after the
+		// response, where it reads every request.
+		eof, err := waitUnreadable(c.sc)
+		if !errors.Is(err, errors.ErrUnsupported) && !eof {
+			return 0, err // the abort's deadline, or a failure
+		}
+		return c.Conn.Read(p) // the client's EOF, as it would come
+	}
+	if len(p) > 0 && c.buf == nil {
+		c.buf = p[:cap(p)]
 	}
 	c.clean = c.got == 0 ||
-		c.state == http.StateIdle && len(p) > 0 && &p[0] == c.bufStart && cap(p) == c.bufCap
+		c.state == http.StateIdle && len(p) > 0 && &p[0] == &c.buf[0] && cap(p) == cap(c.buf)
 	if c.clean && c.s.handingOver() && !c.kept {
 		// Already draining: nothing to interrupt, and not reading at
 		// all proves nothing was read.
@@ -207,6 +223,20 @@ func (c *conn) Read(p []byte) (int, error) {
 		c.Conn.SetReadDeadline(c.deadline)
 		c.mu.Unlock()
 	}
+}
+
+// isBackgroundRead reports whether p is net/http's background read: a
+// one-byte read while a request is active, into a byte of its own rather
+// than the buffer requests are read into (reads for a request body go
+// through that buffer, or bypass it only with len(p) at least its size).
+// c.mu is held.
+func (c *conn) isBackgroundRead(p []byte) bool {
+	if c.state != http.StateActive || len(p) != 1 || cap(p) != 1 || len(c.buf) == 0 {
+		return false
+	}
+	// A one-byte read into net/http's buffer can only be into its last
+	// byte.
+	return &p[0] != &c.buf[len(c.buf)-1]
 }
 
 // handOver passes c to the successor and reports whether it took it. On

@@ -309,11 +309,14 @@ func TestHandOverRequestFirst(t *testing.T) {
 			woken := make(chan struct{})
 			var once sync.Once
 			drained := make(chan (<-chan drainResult), 1)
-			var reads atomic.Int64
+			var fired atomic.Bool
 			hs.testHookWoken = func(*conn) { once.Do(func() { close(woken) }) }
 			hs.testHookRead = func(c *conn, n int) {
-				if n == 0 || reads.Add(1) != 2 {
-					return
+				c.mu.Lock()
+				idle := c.clean && c.state == http.StateIdle
+				c.mu.Unlock()
+				if n == 0 || !idle || fired.Swap(true) {
+					return // not the first Read of the idle connection to return bytes
 				}
 				// The requests sent as the drain begins have just been
 				// read: start the drain and let it wake this very Read
