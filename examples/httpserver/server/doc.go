@@ -23,7 +23,10 @@
 //	-fd-store               keep the listener in systemd's descriptor store
 //	-idle-grace D           while draining, close a keep-alive connection
 //	                        only after its client has been silent this long
-//	                        (500ms)
+//	                        (500ms); with a successor, idle plaintext
+//	                        keep-alive connections are handed to it at once
+//	                        instead, and this applies only to the rest
+//	                        (TLS, HTTP/2, a failed handover)
 //
 //	SIGHUP                  upgrade: start the binary at the same path with
 //	                        the same arguments and hand it the socket
