@@ -448,6 +448,9 @@ func (l *successorLink) handOver(ctx context.Context, name string, c syscall.Con
 	if err != nil {
 		return err
 	}
+	if err := checkConnSocket(rc); err != nil {
+		return fmt.Errorf("baton: HandOver: %w", err)
+	}
 	select {
 	case l.slots <- struct{}{}:
 	case <-l.done:
@@ -497,6 +500,15 @@ func (l *successorLink) handOver(ctx context.Context, name string, c syscall.Con
 	if !sent {
 		// Not a byte of the frame, so not the descriptor, left: ours.
 		forget()
+		// A closed link: the successor is gone, or broke the protocol
+		// and read closed our end.
+		if errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, errLinkBroken) || errors.Is(err, net.ErrClosed) {
+			return fmt.Errorf("%w: the link is closed: %w", ErrNoSuccessor, err)
+		}
+		if ctx.Err() != nil {
+			// ctx ended the send: say so in a way callers can test.
+			return fmt.Errorf("baton: HandOver: sending the connection: %w (%v)", ctx.Err(), err)
+		}
 		return fmt.Errorf("baton: HandOver: sending the connection: %w", err)
 	}
 	if err != nil {
@@ -532,6 +544,10 @@ func (l *successorLink) handOver(ctx context.Context, name string, c syscall.Con
 	return nil
 }
 
+// errLinkBroken: an earlier send went out in part, and the link takes
+// nothing more.
+var errLinkBroken = errors.New("the link is broken (a frame went out in part)")
+
 // send writes frame with c's descriptor attached, within ctx. sent
 // reports whether any of it went out: if so and err is not nil, the link
 // is broken (half a frame on the wire) and is shut for writing, so the
@@ -540,7 +556,7 @@ func (l *successorLink) send(ctx context.Context, frame []byte, rc syscall.RawCo
 	l.sendMu.Lock()
 	defer l.sendMu.Unlock()
 	if l.broken {
-		return false, errors.New("the link is broken")
+		return false, errLinkBroken
 	}
 	// ctx bounds the send: the successor may be too slow to read.
 	deadline, _ := ctx.Deadline()

@@ -98,12 +98,12 @@ func (u *Upgrader) takeOver() error {
 		u.log.Info("no running instance on the control socket: starting fresh", "control", u.ctl.path)
 		return nil
 	}
-	p, entries, err := adoptConn(conn, pid, u.opts.upgradeTimeout())
+	p, entries, err := adoptConn(conn, pid, u.opts.upgradeTimeout(), u.handed)
 	if err != nil {
 		// Whatever listens there may not be ours at all: say where.
 		return fmt.Errorf("baton: control socket %s: %w", u.ctl.path, err)
 	}
-	u.parent, u.gen, u.handed = p, p.generation, p.handed
+	u.parent, u.gen = p, p.generation
 	u.reg.inherit(entries)
 	u.log.Info("took over through the control socket", "generation", u.gen, "predecessor", pid, "fds", len(entries))
 	return nil

@@ -51,33 +51,52 @@
 //	incumbent → successor   fds    'F'  with at most 128 descriptors as
 //	                                    SCM_RIGHTS on the frame's first byte,
 //	                                    until all are sent
+//	incumbent → successor   state  'V'  the named state blobs (SetState)
 //	successor → incumbent   ready  'R'   or   abort 'X'
 //	incumbent → successor   ack    'A'  the incumbent has committed and drains
 //
-// Integers are unsigned and big-endian; a string is a u16 length and that
-// many bytes. The bodies:
+// and then, for as long as both live, the generation link:
 //
-//	hello   version u16 (1), generation u32 (≥ 1), incumbent pid u32,
+//	successor → incumbent   serving    'S'  once
+//	incumbent → successor   conn       'C'  one established connection,
+//	                                        exactly one descriptor attached
+//	successor → incumbent   connAck    'K'  it is the successor's now
+//	                   or   connRefuse 'N'  it is still the incumbent's
+//
+// Integers are unsigned and big-endian; a string is a u16 length and that
+// many bytes; a blob is a u32 length and that many bytes. The bodies:
+//
+//	hello   version u16 (2), generation u32 (≥ 1), incumbent pid u32,
 //	        number of descriptors to follow u32 (at most 1<<20)
 //	fds     count u16 (1 to 128, the descriptors attached), then per
 //	        descriptor: kind u8 (1 listener, 2 packet, 3 conn, 4 file),
 //	        name (≤ 255 bytes), network (≤ 16), address asked for (≤ 4096),
 //	        actual address (≤ 4096); an empty string is an absent field
+//	state   count u16 (at most 1024), then per blob its name (a string,
+//	        1 to 255 bytes, no ':' or NUL) and its value (a blob); names
+//	        strictly ascending, values together at most MaxState (512 KiB)
 //	ready   successor pid u32
 //	abort   the reason, the whole body: UTF-8, at most 4096 bytes
 //	ack     empty
 //	serving empty: sent by the successor after the ack, once its PID file
 //	        and control socket name it (an incumbent that upgrades in place
 //	        waits for it; any other ignores it)
+//	conn    id u32 (≥ 1, unique among those in flight), name (a string, as
+//	        a state name), state (a blob of at most MaxConnState, 64 KiB)
+//	connAck id u32
+//	connRefuse  id u32, then the reason: the rest of the body, as abort's
 //
 // Parsing is strict: every body must have exactly its layout, with no
-// trailing bytes; a string longer than its limit or than what is left, a
-// kind code other than these, a file without a name, a name used twice (in
-// one frame or across frames), a network that does not suit the kind are
-// all errors. Only the abort reason is taken as it
-// comes: it is cut to 4096 bytes between characters, invalid UTF-8
-// replaced. The version leads the hello so that any later layout is told
-// apart from this one.
+// trailing bytes; a string or blob longer than its limit or than what is
+// left, a kind code other than these, a file without a name, a name used
+// twice (in one frame or across frames), a network that does not suit the
+// kind, state names out of order, an id 0 are all errors. Only reasons
+// (abort, connRefuse) are taken as they come: cut to 4096 bytes between
+// characters, invalid UTF-8 replaced. The version leads the hello so that
+// any later layout is told apart from this one: version 2 added the state
+// frame and the link, and an incumbent or successor of version 1 is
+// refused at the hello with an error naming both versions (the successor
+// aborts; the incumbent reports the abort and serves on).
 //
 // The receiver reads exactly one frame at a time, so descriptors never
 // arrive with the wrong frame; it receives them close-on-exec, treats
@@ -87,6 +106,60 @@
 // the successor aborts with the reason, the incumbent kills it and reports
 // it. EOF on the socket means the other side is gone: the successor's
 // WaitForParent returns when the incumbent has exited.
+//
+// # The generation link
+//
+// The handoff socket outlives readiness: over it the draining generation
+// passes established connections, each with an opaque state blob, to its
+// successor. The successor asks for them by name before Ready:
+//
+//	ws, err := upg.Handed("ws") // before Ready
+//	go serveHanded(ws)           // each Accept is a *baton.HandedConn
+//
+// and the old generation, once Exit is closed, hands over each connection
+// when it stands at a boundary of its protocol (no request half read):
+//
+//	err := upg.HandOver(ctx, "ws", conn, state)
+//	// nil: the successor has it, conn is closed here;
+//	// error: conn is still ours — serve it on, or close it gracefully.
+//
+// At every instant exactly one generation owns a connection. It is the
+// old generation's until the successor acknowledges it, and the
+// successor acknowledges only once the connection waits in its Handed
+// listener's queue; the old generation closes its descriptor only on
+// that acknowledgement. Every failure leaves the connection with the old
+// generation, which HandOver's error tells: the successor refused it
+// (ErrHandOverRefused: nobody asked for that name, the listener is
+// closed or its queue of 64 is full, the descriptor did not fit —
+// MSG_CTRUNC, its RLIMIT_NOFILE reached), or it died or broke the link
+// before its answer (ErrNoSuccessor: the stream keeps order, so an ack
+// sent before it died is read before the end). The successor's
+// descriptor of a refused connection is closed; its own end of the TCP
+// connection is unaffected, since the old generation still holds it.
+//
+// Once the conn frame is on the wire, HandOver waits for the answer or
+// the end of the link, whatever its ctx says: an early return could make
+// both generations, or neither, think the connection theirs. The
+// successor answers at once, and its end of the link closes when it
+// exits, so the wait lasts no longer than the successor lives; one that
+// is stopped (SIGSTOP) holds HandOver until it runs again or dies. ctx
+// bounds the rest: the wait for one of 64 slots (the connections in
+// flight at once) and the sending itself. A send that fails before its
+// first byte leaves nothing in flight; one cut in the middle shuts the
+// link for writing, so the successor reads a truncated frame, which it
+// can never acknowledge, and closes what it received. A successor that
+// breaks the protocol is treated as gone.
+//
+// State travels in the handoff itself: SetState sets named blobs (at
+// most 512 KiB together), the successor reads them with PredecessorState
+// right after New. Names starting with "baton." are the library's own.
+// Each generation sets its own for the next.
+//
+// The link works in all three topologies that have one: Upgrade's child,
+// the interim generation of a supervised restart, and a new instance that
+// took over through the control socket. Workers under "baton run" (any
+// language, behind the master) have no link: a connection cannot cross
+// from one of them to the next.
 //
 // # Invariants
 //

@@ -7,9 +7,12 @@ import (
 	"io"
 	"log"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
+	"strconv"
+	"syscall"
 	"time"
 
 	"github.com/batonhq/baton"
@@ -282,4 +285,80 @@ func ExampleChildError() {
 	// successor 4242 was not ready in time and was killed
 	// successor 4243 exited with status 3
 	// successor /usr/local/bin/app did not start
+}
+
+// The generation link: long-lived connections (a chat, a WebSocket after
+// its upgrade, a database protocol) move to the successor instead of
+// being closed. The successor asks for them before Ready; this
+// generation, once Exit is closed, hands each over at a boundary of its
+// protocol — here, between two lines — with its state. A connection the
+// successor did not acknowledge is still ours: serve it on, or close it
+// gracefully.
+func ExampleUpgrader_HandOver() {
+	upg, err := baton.New(baton.Options{})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer upg.Stop()
+	ln, err := upg.Listen("tcp", ":7000")
+	if err != nil {
+		log.Fatal(err)
+	}
+	handed, err := upg.Handed("chat") // before Ready
+	if err != nil {
+		log.Fatal(err)
+	}
+	serve := func(c net.Conn, state []byte) {
+		// ... serve lines on c; at Exit, between two lines:
+		<-upg.Exit()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := upg.HandOver(ctx, "chat", c.(syscall.Conn), state); err != nil {
+			// Still ours: say goodbye and close.
+			io.WriteString(c, "server restarting, please reconnect\n")
+			c.Close()
+		}
+	}
+	go func() {
+		for {
+			c, err := handed.Accept()
+			if err != nil {
+				return
+			}
+			hc := c.(*baton.HandedConn)
+			go serve(hc, hc.State) // *HandedConn can be handed on again
+		}
+	}()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go serve(c, nil)
+		}
+	}()
+	if err := upg.Ready(); err != nil {
+		log.Fatal(err)
+	}
+	<-upg.Exit()
+	// ... wait until every connection is handed over or closed, then exit.
+}
+
+// State blobs cross the handoff: the predecessor's are there right after
+// New; what this generation sets goes to its successor.
+func ExampleUpgrader_SetState() {
+	upg, err := baton.New(baton.Options{})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer upg.Stop()
+	counter := 0
+	if b, ok := upg.PredecessorState("requests"); ok {
+		counter, _ = strconv.Atoi(string(b))
+	}
+	// ... serve, counting requests; before an upgrade, or as it changes:
+	if err := upg.SetState("requests", []byte(strconv.Itoa(counter))); err != nil {
+		log.Print(err)
+	}
 }

@@ -22,9 +22,12 @@ import (
 //
 //	incumbent → successor   hello{version, generation, pid, fds}
 //	incumbent → successor   fds[...] × ceil(fds/maxFdsPerFrame), each with SCM_RIGHTS
+//	incumbent → successor   state{blobs}
 //	successor → incumbent   ready{pid}        or abort{reason}
 //	incumbent → successor   ack{}             the incumbent has committed and drains
 //	successor → incumbent   serving{}         the PID file and control socket name it now
+//	incumbent → successor   conn{id, name, state} × any, each with one descriptor
+//	successor → incumbent   connAck{id}       or connRefuse{id, reason}, for each
 //
 // EOF on the socket means the peer is gone. Anything malformed is an error:
 // the successor aborts, the incumbent kills the successor and keeps serving.

@@ -154,6 +154,11 @@ func TestSuccessorRefusesMalformedHandoff(t *testing.T) {
 		// first two bytes, '{"', read as a version.
 		{"hello in JSON", []func(*net.UnixConn) error{write(wireFrame('H', fmt.Sprintf(`{"version":1,"generation":2,"pid":%d,"fds":0}`, me)))}, "incumbent speaks version 31522, this binary speaks 2"},
 		{"version 99", []func(*net.UnixConn) error{write(wireHello(99, 2, me, 0))}, "incumbent speaks version 99, this binary speaks 2"},
+		// An incumbent from before the generation link: refused by name,
+		// both versions said.
+		{"version 1", []func(*net.UnixConn) error{write(wireHello(1, 2, me, 0))}, "incumbent speaks version 1, this binary speaks 2"},
+		{"no state after the descriptors", []func(*net.UnixConn) error{write(wireHello(2, 2, me, 0)), write(wireFrame('R', "\x00\x00\x00\x01"))}, `want the state, got 'R' frame`},
+		{"state out of order", []func(*net.UnixConn) error{write(wireHello(2, 2, me, 0)), write(wireFrame('V', "\x00\x02\x00\x01b\x00\x00\x00\x00\x00\x01a\x00\x00\x00\x00"))}, `state blob 1: name "a" after "b"`},
 		{"hello from another pid", []func(*net.UnixConn) error{write(wireHello(2, 2, me+1, 0))}, fmt.Sprintf("hello from pid %d, but the parent is %d", me+1, me)},
 		{"descriptors before hello", []func(*net.UnixConn) error{withFds(wireFds(file("n")), 1)}, "want hello first, got 'F' frame with 1 descriptors"},
 		{"two descriptors announced, then EOF", []func(*net.UnixConn) error{write(wireHello(2, 2, me, 2)), hangUp}, "0 of 2 descriptors"},

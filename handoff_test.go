@@ -818,6 +818,47 @@ func checkFrame(t *testing.T, raw []byte, typ byte, body []byte) {
 			return
 		}
 		sameFrame(t, raw, typ, nil, nil, struct{}{})
+	case frameState:
+		blobs, err := parseState(body)
+		if err != nil {
+			return
+		}
+		if err := checkState(blobs); err != nil {
+			t.Fatalf("parseState(%.80q) accepted blobs that do not check: %v", body, err)
+		}
+		enc, err := encodeState(blobs)
+		sameFrame(t, raw, typ, enc, err, blobs)
+	case frameConn:
+		m, err := parseConn(body)
+		if err != nil {
+			return
+		}
+		if m.ID == 0 || !validName(m.Name) || len(m.State) > MaxConnState {
+			t.Fatalf("parseConn(%.80q) accepted %+v", body, m)
+		}
+		enc, err := encodeConn(m)
+		sameFrame(t, raw, typ, enc, err, m)
+	case frameConnAck:
+		id, err := parseConnAck(body)
+		if err != nil {
+			return
+		}
+		enc, err := encodeConnAck(id)
+		sameFrame(t, raw, typ, enc, err, id)
+	case frameConnRefuse:
+		m, err := parseConnRefuse(body)
+		if err != nil {
+			return
+		}
+		if m.ID == 0 || len(m.Reason) > maxReasonLen || !utf8.ValidString(m.Reason) {
+			t.Fatalf("parseConnRefuse(%.80q) accepted %+v", body, m)
+		}
+		enc, err := encodeConnRefuse(m)
+		if reason := body[4:]; len(reason) <= maxReasonLen && utf8.Valid(reason) {
+			sameFrame(t, raw, typ, enc, err, m)
+		} else if again, err2 := parseConnRefuse(enc); err != nil || err2 != nil || again != m {
+			t.Fatalf("conn refusal %+v changed through encodeConnRefuse to %+v (%v, %v)", m, again, err, err2)
+		}
 	default:
 		t.Fatalf("readFrame returned a frame of unknown type %q", typ)
 	}
@@ -859,4 +900,181 @@ func FuzzParseHandoffEnv(f *testing.F) {
 			t.Fatalf("parseHandoffEnv(%q) = %d, %d; through formatHandoffEnv (%q) it is %d, %d, %v", v, fd, ppid, kv, fd2, ppid2, err)
 		}
 	})
+}
+
+func stateBody(blobs ...[2]string) string {
+	b := u16(uint16(len(blobs)))
+	for _, kv := range blobs {
+		b += str(kv[0]) + u32(uint32(len(kv[1]))) + kv[1]
+	}
+	return b
+}
+
+func connBody(id uint32, name, state string) string {
+	return u32(id) + str(name) + u32(uint32(len(state))) + state
+}
+
+func TestParseState(t *testing.T) {
+	t.Parallel()
+	many := make([][2]string, maxStateBlobs)
+	for i := range many {
+		many[i] = [2]string{fmt.Sprintf("n%04d", i), ""}
+	}
+	cases := []struct {
+		name string
+		body string
+		want map[string][]byte
+		err  string
+	}{
+		{"none", stateBody(), map[string][]byte{}, ""},
+		{"two", stateBody([2]string{"a", "1"}, [2]string{"b", ""}), map[string][]byte{"a": []byte("1"), "b": {}}, ""},
+		{"at the limit", stateBody([2]string{"big", strings.Repeat("x", MaxState)}), map[string][]byte{"big": []byte(strings.Repeat("x", MaxState))}, ""},
+		{"most names", stateBody(many...), nil, ""},
+
+		{"empty", "", nil, "proto:V frame of 0 bytes, want 2"},
+		{"too many names", u16(maxStateBlobs + 1), nil, "proto:state frame with 1025 blobs exceeds the limit of 1024"},
+		{"over the limit", stateBody([2]string{"a", strings.Repeat("x", MaxState-1)}, [2]string{"b", "xy"}), nil, "proto:state blob 1 (\"b\"): value of 2 bytes exceeds the limit of 1"},
+		{"out of order", stateBody([2]string{"b", ""}, [2]string{"a", ""}), nil, `proto:state blob 1: name "a" after "b"`},
+		{"twice", stateBody([2]string{"a", ""}, [2]string{"a", ""}), nil, `proto:state blob 1: name "a" after "a"`},
+		{"empty name", stateBody([2]string{"", "v"}), nil, `proto:state blob 0: bad name ""`},
+		{"name with a colon", stateBody([2]string{"a:b", "v"}), nil, `proto:state blob 0: bad name "a:b"`},
+		{"name over the limit", u16(1) + str(strings.Repeat("n", maxNameLen+1)), nil, "proto:state blob 0: name of 256 bytes exceeds the limit of 255"},
+		{"value overruns", u16(1) + str("a") + u32(5) + "abc", nil, "proto:state blob 0 (\"a\"): value of 5 bytes, but only 3 left"},
+		{"value length cut", u16(1) + str("a") + "\x00\x00", nil, "proto:state blob 0 (\"a\"): truncated in the length of its value"},
+		{"fewer than counted", u16(2) + str("a") + u32(0), nil, "proto:state blob 1: truncated in the length of its name"},
+		{"trailing", stateBody([2]string{"a", "1"}) + "z", nil, "proto:V frame: 1 bytes after the last blob"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := parseState([]byte(tc.body))
+			checkErr(t, fmt.Sprintf("parseState(%.60q)", tc.body), err, tc.err)
+			if tc.want != nil && !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("parseState = %q, want %q", got, tc.want)
+			}
+			if err == nil {
+				// One encoding of a set of blobs: it comes back as it came.
+				enc, err := encodeState(got)
+				if err != nil || string(enc) != tc.body {
+					t.Errorf("encodeState(parseState(body)) = %.60q, %v; want the body back", enc, err)
+				}
+			}
+		})
+	}
+}
+
+func TestParseConn(t *testing.T) {
+	t.Parallel()
+	full := strings.Repeat("s", MaxConnState)
+	cases := []struct {
+		name string
+		body string
+		want connMsg
+		err  string
+	}{
+		{"plain", connBody(7, "echo", "42"), connMsg{ID: 7, Name: "echo", State: []byte("42")}, ""},
+		{"no state", connBody(1<<32-1, "ws", ""), connMsg{ID: 1<<32 - 1, Name: "ws", State: []byte{}}, ""},
+		{"state at the limit", connBody(1, "a", full), connMsg{ID: 1, Name: "a", State: []byte(full)}, ""},
+
+		{"empty", "", connMsg{}, "proto:C frame of 0 bytes, want 4"},
+		{"id 0", connBody(0, "echo", ""), connMsg{}, "proto:conn with id 0"},
+		{"no name", connBody(3, "", ""), connMsg{}, `proto:conn 3: bad name ""`},
+		{"name with NUL", connBody(3, "a\x00", ""), connMsg{}, `proto:conn 3: bad name "a\x00"`},
+		{"state over the limit", connBody(3, "a", full+"s"), connMsg{}, "proto:conn 3: state of 65537 bytes exceeds the limit of 65536"},
+		{"state overruns", u32(3) + str("a") + u32(9) + "abc", connMsg{}, "proto:conn 3: state of 9 bytes, but only 3 left"},
+		{"state length missing", u32(3) + str("a"), connMsg{}, "proto:conn 3: truncated in the length of its state"},
+		{"name cut", u32(3) + "\x00", connMsg{}, "proto:conn 3: truncated in the length of its name"},
+		{"trailing", connBody(3, "a", "") + "!", connMsg{}, "proto:C frame: 1 bytes after the state"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := parseConn([]byte(tc.body))
+			checkErr(t, fmt.Sprintf("parseConn(%.60q)", tc.body), err, tc.err)
+			if !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("parseConn = %+v, want %+v", got, tc.want)
+			}
+			if err == nil {
+				enc, err := encodeConn(got)
+				if err != nil || string(enc) != tc.body {
+					t.Errorf("encodeConn(parseConn(body)) = %.60q, %v; want the body back", enc, err)
+				}
+			}
+		})
+	}
+}
+
+func TestParseConnAnswers(t *testing.T) {
+	t.Parallel()
+	if id, err := parseConnAck([]byte(u32(9))); id != 9 || err != nil {
+		t.Errorf("parseConnAck(9) = %d, %v", id, err)
+	}
+	for _, tc := range []struct{ body, err string }{
+		{"", "proto:K frame of 0 bytes, want 4"},
+		{u32(0), "proto:conn ack for id 0"},
+		{u32(9) + "\x00", "proto:K frame of 5 bytes, want 4"},
+	} {
+		_, err := parseConnAck([]byte(tc.body))
+		checkErr(t, fmt.Sprintf("parseConnAck(%q)", tc.body), err, tc.err)
+	}
+	for _, tc := range []struct {
+		body string
+		want connRefuseMsg
+		err  string
+	}{
+		{u32(4) + "queue full", connRefuseMsg{4, "queue full"}, ""},
+		{u32(4), connRefuseMsg{4, ""}, ""},
+		{u32(4) + "bad \xff", connRefuseMsg{4, "bad \uFFFD"}, ""},
+		{u32(4) + strings.Repeat("r", maxReasonLen+9), connRefuseMsg{4, strings.Repeat("r", maxReasonLen)}, ""},
+		{"\x00\x00\x01", connRefuseMsg{}, "proto:N frame of 3 bytes, want 4"},
+		{u32(0) + "x", connRefuseMsg{}, "proto:conn refusal for id 0"},
+	} {
+		got, err := parseConnRefuse([]byte(tc.body))
+		checkErr(t, fmt.Sprintf("parseConnRefuse(%.40q)", tc.body), err, tc.err)
+		if got != tc.want {
+			t.Errorf("parseConnRefuse(%.40q) = %+v, want %+v", tc.body, got, tc.want)
+		}
+	}
+}
+
+// The link's encoders refuse what their parsers refuse.
+func TestEncodeLinkRefuses(t *testing.T) {
+	t.Parallel()
+	state := func(blobs map[string][]byte) error { _, err := encodeState(blobs); return err }
+	conn := func(m connMsg) error { _, err := encodeConn(m); return err }
+	ack := func(id uint32) error { _, err := encodeConnAck(id); return err }
+	refuse := func(id uint32) error { _, err := encodeConnRefuse(connRefuseMsg{ID: id}); return err }
+	many := make(map[string][]byte)
+	for i := range maxStateBlobs + 1 {
+		many[fmt.Sprint(i)] = nil
+	}
+	cases := []struct {
+		name string
+		err  error
+		want string
+	}{
+		{"state over MaxState", state(map[string][]byte{"a": make([]byte, MaxState/2), "b": make([]byte, MaxState/2+1)}), "proto:state blobs of 524289 bytes together exceed the limit of 524288"},
+		{"state names over the limit", state(many), "proto:1025 state blobs exceed the limit of 1024"},
+		{"state name empty", state(map[string][]byte{"": nil}), `proto:bad state blob name ""`},
+		{"state name too long", state(map[string][]byte{strings.Repeat("n", 256): nil}), "proto:bad state blob name"},
+		{"conn id 0", conn(connMsg{Name: "a"}), "proto:conn with id 0"},
+		{"conn no name", conn(connMsg{ID: 1}), `proto:conn 1: bad name ""`},
+		{"conn state too big", conn(connMsg{ID: 1, Name: "a", State: make([]byte, MaxConnState+1)}), "proto:conn 1: state of 65537 bytes exceeds the limit of 65536"},
+		{"ack id 0", ack(0), "proto:conn ack for id 0"},
+		{"refusal id 0", refuse(0), "proto:conn refusal for id 0"},
+	}
+	for _, tc := range cases {
+		checkErr(t, tc.name, tc.err, tc.want)
+	}
+	// The largest state frame fits in a frame.
+	big := make(map[string][]byte)
+	for i := range maxStateBlobs {
+		big[fmt.Sprintf("%0255d", i)] = nil
+	}
+	big[fmt.Sprintf("%0255d", 0)] = make([]byte, MaxState)
+	body, err := encodeState(big)
+	if err != nil {
+		t.Fatalf("encodeState of the largest state: %v", err)
+	}
+	if _, err := encodeFrame(frameState, body); err != nil {
+		t.Errorf("the largest state frame (%d bytes) does not fit in a frame: %v", len(body), err)
+	}
 }

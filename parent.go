@@ -38,19 +38,19 @@ type parent struct {
 // adoptParent reads the handoff from the incumbent: hello, then every
 // descriptor. On failure it tells the incumbent why (best effort), closes
 // whatever it received, and returns the error; the incumbent keeps serving.
-func adoptParent(fd, ppid int, timeout time.Duration) (*parent, []*entry, error) {
+func adoptParent(fd, ppid int, timeout time.Duration, handed *handedSet) (*parent, []*entry, error) {
 	conn, err := handoffConn(fd)
 	if err != nil {
 		return nil, nil, err
 	}
-	return adoptConn(conn, ppid, timeout)
+	return adoptConn(conn, ppid, timeout, handed)
 }
 
 // adoptConn is adoptParent over a connection already open: the inherited
 // socketpair, or the control socket of a running instance (see
-// takeOverFrom).
-func adoptConn(conn *net.UnixConn, ppid int, timeout time.Duration) (*parent, []*entry, error) {
-	p := &parent{pid: ppid, conn: conn, ack: make(chan struct{}), gone: make(chan struct{}), handed: newHandedSet()}
+// takeOverFrom). Connections the incumbent hands over later go to handed.
+func adoptConn(conn *net.UnixConn, ppid int, timeout time.Duration, handed *handedSet) (*parent, []*entry, error) {
+	p := &parent{pid: ppid, conn: conn, ack: make(chan struct{}), gone: make(chan struct{}), handed: handed}
 	entries, err := p.receive(timeout)
 	if err != nil {
 		for _, e := range entries {
@@ -156,11 +156,11 @@ func checkNames(names map[string]int, metas []fdMeta, first int) error {
 // incumbent then sees EOF and keeps whatever it had not heard us
 // acknowledge.
 func (p *parent) watch() {
-	// Nothing else reads the socket, and nothing written to it now could
-	// be answered: close it, or every generation but the first keeps one
-	// descriptor more than it needs. After gone is closed (deferred calls
-	// run last first), so that a write failing on the closed socket finds
-	// the predecessor gone, which is the truth.
+	// Once the predecessor is gone nothing more can come over the link:
+	// close it, or every generation but the first keeps one descriptor
+	// more than it needs. After gone is closed (deferred calls run last
+	// first), so that a write failing on the closed socket finds the
+	// predecessor gone, which is the truth.
 	defer p.conn.Close()
 	defer close(p.gone)
 	for {
@@ -212,6 +212,9 @@ func (p *parent) takeConn(body []byte, fds []int, truncated bool) bool {
 		reason = p.handed.deliver(m, fds[0])
 	}
 	var frame []byte
+	if reason != "" {
+		p.handed.log.Warn("refused a connection the predecessor handed over; it keeps it", "name", m.Name, "reason", reason)
+	}
 	if reason == "" {
 		body, err = encodeConnAck(m.ID)
 		if err == nil {

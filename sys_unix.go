@@ -233,6 +233,24 @@ func closeFds(fds []int) {
 	}
 }
 
+// checkConnSocket refuses a descriptor that is not a connection's
+// socket: a listener or a file handed over would be taken by the
+// successor for a connection it cannot serve.
+func checkConnSocket(rc syscall.RawConn) error {
+	var err error
+	cerr := rc.Control(func(fd uintptr) {
+		var listening int
+		listening, err = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_ACCEPTCONN)
+		if err == nil && listening != 0 {
+			err = errors.New("a listening socket, not a connection")
+		}
+	})
+	if cerr != nil {
+		return cerr
+	}
+	return err
+}
+
 // validFd reports whether fd is open; used to pass a closed stdin/stdout/
 // stderr on as closed rather than failing the start.
 func validFd(fd int) bool {

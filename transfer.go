@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"maps"
 	"net"
 	"os"
@@ -152,12 +153,17 @@ const handedQueue = 64
 
 // handedSet is a successor's Handed listeners, by name.
 type handedSet struct {
+	log    *slog.Logger // says why a connection was refused
 	mu     sync.Mutex
 	byName map[string]*handedListener
 }
 
-func newHandedSet() *handedSet {
-	return &handedSet{byName: make(map[string]*handedListener)}
+// newHandedSet returns an empty set that logs to log (nil: nowhere).
+func newHandedSet(log *slog.Logger) *handedSet {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &handedSet{log: log, byName: make(map[string]*handedListener)}
 }
 
 func (s *handedSet) listen(name string) (*handedListener, error) {

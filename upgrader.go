@@ -35,8 +35,8 @@ type Upgrader struct {
 	pid    pidFile // path "" when there is no PID file
 	mgr    managers
 	ctl    *controlRestart // nil unless Options.Control is set
-	// handed is the Handed listeners: the parent's, which its link
-	// delivers to, or, in a first generation, a set nothing delivers to.
+	// handed is the Handed listeners, which the link from the parent,
+	// if any, delivers to.
 	handed *handedSet
 
 	// hupPending: a SIGHUP came before Ready and waits for it
@@ -82,7 +82,6 @@ func newUpgrader(opts Options) (*Upgrader, error) {
 		opts:   opts,
 		log:    opts.Logger,
 		reg:    &registry{},
-		handed: newHandedSet(),
 		gen:    1,
 		readyC: make(chan struct{}),
 		exitC:  make(chan struct{}),
@@ -91,6 +90,7 @@ func newUpgrader(opts Options) (*Upgrader, error) {
 	if u.log == nil {
 		u.log = slog.New(slog.DiscardHandler)
 	}
+	u.handed = newHandedSet(u.log)
 	if opts.PIDFile != "" {
 		u.pid = pidFile{path: absFromInitial(opts.PIDFile)}
 	}
@@ -117,11 +117,11 @@ func newUpgrader(opts Options) (*Upgrader, error) {
 			// over from.
 			u.log.Warn("ignoring a handoff from a process that did not start us", "pid", ppid)
 		} else {
-			p, entries, err := adoptParent(fd, ppid, opts.upgradeTimeout())
+			p, entries, err := adoptParent(fd, ppid, opts.upgradeTimeout(), u.handed)
 			if err != nil {
 				return nil, err
 			}
-			u.parent, u.gen, u.handed, u.mgr.byUpgrade = p, p.generation, p.handed, true
+			u.parent, u.gen, u.mgr.byUpgrade = p, p.generation, true
 			u.reg.inherit(entries)
 			if err := u.preflight(); err != nil {
 				return nil, err
