@@ -28,6 +28,15 @@ func (s *Server) track(c net.Conn, st http.ConnState) {
 		if hc, ok := c.(*conn); ok {
 			hc.observe(st)
 		}
+		if s.isDraining.Load() {
+			// The last one may have left: Drain need not wait for its
+			// next tick, which would add up to pollInterval to every
+			// drain that ends with a handover.
+			select {
+			case s.gone <- struct{}{}:
+			default:
+			}
+		}
 		return
 	}
 	if hc, ok := c.(*conn); ok {

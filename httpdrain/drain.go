@@ -99,6 +99,7 @@ func (s *Server) drain(ctx context.Context) error {
 		}
 		select {
 		case <-tick.C:
+		case <-s.gone:
 		case <-ctx.Done():
 			return s.deadline(ctx)
 		}

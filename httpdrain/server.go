@@ -57,6 +57,7 @@ type Server struct {
 	isDraining atomic.Bool   // the same fact, cheap to read on every request
 	started    atomic.Bool   // a Drain call has claimed the drain
 	drained    chan struct{} // closed when the drain is over
+	gone       chan struct{} // a connection left during the drain: look again now
 	drainErr   error         // the drain's result, written before drained is closed
 	running    atomic.Int64  // handlers in progress
 
@@ -99,6 +100,7 @@ func New(srv *http.Server, o Options) *Server {
 		log:       o.Logger,
 		draining:  make(chan struct{}),
 		drained:   make(chan struct{}),
+		gone:      make(chan struct{}, 1),
 		listeners: make(map[*net.Listener]struct{}),
 		conns:     make(map[net.Conn]connInfo),
 		hijacked:  make(map[*hijack]struct{}),
