@@ -1,4 +1,4 @@
-//go:build unix
+//go:build linux
 
 package httpdrain
 
@@ -29,7 +29,8 @@ import (
 // fakeLink is a Handoff that really moves a connection's descriptor to
 // another Server in this process, through a socketpair and SCM_RIGHTS,
 // the way the generation link does between processes: the successor's
-// Server must answer on the very same TCP connection.
+// Server must answer on the very same TCP connection. (Linux only, for
+// SOCK_CLOEXEC and MSG_CMSG_CLOEXEC, as the real link uses them.)
 type fakeLink struct {
 	send, recv int // the socketpair: HandOver writes to send
 	refuse     bool
