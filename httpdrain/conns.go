@@ -25,7 +25,22 @@ func (s *Server) track(c net.Conn, st http.ConnState) {
 	switch st {
 	case http.StateHijacked, http.StateClosed:
 		delete(s.conns, c)
+		if hc, ok := c.(*conn); ok {
+			hc.observe(st)
+		}
+		if s.isDraining.Load() {
+			// The last one may have left: Drain need not wait for its
+			// next tick, which would add up to pollInterval to every
+			// drain that ends with a handover.
+			select {
+			case s.gone <- struct{}{}:
+			default:
+			}
+		}
 		return
+	}
+	if hc, ok := c.(*conn); ok {
+		hc.observe(st)
 	}
 	ci := s.conns[c]
 	ci.state, ci.since, ci.seq = st, now, ci.seq+1
@@ -60,6 +75,7 @@ type candidate struct {
 func (s *Server) sweep(now time.Time) tally {
 	var t tally
 	var cands []candidate
+	handing := s.handingOver()
 	s.mu.Lock()
 	t.serving = s.serving
 	for c, ci := range s.conns {
@@ -68,6 +84,19 @@ func (s *Server) sweep(now time.Time) tally {
 			continue
 		}
 		t.http1++
+		if hc, ok := c.(*conn); ok {
+			if handing && hc.wake() {
+				// No grace period: the connection leaves as soon as
+				// its Read can be shown to hold nothing (conn.wake),
+				// or when its request is done and net/http reads
+				// again. One with part of a request buffered is left
+				// to the rule below, as without a Handoff.
+				continue
+			}
+			if !hc.blocked() {
+				continue // busy with what it read; see conn.blocked
+			}
+		}
 		if ci.closing || ci.state == http.StateActive || now.Sub(ci.since) < s.grace {
 			continue
 		}

@@ -58,6 +58,8 @@
 //     closed, but only if its receive buffer is empty (ioctl FIONREAD): a
 //     connection with bytes pending is about to become active and will get a
 //     "Connection: close" response instead.
+//     With a Handoff, idle plaintext HTTP/1 connections are handed to
+//     the successor at once instead (see below).
 //  4. When no HTTP/1 connection remains it calls srv.Shutdown, which then
 //     has no request left to drop (it sends GOAWAY to HTTP/2 connections,
 //     see below). Once no hijacked connection is left and no handler runs,
@@ -72,6 +74,50 @@
 // silent for a while, and FIONREAD closes the window for bytes that have
 // already arrived. Clients that send requests back to back never see it: they
 // get "Connection: close".
+//
+// # Handing connections to the successor
+//
+// With [Options.Handoff] set (a *baton.Upgrader is one), Drain does better
+// than close idle keep-alive connections: it passes them, socket and all,
+// to the successor, whose clients then never see the upgrade, and the old
+// generation exits as soon as its requests in flight are answered, with no
+// IdleGrace wait. The successor serves what it receives with its own
+// Server, through the same Serve, as if it had accepted it (ConnState,
+// timeouts, limits and its own drain apply):
+//
+//	handed, err := upg.Handed(httpdrain.DefaultHandoffName) // before Ready
+//	hs := httpdrain.New(srv, httpdrain.Options{Handoff: upg})
+//	go hs.Serve(ln)
+//	go hs.Serve(handed)
+//
+// Only plaintext HTTP/1 connections travel, and only when not a byte of
+// their next request has been consumed, since the successor must read it
+// from the socket. net/http reads ahead, so Serve wraps each connection
+// and watches its reads. net/http reads a connection only through one
+// bufio.Reader, which moves unread bytes to the front of its buffer before
+// it reads more; a Read into the very start of that buffer (found by the
+// connection's first Read) while ConnState says idle therefore has nothing
+// buffered behind it, nor does the first Read of a new connection. During
+// a drain such a Read is not even made: the connection is handed over at
+// once. One already blocked when the drain begins is woken with a read
+// deadline in the past; if it returns nothing, the connection is handed
+// over, and bytes that wait in the kernel go with the socket, unread. If
+// it returns a request, that request is answered here, and the connection
+// is handed over after it, when net/http reads again. A connection whose
+// client pipelines (a second request already read) is answered with
+// "Connection: close" and drained as without a Handoff. net/http's
+// background read during a handler would take the first byte of a fast
+// client's next request; with a Handoff it only watches for the client's
+// close (MSG_PEEK) and leaves that byte in the socket.
+//
+// HandOver closes this process's descriptor once the successor owns the
+// connection; net/http then sees EOF and forgets it without writing a
+// byte. If a HandOver fails (no successor, it refused, the link broke),
+// the connection is still ours, and from then on the drain goes on as
+// without a Handoff: "Connection: close" and the idle sweep. TLS and
+// HTTP/2 connections always do. With a Handoff, ConnState hooks and
+// handlers see plaintext connections wrapped; the wrapper's NetConn method
+// returns the connection as accepted.
 //
 // # HTTP/2
 //

@@ -59,6 +59,7 @@ func (s *Server) Drain(ctx context.Context) error {
 func (s *Server) drain(ctx context.Context) error {
 	start := time.Now()
 	s.mu.Lock()
+	s.handCtx = ctx // before isDraining: handingOver's readers see it
 	s.isDraining.Store(true)
 	close(s.draining)
 	n := len(s.listeners)
@@ -93,11 +94,12 @@ func (s *Server) drain(ctx context.Context) error {
 			continue
 		}
 		if shut && s.done() {
-			s.log.Info("httpdrain: drained", "took", time.Since(start))
+			s.log.Info("httpdrain: drained", "took", time.Since(start), "handed", s.handed.Load())
 			return nil
 		}
 		select {
 		case <-tick.C:
+		case <-s.gone:
 		case <-ctx.Done():
 			return s.deadline(ctx)
 		}

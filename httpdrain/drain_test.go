@@ -540,6 +540,14 @@ func TestPendingBytes(t *testing.T) {
 	if n, ok := pendingBytes(tc); !ok || n != 5 {
 		t.Errorf("pendingBytes through *tls.Conn = %d, %v; want 5, true", n, ok)
 	}
+	// As wrapped for a Handoff.
+	wc := (&Server{}).wrap(s)
+	if _, isWrapped := wc.(*conn); !isWrapped {
+		t.Fatalf("wrap(%T) = %T, want *conn", s, wc)
+	}
+	if n, ok := pendingBytes(wc); !ok || n != 5 {
+		t.Errorf("pendingBytes through the Handoff wrapper = %d, %v; want 5, true", n, ok)
+	}
 	s.Read(make([]byte, 5))
 	if n, ok := pendingBytes(s); !ok || n != 0 {
 		t.Errorf("pendingBytes after reading = %d, %v; want 0, true", n, ok)

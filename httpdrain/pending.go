@@ -10,12 +10,17 @@ import (
 // buffer, and whether it could tell at all (it cannot on some systems, or
 // for a connection with no file descriptor).
 func pendingBytes(c net.Conn) (n int, ok bool) {
-	if tc, isTLS := c.(*tls.Conn); isTLS {
+	var sc syscall.Conn
+	switch c := c.(type) {
+	case *tls.Conn:
 		// Encrypted bytes count as well: they are the next request.
-		c = tc.NetConn()
+		sc, _ = c.NetConn().(syscall.Conn)
+	case *conn:
+		sc = c.sc // wrapped for a Handoff
+	case syscall.Conn:
+		sc = c
 	}
-	sc, isSys := c.(syscall.Conn)
-	if !isSys {
+	if sc == nil {
 		return 0, false
 	}
 	// SyscallConn, not File: File dups the descriptor and, through Fd,

@@ -1,6 +1,7 @@
 package httpdrain
 
 import (
+	"context"
 	"log/slog"
 	"net"
 	"net/http"
@@ -30,6 +31,19 @@ type Options struct {
 
 	// Logger receives what Drain does. Defaults to nil: silent.
 	Logger *slog.Logger
+
+	// Handoff, if set, lets Drain pass idle plaintext HTTP/1 connections
+	// to the successor instead of closing them, so that keep-alive
+	// clients keep their connections across an upgrade; a
+	// *baton.Upgrader is one. The successor serves them with its own
+	// Server: Serve the listener its Handed(HandoffName) returns. TLS
+	// and HTTP/2 connections are drained as without it. Defaults to nil:
+	// every connection is drained here.
+	Handoff Handoff
+
+	// HandoffName is the name connections are handed over under.
+	// Defaults to DefaultHandoffName.
+	HandoffName string
 }
 
 // Server serves an *http.Server on any number of listeners and drains it
@@ -43,8 +57,22 @@ type Server struct {
 	isDraining atomic.Bool   // the same fact, cheap to read on every request
 	started    atomic.Bool   // a Drain call has claimed the drain
 	drained    chan struct{} // closed when the drain is over
+	gone       chan struct{} // a connection left during the drain: look again now
 	drainErr   error         // the drain's result, written before drained is closed
 	running    atomic.Int64  // handlers in progress
+
+	handoff       Handoff         // nil: no handover
+	handName      string          // Options.HandoffName
+	handCtx       context.Context // Drain's, written before isDraining is set
+	handoffBroken atomic.Bool     // a HandOver failed: drain the rest here
+	handed        atomic.Int64    // connections handed over
+
+	// Test hooks, nil in production: called by conn.Read when its read
+	// returns (before it looks at the drain) and by conn.wake once it has
+	// set the past deadline, so a test can put a request exactly into
+	// the window between the two.
+	testHookRead  func(c *conn, n int)
+	testHookWoken func(c *conn)
 
 	// mu guards the tables below. They are written from the ConnState hook
 	// on every connection's goroutine, so a mutex (as in net/http) rather
@@ -72,9 +100,15 @@ func New(srv *http.Server, o Options) *Server {
 		log:       o.Logger,
 		draining:  make(chan struct{}),
 		drained:   make(chan struct{}),
+		gone:      make(chan struct{}, 1),
 		listeners: make(map[*net.Listener]struct{}),
 		conns:     make(map[net.Conn]connInfo),
 		hijacked:  make(map[*hijack]struct{}),
+		handoff:   o.Handoff,
+		handName:  o.HandoffName,
+	}
+	if s.handName == "" {
+		s.handName = DefaultHandoffName
 	}
 	if s.grace <= 0 {
 		s.grace = DefaultIdleGrace
@@ -94,6 +128,20 @@ func New(srv *http.Server, o Options) *Server {
 			next(c, st)
 		}
 	}
+	if s.handoff != nil {
+		// The handler must know its connection to decide whether its
+		// response may keep it open during a drain (closeAfter).
+		nextCtx := srv.ConnContext
+		srv.ConnContext = func(ctx context.Context, c net.Conn) context.Context {
+			if nextCtx != nil {
+				ctx = nextCtx(ctx, c)
+			}
+			if hc, ok := c.(*conn); ok {
+				ctx = context.WithValue(ctx, connKey{}, hc)
+			}
+			return ctx
+		}
+	}
 	return s
 }
 
@@ -109,9 +157,11 @@ func (h handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// to Hijacked.
 	h.s.running.Add(1)
 	defer h.s.running.Add(-1)
-	if h.s.isDraining.Load() {
+	if h.s.closeAfter(r) {
 		// net/http closes the connection after this response; on HTTP/2
 		// it sends GOAWAY. The client leaves without losing anything.
+		// A connection that can still be handed over stays open: once
+		// idle it goes to the successor, and its client never notices.
 		w.Header().Set("Connection", "close")
 	}
 	h.h.ServeHTTP(w, r)
@@ -137,7 +187,13 @@ func (s *Server) Serve(l net.Listener) error {
 	s.serving++
 	s.mu.Unlock()
 
-	err := s.srv.Serve(l)
+	sl := l
+	if s.handoff != nil {
+		// Wrapped only with a Handoff: without one, ConnState hooks and
+		// handlers see the connections exactly as l returns them.
+		sl = listener{Listener: l, s: s}
+	}
+	err := s.srv.Serve(sl)
 
 	s.mu.Lock()
 	delete(s.listeners, key)

@@ -23,7 +23,10 @@
 //	-fd-store               keep the listener in systemd's descriptor store
 //	-idle-grace D           while draining, close a keep-alive connection
 //	                        only after its client has been silent this long
-//	                        (500ms)
+//	                        (500ms); with a successor, idle plaintext
+//	                        keep-alive connections are handed to it at once
+//	                        instead, and this applies only to the rest
+//	                        (TLS, HTTP/2, a failed handover)
 //	-tls-cert FILE          serve HTTPS with the PEM certificate (chain) in
 //	-tls-key FILE           FILE and its PEM private key; both or neither
 //	                        (a usage error otherwise). Clients resume their

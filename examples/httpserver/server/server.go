@@ -157,19 +157,47 @@ func Run(cfg Config, log *slog.Logger) error {
 		ln = tls.NewListener(ln, tcfg)
 	}
 
-	// 3. Serve before Ready. Until Ready the predecessor still accepts on
+	// 3. Ask for the connections the predecessor will hand over, before
+	// Ready: it hands them over only once we are ready, and refuses a
+	// name nobody asked for. Where the link is not supported there is
+	// nothing to ask for, and connections are drained as before. (Only
+	// plaintext HTTP/1 connections are handed over: with -tls-cert none
+	// come, and TLS clients resume their sessions instead.)
+	handed, err := upg.Handed(httpdrain.DefaultHandoffName)
+	if err != nil && !errors.Is(err, baton.ErrNotSupported) {
+		return fmt.Errorf("cannot receive connections: %w", err)
+	}
+	var handoff httpdrain.Handoff
+	if handed != nil {
+		handoff = upg
+	}
+
+	// 4. Serve before Ready. Until Ready the predecessor still accepts on
 	// the shared socket too, so connections are served either way; after
 	// Ready it stops, and we must already be accepting.
 	srv := httpdrain.New(&http.Server{
 		Handler: Handler(upg.Generation()),
 		// A client that never finishes its headers must not hold a
 		// connection, and so a retiring generation, until the drain
-		// deadline.
+		// deadline. A handed connection starts afresh with it too.
 		ReadHeaderTimeout: 10 * time.Second,
-	}, httpdrain.Options{Logger: log, IdleGrace: cfg.IdleGrace})
+	}, httpdrain.Options{
+		Logger:    log,
+		IdleGrace: cfg.IdleGrace,
+		// When we drain, idle keep-alive connections go to the
+		// successor instead of being closed: their clients never see
+		// the upgrade, and we exit as soon as the requests in flight
+		// are answered instead of waiting IdleGrace for idle clients.
+		Handoff: handoff,
+	})
 	go srv.Serve(ln)
+	if handed != nil {
+		// The same Server serves what the predecessor hands over, as if
+		// it had accepted it: the same handler, timeouts and drain.
+		go srv.Serve(handed)
+	}
 
-	// 4. Signals before Ready: Ready publishes our pid (PID file,
+	// 5. Signals before Ready: Ready publishes our pid (PID file,
 	// MAINPID=), and a SIGHUP that arrived before a handler was installed
 	// would kill the process, its default action. HandleSignals upgrades
 	// on SIGHUP (one that comes before Ready waits for it) and stops on
@@ -177,7 +205,7 @@ func Run(cfg Config, log *slog.Logger) error {
 	// Stop itself.
 	upg.HandleSignals()
 
-	// 5. Ready: the predecessor, if any, now stops accepting and drains;
+	// 6. Ready: the predecessor, if any, now stops accepting and drains;
 	// the PID file names us; systemd, if it runs the service, learns that
 	// we serve (READY=1, and MAINPID= after an upgrade). A successor that
 	// never gets here is killed after UpgradeTimeout and the predecessor
@@ -187,15 +215,16 @@ func Run(cfg Config, log *slog.Logger) error {
 	}
 	log.Info("serving", "addr", ln.Addr().String())
 
-	// 6. Wait. Exit is closed when a successor is ready (after SIGHUP) or
+	// 7. Wait. Exit is closed when a successor is ready (after SIGHUP) or
 	// when Stop was called (after SIGTERM): either way this generation's
 	// work is done.
 	<-upg.Exit()
 
-	// 7. Drain: stop accepting (closing only this process's copy of the
+	// 8. Drain: stop accepting (closing only this process's copy of the
 	// socket; the successor keeps accepting on it), let in-flight requests
-	// finish, close idle keep-alive connections without losing a request
-	// that is on its way. At the deadline, whatever is left is closed:
+	// finish, hand idle keep-alive connections to the successor (or, with
+	// no successor, close them without losing a request that is on its
+	// way). At the deadline, whatever is left is closed:
 	// the deadline bounds how long two generations run side by side.
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.Drain)
 	defer cancel()
@@ -206,7 +235,7 @@ func Run(cfg Config, log *slog.Logger) error {
 		log.Info("drained", "took", time.Since(start).Round(time.Millisecond))
 	}
 
-	// 8. Under daemontools, runit or s6 with -control, a SIGHUP upgrades
+	// 9. Under daemontools, runit or s6 with -control, a SIGHUP upgrades
 	// in place: the sockets went to an interim generation, and this
 	// process now re-executes the program, keeping the pid the supervisor
 	// tracks; the new image takes the sockets back. Replacing the process
