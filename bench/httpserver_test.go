@@ -75,7 +75,7 @@ func httpMain() {
 		}),
 		ReadHeaderTimeout: 10 * time.Second,
 	}
-	serve, drain, err := newDrain(os.Getenv(envDrain), srv)
+	serve, drain, err := newDrain(os.Getenv(envDrain), srv, u)
 	if err != nil {
 		fail(err)
 	}
@@ -113,8 +113,23 @@ func httpMain() {
 }
 
 // newDrain returns how srv serves a listener and how it drains, by name.
-func newDrain(name string, srv *http.Server) (serve func(net.Listener) error, drain func(context.Context) error, err error) {
+func newDrain(name string, srv *http.Server, u upgrader) (serve func(net.Listener) error, drain func(context.Context) error, err error) {
 	switch name {
+	case "handoff":
+		// httpdrain at its default IdleGrace, handing idle keep-alive
+		// connections to the successor over baton's generation link, and
+		// serving those its predecessor hands over.
+		bu, ok := u.(batonUpgrader)
+		if !ok {
+			return nil, nil, fmt.Errorf("%s=handoff needs baton's upgrader", envDrain)
+		}
+		handed, err := bu.u.Handed(httpdrain.DefaultHandoffName)
+		if err != nil {
+			return nil, nil, err
+		}
+		hs := httpdrain.New(srv, httpdrain.Options{Handoff: bu.u})
+		go hs.Serve(handed)
+		return hs.Serve, hs.Drain, nil
 	case "httpdrain", "idle":
 		o := httpdrain.Options{IdleGrace: drainIdleGrace}
 		if name == "idle" {

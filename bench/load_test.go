@@ -55,9 +55,10 @@ func BenchmarkUpgradeUnderLoad(b *testing.B) {
 }
 
 // pausingServers are the servers BenchmarkPausingClients compares, as
-// drain=…/lib=…: baton with httpdrain at its default IdleGrace, and
-// tableflip with plain Shutdown, as its README serves.
-var pausingServers = [][2]string{{"idle", "baton"}, {"shutdown", "tableflip"}}
+// drain=…/lib=…: baton with httpdrain handing idle connections over the
+// generation link; baton with httpdrain at its default IdleGrace and no
+// handoff; tableflip with plain Shutdown, as its README serves.
+var pausingServers = [][2]string{{"handoff", "baton"}, {"idle", "baton"}, {"shutdown", "tableflip"}}
 
 // BenchmarkPausingClients upgrades an HTTP server b.N times while
 // keep-alive clients POST with pauses of up to twice httpdrain's default

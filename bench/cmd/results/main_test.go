@@ -194,7 +194,7 @@ func TestRender(t *testing.T) {
 		"| `baton run` master, idle with one worker | 8.2 MiB | – |",
 		"baton/tableflip, library users: 0.98.",
 		// Section 5: failures, per 100 upgrades, reconnects per upgrade.
-		"| baton, httpdrain (IdleGrace 500 ms) | 20 | 12 / 1,500 | 60.0 | 1.0 | 12 eof |",
+		"| baton, httpdrain without handoff (IdleGrace 500 ms) | 20 | 12 / 1,500 | 60.0 | 1.0 | 12 eof |",
 		"| tableflip, plain Shutdown | 20 | 302 / 1,400 | 1510.0 | 16.0 | 2 reset, 300 eof |",
 		// Commands and skips, each skip once.
 		"go test -c -o bench.test .\n./bench.test -test.bench '^BenchmarkIdle'   # idle, 5s\n",

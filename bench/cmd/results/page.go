@@ -495,10 +495,11 @@ func table(b *strings.Builder, head []string, align string, rows [][]string) {
 }
 
 // pausingServers are the rows of section 5, as drain and lib.
-var pausingServers = [][2]string{{"idle", "baton"}, {"shutdown", "tableflip"}}
+var pausingServers = [][2]string{{"handoff", "baton"}, {"idle", "baton"}, {"shutdown", "tableflip"}}
 
 var pausingNames = map[string]string{
-	"idle/baton":         "baton, httpdrain (IdleGrace 500 ms)",
+	"handoff/baton":      "baton, httpdrain handing connections over",
+	"idle/baton":         "baton, httpdrain without handoff (IdleGrace 500 ms)",
 	"shutdown/tableflip": "tableflip, plain Shutdown",
 }
 
