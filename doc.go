@@ -153,7 +153,16 @@
 // State travels in the handoff itself: SetState sets named blobs (at
 // most 512 KiB together), the successor reads them with PredecessorState
 // right after New. Names starting with "baton." are the library's own.
-// Each generation sets its own for the next.
+// Each generation sets its own for the next. TLSSessionTickets is the
+// library's own use of it: one call makes a *tls.Config's session ticket
+// keys travel with the generation, rotated, so that clients resume their
+// TLS sessions with every successor (an abbreviated handshake).
+//
+// httpdrain uses the link by itself (httpdrain.Options.Handoff): during a
+// drain, an idle plaintext HTTP/1 keep-alive connection is handed to the
+// successor once a read is shown to have consumed nothing of its next
+// request, and the old generation exits as soon as its requests in flight
+// are answered.
 //
 // The link works in all three topologies that have one: Upgrade's child,
 // the interim generation of a supervised restart, and a new instance that
