@@ -90,12 +90,15 @@ fuzz:
 			echo "fuzz: $$t in $$d"; \
 			$(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 10s $(FUZZFLAGS) $$d || exit 1; done; done
 
-# The demo server upgraded SOAK_UPGRADES times in a row under load: zero
-# failed requests, descriptors and RSS of each new generation flat, no
-# process left (not part of make test, whose unit run does 20 upgrades).
+# The demo server upgraded SOAK_UPGRADES times in a row under load (fresh,
+# keep-alive and pausing clients): zero failed requests, zero reconnects,
+# descriptors and RSS of each new generation flat, no process left; then
+# ws-soak, 1,000 WebSockets through 50 upgrades (not part of make test,
+# whose unit runs do 20 and 10 upgrades).
 SOAK_UPGRADES ?= 1000
 soak:
 	BATON_SOAK_UPGRADES=$(SOAK_UPGRADES) $(GO) test -run '^TestSoak$$' -count=1 -timeout 3h -v ./internal/soak
+	$(MAKE) ws-soak
 
 demo:
 	$(GO) run ./cmd/baton demo

@@ -114,6 +114,9 @@ func benchLoad(b *testing.B, lib, drain string, shape loadShape) {
 	type retired struct {
 		done chan struct{} // closed once reaped
 		err  error
+		// lived is how long it ran on after its Upgrade returned: its
+		// drain, which ends when its last connection is gone.
+		lived time.Duration
 	}
 	var (
 		olds    []*retired
@@ -159,7 +162,9 @@ func benchLoad(b *testing.B, lib, drain string, shape loadShape) {
 		olds = append(olds, r)
 		go func() {
 			defer close(r.done)
+			start := time.Now()
 			r.err = reap(old, drainTimeout+10*time.Second)
+			r.lived = time.Since(start)
 		}()
 		return nil
 	}
@@ -186,11 +191,16 @@ func benchLoad(b *testing.B, lib, drain string, shape loadShape) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	var lived time.Duration
 	for _, r := range olds {
 		<-r.done
 		if r.err != nil {
 			b.Errorf("old generation: %v", r.err)
 		}
+		lived += r.lived
+	}
+	if len(olds) > 0 {
+		b.ReportMetric(float64(lived.Nanoseconds())/float64(len(olds)), "drain-ns")
 	}
 	c.stop()
 

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/batonhq/baton/examples/httpserver/server"
+	"github.com/batonhq/baton/httpdrain"
 	"github.com/batonhq/baton/internal/loadgen"
 	"github.com/batonhq/baton/internal/proctest"
 	"github.com/batonhq/baton/internal/reaper"
@@ -68,9 +69,14 @@ func TestSoak(t *testing.T) {
 	defer cancel()
 	begin := time.Now()
 	rep, err := loadgen.Run(ctx, loadgen.Config{
-		URL:         "http://" + s.addr + "/",
-		Clients:     clients,
-		Modes:       []loadgen.Mode{loadgen.Fresh, loadgen.KeepAlive},
+		URL:     "http://" + s.addr + "/",
+		Clients: clients,
+		// Pausing clients too: keep-alive POSTs with pauses up to twice
+		// the demo server's IdleGrace, the traffic where a drain that
+		// closes idle connections races the next request. The server
+		// hands them to the next generation instead.
+		Modes:       []loadgen.Mode{loadgen.Fresh, loadgen.KeepAlive, loadgen.Pausing},
+		MaxPause:    2 * httpdrain.DefaultIdleGrace,
 		Upgrades:    n,
 		Upgrade:     s.upgrade,
 		Warmup:      500 * time.Millisecond,
@@ -90,6 +96,13 @@ func TestSoak(t *testing.T) {
 	}
 	if rep.FailedRequests != 0 {
 		t.Errorf("%d of %d requests failed; want 0", rep.FailedRequests, rep.Requests)
+	}
+	// Every keep-alive connection is handed from generation to
+	// generation: none is closed under its client, so none reconnects.
+	for _, m := range rep.Modes {
+		if r := m.Reconnects(); r != 0 {
+			t.Errorf("%s: %d connections opened by %d clients, %d reconnects; want each client to keep its one connection through every upgrade", m.Mode, m.Connections, m.Clients, r)
+		}
 	}
 	s.stop()
 

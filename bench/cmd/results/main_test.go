@@ -27,8 +27,8 @@ SKIP BenchmarkHandoff/lib=tableflip/sockets=10000: 10000 sockets need about 3010
 --- BENCH: BenchmarkUpgradeUnderLoad/drain=httpdrain/lib=reuseport-2
     load_test.go:146: FAIL: 54 failed requests (54 reset) across 100 upgrades (251479 requests)
 BenchmarkUpgradeUnderLoad/drain=httpdrain/lib=baton-2         	     100	         0 failed-slow	         0 failed-upgrades	         0 fresh-failed	     98694 fresh-requests	         0 keepalive-failed	    124075 keepalive-requests	   1034646 near-p50-ns	   8446918 near-p99-ns	  2997758 ns/upgrade	   1038943 steady-p50-ns	   5265696 steady-p99-ns	       100.0 upgrades
-BenchmarkPausingClients/drain=idle/lib=baton-2         	      20	         0 failed-slow	         0 failed-upgrades	   3000000 ns/upgrade	        36.00 pausing-connections	        12.00 pausing-eof	        12.00 pausing-failed	        20.00 pausing-reconnects	      1500 pausing-requests	        20.00 upgrades
-BenchmarkPausingClients/drain=shutdown/lib=tableflip-2 	      20	         0 failed-slow	         0 failed-upgrades	   3000000 ns/upgrade	       336.0 pausing-connections	       300.0 pausing-eof	         2.000 pausing-reset	       302.0 pausing-failed	       320.0 pausing-reconnects	      1400 pausing-requests	        20.00 upgrades
+BenchmarkPausingClients/drain=idle/lib=baton-2         	      20	         0 failed-slow	         0 failed-upgrades	  12000000 drain-ns	   3000000 ns/upgrade	        36.00 pausing-connections	        12.00 pausing-eof	        12.00 pausing-failed	        20.00 pausing-reconnects	      1500 pausing-requests	        20.00 upgrades
+BenchmarkPausingClients/drain=shutdown/lib=tableflip-2 	      20	         0 failed-slow	         0 failed-upgrades	 900000000 drain-ns	   3000000 ns/upgrade	       336.0 pausing-connections	       300.0 pausing-eof	         2.000 pausing-reset	       302.0 pausing-failed	       320.0 pausing-reconnects	      1400 pausing-requests	        20.00 upgrades
 BenchmarkUpgradeUnderLoad/drain=httpdrain/lib=reuseport-2     	     100	         0 failed-slow	         0 failed-upgrades	        54.00 fresh-failed	    107841 fresh-requests	        54.00 fresh-reset	         0 keepalive-failed	    143638 keepalive-requests	   1044890 near-p50-ns	   4223459 near-p99-ns	  12121546 ns/upgrade	   1076046 steady-p50-ns	   8205732 steady-p99-ns	        99.00 upgrades	 1.000 failed-upgrades
 PASS
 ok  	github.com/batonhq/baton/bench	33.086s
@@ -194,8 +194,8 @@ func TestRender(t *testing.T) {
 		"| `baton run` master, idle with one worker | 8.2 MiB | – |",
 		"baton/tableflip, library users: 0.98.",
 		// Section 5: failures, per 100 upgrades, reconnects per upgrade.
-		"| baton, httpdrain without handoff (IdleGrace 500 ms) | 20 | 12 / 1,500 | 60.0 | 1.0 | 12 eof |",
-		"| tableflip, plain Shutdown | 20 | 302 / 1,400 | 1510.0 | 16.0 | 2 reset, 300 eof |",
+		"| baton, httpdrain without handoff (IdleGrace 500 ms) | 20 | 12 / 1,500 | 60.0 | 1.0 | 12.0 ms | 12 eof |",
+		"| tableflip, plain Shutdown | 20 | 302 / 1,400 | 1510.0 | 16.0 | 900 ms | 2 reset, 300 eof |",
 		// Commands and skips, each skip once.
 		"go test -c -o bench.test .\n./bench.test -test.bench '^BenchmarkIdle'   # idle, 5s\n",
 		"- BenchmarkHandoff/lib=tableflip/sockets=10000: 10000 sockets need about 30100 descriptors per process\n",

@@ -515,7 +515,8 @@ func renderPausing(b *strings.Builder, rs []result) {
 	b.WriteString("1 s — twice httpdrain's default IdleGrace — between requests, never retrying: the traffic of a\n")
 	b.WriteString("connection pool behind a proxy. A draining server that closes a connection it takes for idle\n")
 	b.WriteString("races the client's next request. *Reconnects* are the connections the clients had to open again\n")
-	b.WriteString("because the server closed theirs.\n\n")
+	b.WriteString("because the server closed theirs. *Drain*: how long an old generation ran on after its upgrade\n")
+	b.WriteString("returned, mean over the upgrades.\n\n")
 	var rows [][]string
 	for _, s := range pausingServers {
 		r := find(ps, "PausingClients", map[string]string{"drain": s[0], "lib": s[1]})
@@ -539,9 +540,13 @@ func renderPausing(b *strings.Builder, rs []result) {
 		if ups > 0 {
 			perUpgrade = strconv.FormatFloat(reconnects/ups, 'f', 1, 64)
 		}
+		drain := "–"
+		if d, ok := mean(r, "drain-ns"); ok {
+			drain = ms(d)
+		}
 		rows = append(rows, []string{pausingNames[s[0]+"/"+s[1]], fmt.Sprintf("%.0f", ups),
-			fmt.Sprintf("%s / %s", count(failed), count(reqs)), per100(failed, ups), perUpgrade, strings.Join(ks, ", ")})
+			fmt.Sprintf("%s / %s", count(failed), count(reqs)), per100(failed, ups), perUpgrade, drain, strings.Join(ks, ", ")})
 	}
-	table(b, []string{"server", "upgrades", "failed / requests", "per 100 upgrades", "reconnects per upgrade", "kinds of failure"}, "lrrrrl", rows)
+	table(b, []string{"server", "upgrades", "failed / requests", "per 100 upgrades", "reconnects per upgrade", "old generation's drain", "kinds of failure"}, "lrrrrrl", rows)
 	b.WriteString("\n")
 }
