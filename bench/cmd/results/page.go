@@ -516,7 +516,8 @@ func renderPausing(b *strings.Builder, rs []result) {
 	b.WriteString("connection pool behind a proxy. A draining server that closes a connection it takes for idle\n")
 	b.WriteString("races the client's next request. *Reconnects* are the connections the clients had to open again\n")
 	b.WriteString("because the server closed theirs. *Drain*: how long an old generation ran on after its upgrade\n")
-	b.WriteString("returned, mean over the upgrades.\n\n")
+	b.WriteString("returned, mean over the upgrades; a slow request (250 ms) started before each upgrade is in flight\n")
+	b.WriteString("on it, so no drain can be shorter than what is left of that request.\n\n")
 	var rows [][]string
 	for _, s := range pausingServers {
 		r := find(ps, "PausingClients", map[string]string{"drain": s[0], "lib": s[1]})
