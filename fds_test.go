@@ -1361,15 +1361,9 @@ func connInodes(t *testing.T, cs []syscall.Conn) map[uint64]bool {
 // system cannot tell. Counting by inode ignores whatever other tests open
 // meanwhile.
 func socketFds(inodes map[uint64]bool) int {
-	links, err := procfs.FDLinks(os.Getpid())
+	n, err := procfs.SocketFDs(os.Getpid(), inodes)
 	if err != nil {
 		return -1
-	}
-	n := 0
-	for _, l := range links {
-		if ino, ok := procfs.ParseSocketLink(l); ok && inodes[ino] {
-			n++
-		}
 	}
 	return n
 }

@@ -204,15 +204,9 @@ func socketFds(ls []net.Listener) int {
 		}
 		inodes[st.Ino] = true
 	}
-	links, err := procfs.FDLinks(os.Getpid())
+	n, err := procfs.SocketFDs(os.Getpid(), inodes)
 	if err != nil {
 		return -1
-	}
-	n := 0
-	for _, l := range links {
-		if ino, ok := procfs.ParseSocketLink(l); ok && inodes[ino] {
-			n++
-		}
 	}
 	return n
 }

@@ -111,6 +111,24 @@ func SocketInodes(pid int) ([]uint64, error) {
 	return slices.Compact(out), nil
 }
 
+// SocketFDs counts pid's descriptors that refer to one of the sockets in
+// inodes: what holding those sockets costs pid in descriptors (a socket
+// may sit behind several). Counting by inode ignores whatever else the
+// process opens meanwhile.
+func SocketFDs(pid int, inodes map[uint64]bool) (int, error) {
+	links, err := FDLinks(pid)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, l := range links {
+		if ino, ok := ParseSocketLink(l); ok && inodes[ino] {
+			n++
+		}
+	}
+	return n, nil
+}
+
 // FDCount returns how many descriptors pid has open.
 func FDCount(pid int) (int, error) {
 	ents, err := os.ReadDir(root + strconv.Itoa(pid) + "/fd")

@@ -125,6 +125,16 @@ func TestSocketInodes(t *testing.T) {
 	if err != nil || !slices.Contains(inodes, st.Ino) {
 		t.Errorf("SocketInodes(self) = %v, %v; want %d among them", inodes, err, st.Ino)
 	}
+	// A second descriptor of the same socket counts too.
+	var dup int
+	rc.Control(func(fd uintptr) { dup, serr = syscall.Dup(int(fd)) })
+	if serr != nil {
+		t.Fatal(serr)
+	}
+	defer syscall.Close(dup)
+	if n, err := SocketFDs(os.Getpid(), map[uint64]bool{st.Ino: true}); n != 2 || err != nil {
+		t.Errorf("SocketFDs(self, the listener) = %d, %v; want 2 (the listener and its dup)", n, err)
+	}
 	socks, err := NetTCP()
 	if err != nil {
 		t.Fatalf("NetTCP: %v", err)

@@ -18,6 +18,8 @@ func SocketInodes(pid int) ([]uint64, error) { return nil, ErrNotSupported }
 
 func FDCount(pid int) (int, error) { return 0, ErrNotSupported }
 
+func SocketFDs(pid int, inodes map[uint64]bool) (int, error) { return 0, ErrNotSupported }
+
 func VmRSS(pid int) (kib int64, err error) { return 0, ErrNotSupported }
 
 func NetTCP() ([]TCPSocket, error) { return nil, ErrNotSupported }
