@@ -84,6 +84,7 @@ func testMain(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 2
 	}
+	setPodmanStore(filepath.Join(dir, "podman"))
 	return m.Run()
 }
 

@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -21,13 +22,30 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// podmanGlobal are the flags every podman command gets. runc, not
-// podman's default crun: crun 1.8.1 (Debian 12) refuses to create any
-// container on a host with hybrid cgroups whose cgroup2 hierarchy has a
-// controller ("cgroups in hybrid mode not supported, drop all controllers
-// from cgroupv2"), which is this machine kind (hugetlb there), even with
-// --cgroups=disabled; runc 1.1.5 runs them.
-var podmanGlobal = []string{"--runtime", "runc"}
+// podmanGlobal are the flags every podman command gets (set by TestMain):
+//
+//   - --root, --runroot, --tmpdir in the test's temporary directory: the
+//     tests' containers share no state with any other podman user of the
+//     machine, cannot collide with them, and leave nothing behind in
+//     /var/lib/containers; every run starts from a fresh store, as CI
+//     does on a new machine (it takes podman well under a second).
+//   - --runtime runc, not podman's default crun: crun 1.8.1 (Debian 12)
+//     refuses to create any container on a host with hybrid cgroups whose
+//     cgroup2 hierarchy has a controller ("cgroups in hybrid mode not
+//     supported, drop all controllers from cgroupv2"), which is this
+//     machine kind (hugetlb there), even with --cgroups=disabled; runc
+//     1.1.5 runs them.
+var podmanGlobal []string
+
+// setPodmanStore points podmanGlobal at a store in dir.
+func setPodmanStore(dir string) {
+	podmanGlobal = []string{
+		"--root", filepath.Join(dir, "root"),
+		"--runroot", filepath.Join(dir, "run"),
+		"--tmpdir", filepath.Join(dir, "tmp"),
+		"--runtime", "runc",
+	}
+}
 
 // containerUser is the uid:gid the containers run as: distroless's
 // "nonroot", as in examples/kubernetes. baton needs no privilege as PID 1.
