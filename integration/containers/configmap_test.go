@@ -235,6 +235,7 @@ func TestConfigMapWatch(t *testing.T) {
 	if err := expectBody(ctx, addr, fmt.Sprintf("v%d", gen-1), pids[len(pids)-1]); err != nil {
 		t.Errorf("after a bad configuration: %v; want the old generation serving", err)
 	}
+	serving := gen
 	gen++ // the failed one used a number
 	// And a good one again, after which nothing changes.
 	if err := kubeletWrite(dir, config("last")); err != nil {
@@ -242,6 +243,9 @@ func TestConfigMapWatch(t *testing.T) {
 	}
 	ready, err := log.wait(ctx, fmt.Sprintf("generation %d ready", gen+1), generationReady(gen+1))
 	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := log.wait(ctx, fmt.Sprintf("generation %d exited", serving), generationExited(serving)); err != nil {
 		t.Fatal(err)
 	}
 	if err := expectBody(ctx, addr, "last", ready.int("pid")); err != nil {
