@@ -83,12 +83,15 @@ func requirePodman(t *testing.T) {
 	}
 }
 
-// podman runs a podman command and returns its output.
+// podman runs a podman command and returns its standard output; its
+// standard error (warnings, say) is only part of the error.
 func podman(ctx context.Context, args ...string) (string, error) {
 	cmd := exec.CommandContext(ctx, "podman", append(append([]string(nil), podmanGlobal...), args...)...)
-	out, err := cmd.CombinedOutput()
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
 	if err != nil {
-		return string(out), fmt.Errorf("podman %s: %w\n%s", strings.Join(args, " "), err, out)
+		return string(out), fmt.Errorf("podman %s: %w\n%s%s", strings.Join(args, " "), err, out, stderr.String())
 	}
 	return string(out), nil
 }
@@ -207,8 +210,8 @@ func (c *container) remove(r *os.File) {
 			<-c.done
 		}
 	}
-	// The log ends when the last process holding its pipe has: after
-	// podman run, conmon.
+	// The log ends once every process holding the pipe's write end has
+	// exited: podman run, and anything it left running with it.
 	if err := c.log.ended(ctx); err != nil {
 		c.t.Errorf("container %s: %v", c.name, err)
 	}
@@ -261,13 +264,12 @@ func (c *container) kill(ctx context.Context, sig string) error {
 
 // status is "baton status --json" run inside the container.
 func (c *container) status(ctx context.Context) (*supervisor.Status, error) {
-	cmd := exec.CommandContext(ctx, "podman", append(append([]string(nil), podmanGlobal...), "exec", c.name, "/bin/baton", "status", "--json")...)
-	out, err := cmd.Output()
+	out, err := podman(ctx, "exec", c.name, "/bin/baton", "status", "--json")
 	if err != nil {
-		return nil, fmt.Errorf("podman exec %s baton status --json: %w", c.name, err)
+		return nil, err
 	}
 	var st supervisor.Status
-	if err := json.Unmarshal(out, &st); err != nil {
+	if err := json.Unmarshal([]byte(out), &st); err != nil {
 		return nil, fmt.Errorf("baton status --json: %w\n%s", err, out)
 	}
 	return &st, nil
