@@ -80,6 +80,7 @@ func TestContainer(t *testing.T) {
 			t.Errorf("%d generations started for %d SIGHUPs; want %d", n, reloadCount, reloadCount+1)
 		}
 		code := c.stopAndWait(t)
+		t.Logf("podman stop: the container exited %d", code)
 		if code != 0 {
 			t.Errorf("the container exited %d after podman stop; want 0, the status of a worker that drained", code)
 		}
@@ -137,7 +138,9 @@ func TestContainer(t *testing.T) {
 		if st.Reaped != orphans {
 			t.Errorf("baton reaped %d orphans; want %d", st.Reaped, orphans)
 		}
-		if code := c.stopAndWait(t); code != 7 {
+		code := c.stopAndWait(t)
+		t.Logf("%d orphans reaped by PID 1; podman stop: the container exited %d", st.Reaped, code)
+		if code != 7 {
 			t.Errorf("the container exited %d after podman stop; want 7, the worker's status", code)
 		}
 		if ev := c.log.all(generationExited(1)); len(ev) != 1 || ev[0]["status"] != "exit status 7" {
@@ -174,6 +177,7 @@ func TestContainer(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		t.Logf("worker killed: the container exited %d by itself", code)
 		if code != 128+int(syscall.SIGKILL) {
 			t.Errorf("the container exited %d after its worker was killed; want %d", code, 128+int(syscall.SIGKILL))
 		}
