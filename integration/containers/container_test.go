@@ -4,9 +4,12 @@ package containers
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
+	"path"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -41,7 +44,7 @@ func TestContainer(t *testing.T) {
 	t.Run("reload-under-load", func(t *testing.T) {
 		start := time.Now()
 		addr := freeAddr(t)
-		c := runContainer(t, nil, "run", "--listen", "tcp://"+addr, "--drain-timeout", "10s",
+		c := runContainer(t, nil, "/bin/baton", "run", "--listen", "tcp://"+addr, "--drain-timeout", "10s",
 			"--", "/bin/server", "-listen", addr, "-drain", "5s")
 		gen := 1
 		ctx, cancel := context.WithTimeout(context.Background(), loadTimeout)
@@ -103,7 +106,7 @@ func TestContainer(t *testing.T) {
 		}
 		const orphans = 3
 		c := runContainer(t, []string{"--volume", marks + ":/marks"},
-			"run", "--listen", "web=tcp://"+addr, "--drain-timeout", "5s",
+			"/bin/baton", "run", "--listen", "web=tcp://"+addr, "--drain-timeout", "5s",
 			"--", "/bin/worker", "-socket", "web", "-orphans", fmt.Sprint(orphans), "-daemon",
 			"-mark-dir", "/marks", "-exit-status", "7")
 		ctx, cancel := context.WithTimeout(context.Background(), podmanTimeout)
@@ -157,7 +160,7 @@ func TestContainer(t *testing.T) {
 	// status: 128+9.
 	t.Run("crash-exit-status", func(t *testing.T) {
 		addr := freeAddr(t)
-		c := runContainer(t, nil, "run", "--listen", "tcp://"+addr, "--restart-limit", "-1",
+		c := runContainer(t, nil, "/bin/baton", "run", "--listen", "tcp://"+addr, "--restart-limit", "-1",
 			"--", "/bin/server", "-listen", addr)
 		var worker int
 		for _, k := range c.children() {
@@ -185,6 +188,78 @@ func TestContainer(t *testing.T) {
 			t.Errorf("processes of the container still run after it ended: %v", left)
 		}
 	})
+}
+
+// TestContainerKubernetesExample runs the command line of
+// examples/kubernetes/deployment.yaml as it is (but for the port) in a
+// container as the pod would: the binaries where the Containerfile puts
+// them, the ConfigMap directory bind-mounted read-only where the
+// Deployment mounts it, and updated on the host the kubelet's way; the
+// liveness probe's command runs in the container as the kubelet would
+// run it.
+func TestContainerKubernetesExample(t *testing.T) {
+	requirePodman(t)
+	e := readExampleDeployment(t)
+	watch := one(t, e.batonFlags, "watch")
+	key := path.Base(watch)
+	initial, ok := e.m.get(strconv.Itoa(e.m.doc("ConfigMap")) + ".data." + key)
+	var cfg struct{ Greeting string }
+	if !ok || json.Unmarshal([]byte(initial), &cfg) != nil {
+		t.Fatalf("the example's ConfigMap has no %s with a greeting: %q", key, initial)
+	}
+	dir := filepath.Join(t.TempDir(), "configmap")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := kubeletWrite(dir, map[string]string{key: initial}); err != nil {
+		t.Fatal(err)
+	}
+	addr := freeAddr(t)
+	local := strings.NewReplacer("127.0.0.1:8080", addr, "://:8080", "://"+addr)
+	command := []string{e.command[0]}
+	for _, a := range e.args {
+		command = append(command, local.Replace(a))
+	}
+	c := runContainer(t, []string{"--volume", dir + ":" + path.Dir(watch) + ":ro"}, command...)
+	ctx, cancel := context.WithTimeout(context.Background(), podmanTimeout)
+	defer cancel()
+	first, err := c.log.wait(ctx, "generation 1 ready", generationReady(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := expectBody(ctx, addr, cfg.Greeting, first.int("pid")); err != nil {
+		t.Fatal(err)
+	}
+	live := e.m.list(e.doc + containerPrefix + ".livenessProbe.exec.command")
+	if out, err := podman(ctx, append([]string{"exec", c.name}, live...)...); err != nil {
+		t.Errorf("the liveness probe's command in the container: %v", err)
+	} else {
+		t.Logf("liveness probe %q:\n%s", live, out)
+	}
+	for i, greeting := range []string{"bonjour", "hallo"} {
+		gen := i + 1
+		if err := kubeletWrite(dir, map[string]string{key: fmt.Sprintf("{\"greeting\": %q}\n", greeting)}); err != nil {
+			t.Fatal(err)
+		}
+		ready, err := c.log.wait(ctx, fmt.Sprintf("generation %d ready", gen+1), generationReady(gen+1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ev, err := c.log.wait(ctx, fmt.Sprintf("generation %d exited", gen), generationExited(gen)); err != nil || ev["status"] != "exit status 0" {
+			t.Fatalf("generation %d: %v, %v; want exit status 0 after its drain", gen, ev, err)
+		}
+		if err := expectBody(ctx, addr, greeting, ready.int("pid")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := len(c.log.all(generationStarted)); n != 3 {
+		t.Errorf("%d generations started for 2 ConfigMap updates; want 3", n)
+	}
+	code := c.stopAndWait(t)
+	t.Logf("podman stop: the container exited %d", code)
+	if code != 0 {
+		t.Errorf("the container exited %d after podman stop; want 0", code)
+	}
 }
 
 // reloadHUP sends SIGHUP to the container (podman kill) while generation

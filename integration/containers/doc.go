@@ -33,6 +33,14 @@
 //   - crash-exit-status: with --restart-limit -1, a worker killed with
 //     SIGKILL ends the container by itself, with status 137.
 //
+// TestContainerKubernetesExample runs the command line of
+// examples/kubernetes/deployment.yaml as it is (the port aside) in such a
+// container, as the pod would: /baton and /greeter where the Containerfile
+// puts them, the ConfigMap directory bind-mounted read-only where the
+// Deployment mounts it and updated on the host the kubelet's way (two
+// updates, two reloads, the new greeting served), and the liveness
+// probe's command (/baton status) run in the container.
+//
 // TestConfigMapWatch needs no container: it runs the command line of
 // examples/kubernetes/deployment.yaml (port, directory and binaries
 // replaced) and updates its ConfigMap directory exactly as the kubelet

@@ -84,6 +84,15 @@ func testMain(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 2
 	}
+	// And where the example's image has them (examples/kubernetes's
+	// Containerfile), so that a container runs the Deployment's command
+	// line as it is.
+	for _, l := range []struct{ bin, at string }{{batonBin, "baton"}, {greeterBin, "greeter"}} {
+		if err := os.Link(l.bin, filepath.Join(rootfs, l.at)); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 2
+		}
+	}
 	setPodmanStore(filepath.Join(dir, "podman"))
 	return m.Run()
 }

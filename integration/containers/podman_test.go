@@ -115,12 +115,13 @@ type container struct {
 
 var containerSeq atomic.Int32
 
-// runContainer starts baton as PID 1 of a new container, on the host's
-// network (the tests' load goes to 127.0.0.1), as a non-root user, on a
-// read-only root file system of rootfs, and waits until its first
-// generation is ready. args are baton's; extra are more flags of podman
-// run. The container is removed when the test ends.
-func runContainer(t *testing.T, extra []string, args ...string) *container {
+// runContainer starts command (baton, at /bin/baton or /baton, and its
+// arguments) as PID 1 of a new container, on the host's network (the
+// tests' load goes to 127.0.0.1), as a non-root user, on a read-only root
+// file system of rootfs, and waits until its first generation is ready.
+// extra are more flags of podman run. The container is removed when the
+// test ends.
+func runContainer(t *testing.T, extra []string, command ...string) *container {
 	t.Helper()
 	var nofile unix.Rlimit
 	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &nofile); err != nil {
@@ -145,7 +146,7 @@ func runContainer(t *testing.T, extra []string, args ...string) *container {
 		"--ulimit", fmt.Sprintf("nproc=%d:%d", min(nproc.Cur, nprocMax), min(nproc.Max, nprocMax)),
 	)
 	run = append(run, extra...)
-	run = append(append(run, "--rootfs", rootfs, "/bin/baton"), args...)
+	run = append(append(run, "--rootfs", rootfs), command...)
 	c.cmd = exec.Command("podman", run...)
 	r, w, err := os.Pipe()
 	if err != nil {
