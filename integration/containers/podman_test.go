@@ -169,7 +169,7 @@ func runContainer(t *testing.T, extra []string, command ...string) *container {
 	ctx, cancel := context.WithTimeout(context.Background(), podmanTimeout)
 	defer cancel()
 	if _, err := c.log.wait(ctx, "the first generation ready", generationReady(1)); err != nil {
-		t.Fatalf("container %s: %v\n%s", c.name, err, c.log.text())
+		t.Fatalf("container %s: %v", c.name, err) // its output follows, from remove
 	}
 	out, err := podman(ctx, "inspect", "--format", "{{.State.Pid}}", c.name)
 	if err != nil {
@@ -193,7 +193,6 @@ func (c *container) remove(r *os.File) {
 			// Its processes have all exited: podman run is returning.
 			select {
 			case <-c.done:
-				break
 			case <-ctx.Done():
 			}
 		}
