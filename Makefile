@@ -7,9 +7,12 @@ GO ?= go
 test: deps fmt-check vet cross unit bench-smoke
 
 # The real supervisors the integration tests run under, what boots systemd
-# in a container, and python3 for the non-Go worker under "baton run".
-# Installed when missing (as root, from Debian).
-DEB_PACKAGES = daemontools runit s6 systemd-container debootstrap python3
+# in a container, python3 for the non-Go worker under "baton run", and
+# podman with runc for "baton run" as PID 1 of a container
+# (integration/containers; runc, since Debian 12's crun refuses this
+# machine kind's hybrid cgroups). Installed when missing (as root, from
+# Debian).
+DEB_PACKAGES = daemontools runit s6 systemd-container debootstrap python3 podman runc
 
 # Debian packages, then Go modules for both modules.
 deps:

@@ -198,6 +198,19 @@
 //	ExecStart=/usr/local/bin/baton run --listen tcp://:8080 -- /usr/local/bin/app
 //	ExecReload=/usr/local/bin/baton reload
 //
+// As PID 1 of a container, baton run is the init the container needs: it
+// reaps every process in it, forwards the signals above, and the
+// container's exit status is the worker's ("podman kill --signal HUP"
+// reloads, "podman stop" drains). It runs as any user on a read-only root
+// file system: the control socket goes to $TMPDIR/baton-UID/NAME/, so give
+// /tmp a tmpfs (an emptyDir in Kubernetes). --watch follows symbolic
+// links, so it sees a Kubernetes ConfigMap mounted as a directory
+// (KEY -> ..data/KEY) change when the kubelet swaps its ..data link, and
+// the pod reloads in place; a subPath mount is never updated.
+// examples/kubernetes has a Deployment, its probes and why.
+//
+//	ENTRYPOINT ["/baton", "run", "--listen", "web=tcp://:8080", "--watch", "/etc/app/config.json", "--", "/app"]
+//
 // # baton reload, baton status, baton stop
 //
 //	baton reload [--master] [--json] [--timeout D] [--control PATH | --name NAME]
