@@ -51,11 +51,15 @@ const (
 	DebootstrapTimeout = 5 * time.Minute
 )
 
-// Options configures Boot. The zero value boots DefaultRootfs with a fresh
-// temporary directory at GuestDir.
+// Options configures Boot. The zero value boots DefaultRootfs (bookworm)
+// with a fresh temporary directory at GuestDir.
 type Options struct {
-	// Rootfs is the tree to boot; it is never written to.
-	// Defaults to EnsureRootfs(t).
+	// Release is the Debian release to boot, and so the systemd version.
+	// Defaults to DefaultRelease, bookworm (systemd 252).
+	Release Release
+
+	// Rootfs is the tree to boot; it is never written to, and must be of
+	// Release. Defaults to EnsureRootfs(t, Release).
 	Rootfs string
 
 	// Dir is the host directory that appears, read-write, at GuestDir.
@@ -71,7 +75,8 @@ type Options struct {
 	// SYSTEMD_NSPAWN_UNIFIED_HIERARCHY=1. It matters: systemd learns of
 	// processes leaving a unit from cgroup2 events, which the v1
 	// hierarchy of a hybrid container does not give it. Defaults to
-	// false: whatever nspawn picks for the host, hybrid on a hybrid host.
+	// false: whatever nspawn picks for the host, hybrid on a hybrid host;
+	// but always true for trixie, whose systemd needs it.
 	Unified bool
 }
 
@@ -87,6 +92,8 @@ type Container struct {
 	// BootTime is how long Boot took from starting nspawn to systemd
 	// answering.
 	BootTime time.Duration
+	// Release is the Debian release booted.
+	Release Release
 	// Cgroups is the cgroup layout the container's systemd sees:
 	// "unified" (cgroup2 only), "hybrid" (v1 for its own tracking, with
 	// cgroup2 beside) or "legacy" (v1 only).
