@@ -65,7 +65,7 @@ func Boot(t testing.TB, opts Options) *Container {
 	if err := release.check(); err != nil {
 		t.Fatalf("%v", err)
 	}
-	unified := opts.Unified || release.needsUnified()
+	unified := opts.Unified
 	rootfs := opts.Rootfs
 	if rootfs == "" {
 		rootfs = EnsureRootfs(t, release)

@@ -75,8 +75,7 @@ type Options struct {
 	// SYSTEMD_NSPAWN_UNIFIED_HIERARCHY=1. It matters: systemd learns of
 	// processes leaving a unit from cgroup2 events, which the v1
 	// hierarchy of a hybrid container does not give it. Defaults to
-	// false: whatever nspawn picks for the host, hybrid on a hybrid host;
-	// but always true for trixie, whose systemd needs it.
+	// false: whatever nspawn picks for the host, hybrid on a hybrid host.
 	Unified bool
 }
 

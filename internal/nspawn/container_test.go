@@ -12,9 +12,9 @@ import (
 )
 
 // The harness against plain units, so that a failure of the baton tests
-// built on it is baton's and not the container's: bookworm in the host's
-// cgroup layout and in the unified one, and trixie (unified, the only
-// layout its systemd boots in).
+// built on it is baton's and not the container's: bookworm (systemd 252)
+// and trixie (257), each in the host's cgroup layout and in the unified
+// one.
 func TestContainer(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
@@ -24,14 +24,15 @@ func TestContainer(t *testing.T) {
 	}{
 		{"bookworm/host-cgroups", Bookworm, false},
 		{"bookworm/unified-cgroups", Bookworm, true},
-		{"trixie", Trixie, false},
+		{"trixie/host-cgroups", Trixie, false},
+		{"trixie/unified-cgroups", Trixie, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			c := Boot(t, Options{Release: tc.release, Unified: tc.unified})
 			version, _ := c.Systemctl("--version")
 			t.Logf("%s, %s cgroups", strings.SplitN(version, "\n", 2)[0], c.Cgroups)
-			if (tc.unified || tc.release == Trixie) && c.Cgroups != "unified" {
+			if tc.unified && c.Cgroups != "unified" {
 				t.Errorf("%s booted with %s cgroups; want unified", tc.name, c.Cgroups)
 			}
 			if c.Release != tc.release {

@@ -17,10 +17,9 @@ const (
 	// Type=notify-reload.
 	Bookworm Release = "bookworm"
 	// Trixie is Debian 13: systemd 257, with Type=notify-reload (253),
-	// NOTIFYACCESS= (254) and pidfd tracking of the main process. It
-	// refuses to boot on the v1 cgroup hierarchy (systemd 256 deprecated
-	// it), so Boot gives it the unified one whatever Options.Unified
-	// says.
+	// NOTIFYACCESS= (254) and pidfd tracking of the main process. Its
+	// systemd still boots on a hybrid host's v1 hierarchy in nspawn
+	// (tested here), though 256 deprecated it and 258 drops it.
 	Trixie Release = "trixie"
 )
 
@@ -71,10 +70,6 @@ func (r Release) DefaultRootfs() string {
 	}
 	return filepath.Join(filepath.Dir(DefaultRootfs), "rootfs-"+string(r))
 }
-
-// needsUnified reports whether the release's systemd boots only on the
-// unified cgroup hierarchy.
-func (r Release) needsUnified() bool { return r.orDefault() == Trixie }
 
 // osReleaseCodename returns VERSION_CODENAME from the text of an
 // os-release file (os-release(5)): shell-style KEY=VALUE lines, the value

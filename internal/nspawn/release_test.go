@@ -9,13 +9,12 @@ import (
 func TestRelease(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
-		r          Release
-		env, dir   string
-		wantUnique bool
+		r        Release
+		env, dir string
 	}{
-		{"", EnvRootfs, DefaultRootfs, false},
-		{Bookworm, EnvRootfs, DefaultRootfs, false},
-		{Trixie, "BATON_ROOTFS_TRIXIE", filepath.Join(filepath.Dir(DefaultRootfs), "rootfs-trixie"), true},
+		{"", EnvRootfs, DefaultRootfs},
+		{Bookworm, EnvRootfs, DefaultRootfs},
+		{Trixie, "BATON_ROOTFS_TRIXIE", filepath.Join(filepath.Dir(DefaultRootfs), "rootfs-trixie")},
 	} {
 		if err := tc.r.orDefault().check(); err != nil {
 			t.Errorf("%q.check() = %v; want nil", tc.r, err)
@@ -25,9 +24,6 @@ func TestRelease(t *testing.T) {
 		}
 		if got := tc.r.DefaultRootfs(); got != tc.dir {
 			t.Errorf("%q.DefaultRootfs() = %q; want %q", tc.r, got, tc.dir)
-		}
-		if got := tc.r.needsUnified(); got != tc.wantUnique {
-			t.Errorf("%q.needsUnified() = %v; want %v", tc.r, got, tc.wantUnique)
 		}
 	}
 	// A typo must not build a tree of whatever debootstrap makes of it.
