@@ -1,0 +1,210 @@
+package systemd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/batonhq/baton/internal/loadgen"
+	"github.com/batonhq/baton/internal/nspawn"
+)
+
+// failingServer stands in for a new build that cannot start: it says why
+// on stderr and exits 3, before any handoff. The successor the library
+// forks runs it, because the server re-execs the path it was started
+// from (internal/exepath), and that path now names this script.
+const failingServer = "#!/bin/sh\necho 'this build refuses to start: bad config' >&2\nexit 3\n"
+
+// slowServer is a good build that takes slowStart to get going: it
+// proves that systemctl reload waits for the successor, rather than
+// returning before a handover that happens to be fast. It runs the real
+// server under the name it was started by (exec -a), since that name is
+// what the next upgrade re-execs.
+const slowServer = "#!/bin/bash\nsleep 1\nexec -a \"$0\" " + nspawn.GuestDir + "/server.good \"$@\"\n"
+
+// slowStart is slowServer's sleep.
+const slowStart = time.Second
+
+// testNotifyReload: Type=notify-reload (systemd 253 and later) with
+// NotifyAccess=main, the unit documented for the library. systemctl reload
+// sends SIGHUP itself and waits for READY=1, which the incumbent sends
+// with MAINPID=<successor> only once the successor is ready: so when
+// systemctl reload returns, MainPID must already be the new generation,
+// and it must serve — no polling; a successor that takes a second to
+// start makes the reload take at least that long. Every third reload runs
+// a build that exits at once: the reload must come back (systemd has no way to be told
+// it failed but the reload timeout), with the old generation still the
+// main process and serving and the reason in StatusText. All of it under
+// load that fails no request.
+func testNotifyReload(t *testing.T, c *nspawn.Container) {
+	s := newService(t, c, "baton-notify-reload")
+	s.install(s.unit, fmt.Sprintf(`[Unit]
+Description=baton demo server, upgraded in place by systemctl reload (Type=notify-reload)
+StartLimitIntervalSec=0
+
+[Service]
+Type=notify-reload
+ExecStart=%s -listen %s -pid-file %s -drain 10s -idle-grace 2s
+TimeoutStartSec=20s
+TimeoutStopSec=20s
+`, s.guestServer(), s.addr(), s.guestPIDFile()))
+	s.start()
+	if p := s.show("StatusText"); !strings.HasPrefix(p["StatusText"], "serving, generation 1,") {
+		t.Errorf("StatusText after start = %q; want serving, generation 1", p["StatusText"])
+	}
+
+	good := filepath.Join(c.Dir, "server")
+	saved := filepath.Join(c.Dir, "server.good")
+	if err := copyFile(good, saved); err != nil {
+		t.Fatal(err)
+	}
+	failing := filepath.Join(c.Dir, "server.failing")
+	if err := os.WriteFile(failing, []byte(failingServer), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// The binary is replaced by rename, as a deploy does: writing over
+	// a file that running generations execute fails with ETXTBSY.
+	swap := func(from string) error {
+		tmp := good + ".new"
+		if err := copyFile(from, tmp); err != nil {
+			return err
+		}
+		return os.Rename(tmp, good)
+	}
+	slow := filepath.Join(c.Dir, "server.slow")
+	if err := os.WriteFile(slow, []byte(slowServer), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { swap(saved) }) // the other scenarios need the real one
+
+	var ok, refused int
+	n := 0
+	rep := s.load(loadgen.Config{Upgrade: func(ctx context.Context) error {
+		n++
+		switch n % 3 {
+		case 0:
+			if err := swap(failing); err != nil {
+				return err
+			}
+			defer swap(saved)
+			if err := s.reloadFails(ctx); err != nil {
+				return err
+			}
+			refused++
+		case 2:
+			if err := swap(slow); err != nil {
+				return err
+			}
+			defer swap(saved)
+			start := time.Now()
+			if err := s.reloadSucceeds(ctx); err != nil {
+				return err
+			}
+			if took := time.Since(start); took < slowStart {
+				return fmt.Errorf("systemctl reload to a successor that sleeps %v before it starts returned after %v: it did not wait for READY=1", slowStart, took)
+			}
+			ok++
+		default:
+			if err := s.reloadSucceeds(ctx); err != nil {
+				return err
+			}
+			ok++
+		}
+		return nil
+	}})
+	for _, p := range rep.Problems() {
+		t.Error(p)
+	}
+	t.Logf("%d reloads to a good build, each with MainPID following before systemctl reload returned; %d to a build that exits, each leaving the old generation serving", ok, refused)
+	if len(rep.PIDs) != ok+1 {
+		t.Errorf("requests were served by %d processes; want %d, the first and one per successful reload", len(rep.PIDs), ok+1)
+	}
+	s.checkSocket(false)
+	s.waitOnlyMain()
+	if p := s.show("NRestarts"); p["NRestarts"] != "0" {
+		t.Errorf("NRestarts=%s after the reloads; want 0", p["NRestarts"])
+	}
+	s.stop()
+	s.checkRefused()
+}
+
+// reloadSucceeds runs systemctl reload and checks, the moment it returns,
+// that systemd's MainPID is a new process, a child of systemd, that
+// answers HTTP and is in the pid file.
+func (s *service) reloadSucceeds(ctx context.Context) error {
+	old := s.main
+	start := time.Now()
+	if _, err := s.c.Systemctl("reload", s.unit); err != nil {
+		return err
+	}
+	took := time.Since(start)
+	p, err := s.c.Show(s.unit, "MainPID", "ActiveState", "SubState", "StatusText")
+	if err != nil {
+		return err
+	}
+	pid, _ := strconv.Atoi(p["MainPID"])
+	if pid == old || pid == 0 || p["ActiveState"] != "active" || p["SubState"] != "running" {
+		return fmt.Errorf("systemctl reload returned with %v; want active, running and a MainPID other than %d: systemd must switch before the reload ends", p, old)
+	}
+	if want := fmt.Sprintf(", pid %d", pid); !strings.HasPrefix(p["StatusText"], "serving, generation ") || !strings.HasSuffix(p["StatusText"], want) {
+		return fmt.Errorf("StatusText after the reload = %q; want the new generation's, ending %q", p["StatusText"], want)
+	}
+	httpPID, gen, err := s.get()
+	if err != nil || httpPID != pid {
+		return fmt.Errorf("right after the reload MainPID is %d, but HTTP was answered by pid %d (gen %d, %v)", pid, httpPID, gen, err)
+	}
+	if f := s.pidFromFile(); f != pid {
+		return fmt.Errorf("right after the reload MainPID is %d, but the pid file says %d", pid, f)
+	}
+	if ppid, err := s.parent(pid); err != nil || ppid != 1 {
+		return fmt.Errorf("the new main process %d has parent %d (%v); want 1, systemd", pid, ppid, err)
+	}
+	s.t.Logf("systemctl reload returned after %v, MainPID %d → %d (gen %d)", took.Round(time.Millisecond), old, pid, gen)
+	s.main = pid
+	return nil
+}
+
+// reloadFails runs systemctl reload with a build that exits installed and
+// checks that it comes back successfully (READY=1 ends a reload as done:
+// systemd 257 has no "reload failed" notification) with the old main
+// process serving and the reason in StatusText.
+func (s *service) reloadFails(ctx context.Context) error {
+	out, err := s.c.Systemctl("reload", s.unit)
+	var exit *exec.ExitError
+	switch {
+	case errors.As(err, &exit):
+		return fmt.Errorf("systemctl reload of a build that exits: %v; want exit status 0 (READY=1 ends the reload), output %q", err, out)
+	case err != nil:
+		return err
+	}
+	p, err := s.c.Show(s.unit, "MainPID", "ActiveState", "SubState", "StatusText")
+	if err != nil {
+		return err
+	}
+	if p["MainPID"] != strconv.Itoa(s.main) || p["ActiveState"] != "active" || p["SubState"] != "running" {
+		return fmt.Errorf("after a failed upgrade: %v; want active, running, MainPID still %d", p, s.main)
+	}
+	st := p["StatusText"]
+	// Not "exit status 3": the successor is systemd's child (the
+	// library starts it with CLONE_PARENT, so that systemd can wait
+	// for it once it is the main process), and so is its exit status.
+	// Its stderr went to the journal.
+	for _, want := range []string{"upgrade failed", "still serving", "failed before it was ready", "exited"} {
+		if !strings.Contains(st, want) {
+			return fmt.Errorf("StatusText after a failed upgrade = %q; want it to say %q", st, want)
+		}
+	}
+	httpPID, _, err := s.get()
+	if err != nil || httpPID != s.main {
+		return fmt.Errorf("after a failed upgrade HTTP was answered by pid %d (%v); want the old main process %d", httpPID, err, s.main)
+	}
+	s.t.Logf("systemctl reload of a failing build: exit 0, MainPID still %d, StatusText %q", s.main, st)
+	return nil
+}
