@@ -18,7 +18,11 @@ import (
 // Barrier returns only once what was sent before it is in effect, and
 // whose MAINPID= each NotifyAccess= lets through. The library's handover
 // rests on these facts; package systemd's documentation states them.
+//
+// It runs beside TestSystemd: it puts no load on the machine to speak of,
+// and has containers of its own.
 func TestNotifier(t *testing.T) {
+	t.Parallel()
 	exe, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)

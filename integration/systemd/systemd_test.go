@@ -57,7 +57,12 @@ const (
 // trixie), in the unified layout only — 256 deprecated the v1 hierarchy
 // and real 257 systems run the unified one — with Type=notify-reload
 // first, which 252 does not have.
+//
+// The three run one after another, not in parallel: each puts the load
+// of its clients on the machine, and on 2 cores two at once would measure
+// the machine. TestNotifier, which puts none, runs beside them.
 func TestSystemd(t *testing.T) {
+	t.Parallel()
 	bin := server(t)
 	hostLayout := ""
 	for _, tc := range []struct {
@@ -650,7 +655,9 @@ func (s *service) stop() {
 		}
 	}
 	// Anywhere: systemd ignoring a notification, or watching a main
-	// process it cannot wait for.
+	// process it cannot wait for. (systemd 257 no longer logs an ignored
+	// notification at its default level: there, that MainPID follows
+	// is the proof.)
 	for _, bad := range []string{"reception only permitted", "which is not our child"} {
 		if i := strings.Index(all, bad); i >= 0 {
 			line := all[strings.LastIndexByte(all[:i], '\n')+1:]
