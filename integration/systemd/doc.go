@@ -8,8 +8,9 @@
 //
 //	go test -race -count=1 -v ./integration/systemd/
 //
-// The demo server is built once per test binary (CGO_ENABLED=0, so the
-// binary runs in the container whatever the host's libc). TestSystemd
+// The demo server and cmd/baton are built once per test binary
+// (CGO_ENABLED=0, so they run in the container whatever the host's
+// libc). TestSystemd
 // boots three containers, one after the other: systemd 252 in the cgroup
 // layout nspawn picks for the host (hybrid on a hybrid host) and in the
 // unified one, because what systemd learns about a unit's processes
@@ -29,7 +30,15 @@
 //     of the timeout), MainPID stays the old generation, which serves,
 //     and StatusText says "upgrade failed, generation N still serving: …".
 //     Ten reloads under load fail no request; then stop: Result=success,
-//     nothing of the unit left.
+//     nothing of the unit left. The replaced generation may still accept
+//     for a moment after the reload returned (it is told to drain right
+//     after), so "it serves" means HTTP answers from it within 5s.
+//   - master-notify-reload (257 only): the same cycle with "baton run"
+//     (cmd/baton, built static too) as the unit's main process and the
+//     demo server as its worker. MainPID stays the master throughout;
+//     when systemctl reload returns a new worker answers, or, after the
+//     build that exits, the old one does and StatusText says "reload
+//     failed: exited before it was ready: exit status 3; still serving".
 //   - reload: Type=notify, ExecReload=/bin/sh -c "kill -HUP $MAINPID",
 //     NotifyAccess=main (the default). Ten reloads under load fail no
 //     request; after each, systemd's MainPID is the process answering HTTP

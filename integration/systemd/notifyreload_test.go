@@ -38,11 +38,11 @@ const slowStart = time.Second
 // with MAINPID=<successor> only once the successor is ready: so when
 // systemctl reload returns, MainPID must already be the new generation,
 // and it must serve — no polling; a successor that takes a second to
-// start makes the reload take at least that long. Every third reload runs
-// a build that exits at once: the reload must come back (systemd has no way to be told
-// it failed but the reload timeout), with the old generation still the
-// main process and serving and the reason in StatusText. All of it under
-// load that fails no request.
+// start makes the reload take at least that long. Every third reload
+// runs a build that exits at once: the reload must come back (systemd has
+// no way to be told it failed but the reload timeout), with the old
+// generation still the main process and serving and the reason in
+// StatusText. All of it under load that fails no request.
 func testNotifyReload(t *testing.T, c *nspawn.Container) {
 	s := newService(t, c, "baton-notify-reload")
 	s.install(s.unit, fmt.Sprintf(`[Unit]
@@ -60,65 +60,8 @@ TimeoutStopSec=20s
 		t.Errorf("StatusText after start = %q; want serving, generation 1", p["StatusText"])
 	}
 
-	good := filepath.Join(c.Dir, "server")
-	saved := filepath.Join(c.Dir, "server.good")
-	if err := copyFile(good, saved); err != nil {
-		t.Fatal(err)
-	}
-	failing := filepath.Join(c.Dir, "server.failing")
-	if err := os.WriteFile(failing, []byte(failingServer), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	// The binary is replaced by rename, as a deploy does: writing over
-	// a file that running generations execute fails with ETXTBSY.
-	swap := func(from string) error {
-		tmp := good + ".new"
-		if err := copyFile(from, tmp); err != nil {
-			return err
-		}
-		return os.Rename(tmp, good)
-	}
-	slow := filepath.Join(c.Dir, "server.slow")
-	if err := os.WriteFile(slow, []byte(slowServer), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { swap(saved) }) // the other scenarios need the real one
-
-	var ok, refused int
-	n := 0
-	rep := s.load(loadgen.Config{Upgrade: func(ctx context.Context) error {
-		n++
-		switch n % 3 {
-		case 0:
-			if err := swap(failing); err != nil {
-				return err
-			}
-			defer swap(saved)
-			if err := s.reloadFails(ctx); err != nil {
-				return err
-			}
-			refused++
-		case 2:
-			if err := swap(slow); err != nil {
-				return err
-			}
-			defer swap(saved)
-			start := time.Now()
-			if err := s.reloadSucceeds(ctx); err != nil {
-				return err
-			}
-			if took := time.Since(start); took < slowStart {
-				return fmt.Errorf("systemctl reload to a successor that sleeps %v before it starts returned after %v: it did not wait for READY=1", slowStart, took)
-			}
-			ok++
-		default:
-			if err := s.reloadSucceeds(ctx); err != nil {
-				return err
-			}
-			ok++
-		}
-		return nil
-	}})
+	b := newBuilds(t, c)
+	ok, refused, rep := b.reloadCycle(s, s.reloadSucceeds, s.reloadFails)
 	for _, p := range rep.Problems() {
 		t.Error(p)
 	}
@@ -156,9 +99,9 @@ func (s *service) reloadSucceeds(ctx context.Context) error {
 	if want := fmt.Sprintf(", pid %d", pid); !strings.HasPrefix(p["StatusText"], "serving, generation ") || !strings.HasSuffix(p["StatusText"], want) {
 		return fmt.Errorf("StatusText after the reload = %q; want the new generation's, ending %q", p["StatusText"], want)
 	}
-	httpPID, gen, err := s.get()
-	if err != nil || httpPID != pid {
-		return fmt.Errorf("right after the reload MainPID is %d, but HTTP was answered by pid %d (gen %d, %v)", pid, httpPID, gen, err)
+	gen, err := s.servedBy(pid)
+	if err != nil {
+		return fmt.Errorf("right after the reload MainPID is %d: %w", pid, err)
 	}
 	if f := s.pidFromFile(); f != pid {
 		return fmt.Errorf("right after the reload MainPID is %d, but the pid file says %d", pid, f)
@@ -207,4 +150,118 @@ func (s *service) reloadFails(ctx context.Context) error {
 	}
 	s.t.Logf("systemctl reload of a failing build: exit 0, MainPID still %d, StatusText %q", s.main, st)
 	return nil
+}
+
+// builds are the versions of the server a scenario deploys, by renaming
+// one over GuestDir/server as a deploy does (writing over a file that
+// running generations execute fails with ETXTBSY): the real one, one that
+// exits at once (failingServer), one that starts late (slowServer).
+type builds struct {
+	path, good, failing, slow string // on the host
+}
+
+func newBuilds(t *testing.T, c *nspawn.Container) *builds {
+	t.Helper()
+	b := &builds{
+		path:    filepath.Join(c.Dir, "server"),
+		good:    filepath.Join(c.Dir, "server.good"),
+		failing: filepath.Join(c.Dir, "server.failing"),
+		slow:    filepath.Join(c.Dir, "server.slow"),
+	}
+	if err := copyFile(b.path, b.good); err != nil {
+		t.Fatal(err)
+	}
+	for f, text := range map[string]string{b.failing: failingServer, b.slow: slowServer} {
+		if err := os.WriteFile(f, []byte(text), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Cleanup(func() { b.deploy(b.good) }) // the other scenarios need the real one
+	return b
+}
+
+// deploy makes from the server the next generation runs.
+func (b *builds) deploy(from string) error {
+	tmp := b.path + ".new"
+	if err := copyFile(from, tmp); err != nil {
+		return err
+	}
+	return os.Rename(tmp, b.path)
+}
+
+// reloadCycle runs the load with loadUpgrades reloads, each of the build
+// its number says: the real one, the slow one (whose reload must take
+// at least slowStart: it waits for the successor), the failing one. The
+// reload checks are the scenario's; a failing reload that checks out
+// counts as a good upgrade for loadgen. It returns how many reloads
+// replaced the generation and how many were refused.
+func (b *builds) reloadCycle(s *service, succeeds, fails func(context.Context) error) (ok, refused int, rep *loadgen.Report) {
+	n := 0
+	rep = s.load(loadgen.Config{Upgrade: func(ctx context.Context) error {
+		n++
+		switch n % 3 {
+		case 0:
+			if err := b.deploy(b.failing); err != nil {
+				return err
+			}
+			defer b.deploy(b.good)
+			if err := fails(ctx); err != nil {
+				return err
+			}
+			refused++
+		case 2:
+			if err := b.deploy(b.slow); err != nil {
+				return err
+			}
+			defer b.deploy(b.good)
+			start := time.Now()
+			if err := succeeds(ctx); err != nil {
+				return err
+			}
+			if took := time.Since(start); took < slowStart {
+				return fmt.Errorf("systemctl reload to a successor that sleeps %v before it starts returned after %v: it did not wait for READY=1", slowStart, took)
+			}
+			ok++
+		default:
+			if err := succeeds(ctx); err != nil {
+				return err
+			}
+			ok++
+		}
+		return nil
+	}})
+	return ok, refused, rep
+}
+
+// servedByTimeout bounds servedBy.
+const servedByTimeout = 5 * time.Second
+
+// servedBy returns once a request on a new connection is answered by pid,
+// with the generation it says it is. The generation it replaced may still
+// accept for a moment after the reload returned (the successor is ready,
+// the old one is told to drain right after: both accept from the one
+// socket until then), so an answer from another pid is not a failure; no
+// answer at all is, and so is no answer from pid within servedByTimeout.
+// A poll: when the old one stops accepting is its business, not an event
+// we can wait for.
+func (s *service) servedBy(pid int) (gen int, err error) {
+	deadline := time.Now().Add(servedByTimeout)
+	others := 0
+	for {
+		got, g, err := s.get()
+		if err != nil {
+			return 0, fmt.Errorf("GET: %w", err)
+		}
+		if got == pid {
+			if others > 0 {
+				s.t.Logf("%d answers from pid %d before the first from %d", others, got, pid)
+			}
+			return g, nil
+		}
+		others++
+		if time.Now().After(deadline) {
+			return 0, fmt.Errorf("%d answers in %v, none from pid %d; the last from %d", others, servedByTimeout, pid, got)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
