@@ -18,8 +18,8 @@
 // deprecated the v1 hierarchy; real 257 systems run the unified one). In
 // each, the scenarios are units, run one after another (on 257, the two
 // notify-reload ones, reload and stop-while-draining: socket and fdstore
-// pass there too, but prove systemd's restarts, which do not depend on
-// baton's version handling, and cost 20 to 40s):
+// pass there too, but they prove systemd's restarts, where baton does
+// nothing that depends on the version, and cost 20 to 40s):
 //
 //   - notify-reload (257 only): Type=notify-reload, no ExecReload,
 //     NotifyAccess=main. systemctl reload sends SIGHUP and waits for
