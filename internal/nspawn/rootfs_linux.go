@@ -99,7 +99,7 @@ func EnsureRootfs(t testing.TB, release Release) string {
 	}
 	defer logFile.Close()
 	args := append(debootstrapArgs(release), tmp, debianMirror)
-	t.Logf("nspawn: no %s rootfs at %s: building one (a minute or two, once per machine): debootstrap %s", release, root, strings.Join(args, " "))
+	t.Logf("nspawn: no %s rootfs at %s: building one (about 30s, once per machine): debootstrap %s", release, root, strings.Join(args, " "))
 	start := time.Now()
 	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
