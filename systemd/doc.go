@@ -81,6 +81,24 @@
 // more than five times in ten seconds fails with start-limit-hit unless
 // StartLimitIntervalSec=0.
 //
+// Facts of systemd 257 (Debian trixie), each proven by baton's
+// integration tests (integration/systemd):
+//
+//   - Type=notify-reload: "systemctl reload" sends SIGHUP and returns once
+//     READY=1 follows a RELOADING=1 whose MONOTONIC_USEC= is not older
+//     than the signal, as Reloading sends it. RELOADING=1 without it is
+//     ignored, and so is the READY=1 after it: the reload fails at its
+//     timeout (TimeoutStartSec=, ReloadResult=timeout).
+//   - READY=1 ends a reload as done, whatever STATUS= says: there is no
+//     "reload failed" notification, so a reload whose upgrade failed
+//     exits 0, and STATUS= is where the reason goes.
+//   - MAINPID= from a process that NotifyAccess= does not admit is dropped
+//     without a word in the journal at the default log level (252 logs
+//     "reception only permitted for main PID"). NotifyAccess=exec admits
+//     the main and control processes, not their children: a successor
+//     needs NotifyAccess=all, or NOTIFYACCESS=all from the main process
+//     first.
+//
 // # Activation and the file descriptor store
 //
 // A service started by a .socket unit, or holding descriptors in its file

@@ -12,44 +12,50 @@ import (
 	"time"
 )
 
-// The demo server, built once for all tests by TestMain: the binary's path,
-// or why there is none.
+// The demo server and the baton command, built once for all tests by
+// TestMain: the binaries' paths, or why there are none.
 var (
 	serverBin      string
 	serverBuildErr error
+	batonBin       string
+	batonBuildErr  error
 )
 
 func TestMain(m *testing.M) {
+	if mode := os.Getenv(envProbe); mode != "" {
+		os.Exit(runProbe(mode)) // a service in a container: see probe_test.go
+	}
 	dir, err := os.MkdirTemp("", "baton-integration-systemd-")
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "integration/systemd: %v\n", err)
 		os.Exit(2)
 	}
-	serverBin, serverBuildErr = buildServer(dir)
+	serverBin, serverBuildErr = build(dir, "server", "./examples/httpserver")
+	batonBin, batonBuildErr = build(dir, "baton", "./cmd/baton")
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
 }
 
-// buildServer builds examples/httpserver into dir and returns its path.
-// CGO_ENABLED=0 makes a static binary: it runs in the container whatever
-// libc the host and the rootfs have.
-func buildServer(dir string) (string, error) {
+// build builds the main package pkg of the module into dir/name and
+// returns its path. CGO_ENABLED=0 makes a static binary: it runs in the
+// container whatever libc the host and the rootfs have.
+func build(dir, name, pkg string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	root, err := moduleRoot(ctx)
 	if err != nil {
 		return "", err
 	}
-	bin := filepath.Join(dir, "server")
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "./examples/httpserver")
+	bin := filepath.Join(dir, name)
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, pkg)
 	cmd.Dir = root
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	start := time.Now()
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("go build -o %s ./examples/httpserver in %s: %w\n%s", bin, root, err, out)
+		return "", fmt.Errorf("go build -o %s %s in %s: %w\n%s", bin, pkg, root, err, out)
 	}
-	fmt.Fprintf(os.Stderr, "integration/systemd: built the demo server in %v\n", time.Since(start).Round(time.Millisecond))
+	fmt.Fprintf(os.Stderr, "integration/systemd: built %s in %v\n", pkg, time.Since(start).Round(time.Millisecond))
 	return bin, nil
 }
 
@@ -78,4 +84,13 @@ func server(t *testing.T) string {
 		t.Fatalf("building the demo server: %v", serverBuildErr)
 	}
 	return serverBin
+}
+
+// baton returns the baton command's path, or fails t.
+func baton(t *testing.T) string {
+	t.Helper()
+	if batonBuildErr != nil {
+		t.Fatalf("building cmd/baton: %v", batonBuildErr)
+	}
+	return batonBin
 }

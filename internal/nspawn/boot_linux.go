@@ -61,9 +61,14 @@ func Boot(t testing.TB, opts Options) *Container {
 			unavailable(t, "%s not found (%v); install systemd-container and util-linux", prog, err)
 		}
 	}
+	release := opts.Release.orDefault()
+	if err := release.check(); err != nil {
+		t.Fatalf("%v", err)
+	}
+	unified := opts.Unified
 	rootfs := opts.Rootfs
 	if rootfs == "" {
-		rootfs = EnsureRootfs(t)
+		rootfs = EnsureRootfs(t, release)
 	}
 	dir := opts.Dir
 	if dir == "" {
@@ -96,8 +101,9 @@ func Boot(t testing.TB, opts Options) *Container {
 	c := &Container{
 		Name:    name,
 		Dir:     dir,
+		Release: release,
 		rootfs:  rootfs,
-		unified: opts.Unified,
+		unified: unified,
 		console: filepath.Join(t.TempDir(), "console.log"),
 	}
 	for _, p := range parents {
@@ -121,7 +127,7 @@ func Boot(t testing.TB, opts Options) *Container {
 			t.Errorf("nspawn: tearing down %s: %v", c.Name, err)
 			t.Logf("nspawn: console of %s:\n%s", c.Name, tail(c.Console(), 60))
 		}
-		t.Logf("nspawn: %s (%s cgroups) booted in %v, torn down in %v", c.Name, c.Cgroups, c.BootTime.Round(time.Millisecond), took)
+		t.Logf("nspawn: %s (%s, %s cgroups) booted in %v, torn down in %v", c.Name, c.Release, c.Cgroups, c.BootTime.Round(time.Millisecond), took)
 	})
 
 	start := time.Now()
@@ -135,8 +141,8 @@ func Boot(t testing.TB, opts Options) *Container {
 	if c.Cgroups, err = c.cgroupLayout(); err != nil {
 		t.Fatalf("%v", err)
 	}
-	if opts.Unified && c.Cgroups != "unified" {
-		t.Fatalf("nspawn: %s booted with Options.Unified has %s cgroups", c.Name, c.Cgroups)
+	if unified && c.Cgroups != "unified" {
+		t.Fatalf("nspawn: %s booted with unified cgroups asked for has %s cgroups", c.Name, c.Cgroups)
 	}
 	if out, _ := c.Systemctl("is-system-running"); out != "running" {
 		failed, _ := c.Systemctl("list-units", "--failed", "--plain", "--no-legend")

@@ -22,7 +22,7 @@ func Boot(t testing.TB, opts Options) *Container {
 
 // EnsureRootfs skips t, or fails it if BATON_REQUIRE_INTEGRATION=1: there
 // is nothing to boot a rootfs with but on Linux.
-func EnsureRootfs(t testing.TB) string {
+func EnsureRootfs(t testing.TB, release Release) string {
 	t.Helper()
 	unavailable(t, "systemd-nspawn needs Linux, not %s", runtime.GOOS)
 	return ""

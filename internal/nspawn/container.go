@@ -51,11 +51,15 @@ const (
 	DebootstrapTimeout = 5 * time.Minute
 )
 
-// Options configures Boot. The zero value boots DefaultRootfs with a fresh
-// temporary directory at GuestDir.
+// Options configures Boot. The zero value boots DefaultRootfs (bookworm)
+// with a fresh temporary directory at GuestDir.
 type Options struct {
-	// Rootfs is the tree to boot; it is never written to.
-	// Defaults to EnsureRootfs(t).
+	// Release is the Debian release to boot, and so the systemd version.
+	// Defaults to DefaultRelease, bookworm (systemd 252).
+	Release Release
+
+	// Rootfs is the tree to boot; it is never written to, and must be of
+	// Release. Defaults to EnsureRootfs(t, Release).
 	Rootfs string
 
 	// Dir is the host directory that appears, read-write, at GuestDir.
@@ -87,6 +91,8 @@ type Container struct {
 	// BootTime is how long Boot took from starting nspawn to systemd
 	// answering.
 	BootTime time.Duration
+	// Release is the Debian release booted.
+	Release Release
 	// Cgroups is the cgroup layout the container's systemd sees:
 	// "unified" (cgroup2 only), "hybrid" (v1 for its own tracking, with
 	// cgroup2 beside) or "legacy" (v1 only).

@@ -12,21 +12,31 @@ import (
 )
 
 // The harness against plain units, so that a failure of the baton tests
-// built on it is baton's and not the container's; in the host's cgroup
-// layout and in the unified one.
+// built on it is baton's and not the container's: bookworm (systemd 252)
+// and trixie (257), each in the host's cgroup layout and in the unified
+// one.
 func TestContainer(t *testing.T) {
 	t.Parallel()
-	for _, unified := range []bool{false, true} {
-		name := "host-cgroups"
-		if unified {
-			name = "unified-cgroups"
-		}
-		t.Run(name, func(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		release Release
+		unified bool
+	}{
+		{"bookworm/host-cgroups", Bookworm, false},
+		{"bookworm/unified-cgroups", Bookworm, true},
+		{"trixie/host-cgroups", Trixie, false},
+		{"trixie/unified-cgroups", Trixie, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			c := Boot(t, Options{Unified: unified})
-			t.Logf("%s cgroups", c.Cgroups)
-			if unified && c.Cgroups != "unified" {
-				t.Errorf("Options{Unified: true} booted with %s cgroups", c.Cgroups)
+			c := Boot(t, Options{Release: tc.release, Unified: tc.unified})
+			version, _ := c.Systemctl("--version")
+			t.Logf("%s, %s cgroups", strings.SplitN(version, "\n", 2)[0], c.Cgroups)
+			if tc.unified && c.Cgroups != "unified" {
+				t.Errorf("%s booted with %s cgroups; want unified", tc.name, c.Cgroups)
+			}
+			if c.Release != tc.release {
+				t.Errorf("Container.Release = %q; want %q", c.Release, tc.release)
 			}
 			testContainer(t, c)
 		})
@@ -36,8 +46,8 @@ func TestContainer(t *testing.T) {
 func testContainer(t *testing.T, c *Container) {
 	t.Run("Run", func(t *testing.T) {
 		out, err := c.Run("cat", "/etc/os-release")
-		if err != nil || !strings.Contains(out, "bookworm") {
-			t.Errorf("Run(cat /etc/os-release) = %q, %v; want bookworm's", out, err)
+		if err != nil || osReleaseCodename(out) != string(c.Release) {
+			t.Errorf("Run(cat /etc/os-release) = %q, %v; want %s's", out, err, c.Release)
 		}
 		if out, err := c.Run("/bin/sh", "-c", "echo oops; exit 3"); err == nil || out != "oops" || !strings.Contains(err.Error(), "exit status 3") {
 			t.Errorf("Run(exit 3) = %q, %v; want the output and an error saying exit status 3", out, err)

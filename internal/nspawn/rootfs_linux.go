@@ -17,33 +17,44 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// debootstrapArgs build the rootfs: the smallest Debian that boots systemd.
-var debootstrapArgs = []string{"--variant=minbase", "--include=systemd,systemd-sysv", "bookworm"}
+// debootstrapArgs build the rootfs of release: the smallest Debian that
+// boots systemd. bookworm's debootstrap knows trixie (its script is sid's).
+func debootstrapArgs(release Release) []string {
+	return []string{"--variant=minbase", "--include=systemd,systemd-sysv", string(release)}
+}
 
 const debianMirror = "http://deb.debian.org/debian"
 
-// EnsureRootfs returns the rootfs to boot: the directory named by
-// BATON_ROOTFS, or DefaultRootfs. If it does not exist it is built with
+// EnsureRootfs returns the rootfs of release ("" for DefaultRelease) to
+// boot: the directory named by release.EnvRootfs(), or
+// release.DefaultRootfs(). If it does not exist it is built with
 // debootstrap first, once per machine; a test that finds another test
-// binary building it waits for that build.
-func EnsureRootfs(t testing.TB) string {
+// binary building it waits for that build. Each release has its own
+// directory and its own lock: building trixie never holds up bookworm.
+func EnsureRootfs(t testing.TB, release Release) string {
 	t.Helper()
-	root := os.Getenv(EnvRootfs)
+	release = release.orDefault()
+	if err := release.check(); err != nil {
+		t.Fatalf("%v", err)
+	}
+	env := release.EnvRootfs()
+	root := os.Getenv(env)
 	if root == "" {
-		root = DefaultRootfs
+		root = release.DefaultRootfs()
 	}
 	if bootable(root) {
+		checkRelease(t, root, release, env)
 		return root
 	}
 	if _, err := os.Lstat(root); err == nil {
 		t.Fatalf("nspawn: %s exists but holds no systemd (no %s); remove it to have it rebuilt, or set %s to another directory",
-			root, filepath.Join(root, "usr/lib/systemd/systemd"), EnvRootfs)
+			root, filepath.Join(root, "usr/lib/systemd/systemd"), env)
 	}
 	if os.Geteuid() != 0 {
 		unavailable(t, "no rootfs at %s, and building one needs root", root)
 	}
 	if _, err := exec.LookPath("debootstrap"); err != nil {
-		unavailable(t, "no rootfs at %s and no debootstrap to build it (%v); install debootstrap or set %s", root, err, EnvRootfs)
+		unavailable(t, "no rootfs at %s and no debootstrap to build it (%v); install debootstrap or set %s", root, err, env)
 	}
 	budget := timeLeft(t, DebootstrapTimeout)
 	if budget < time.Minute {
@@ -70,6 +81,7 @@ func EnsureRootfs(t testing.TB) string {
 	}
 	defer unix.Flock(int(lock.Fd()), unix.LOCK_UN)
 	if bootable(root) { // built by whoever held the lock
+		checkRelease(t, root, release, env)
 		return root
 	}
 
@@ -86,8 +98,8 @@ func EnsureRootfs(t testing.TB) string {
 		t.Fatalf("nspawn: %v", err)
 	}
 	defer logFile.Close()
-	args := append(append([]string{}, debootstrapArgs...), tmp, debianMirror)
-	t.Logf("nspawn: no rootfs at %s: building one (about 30s, once per machine): debootstrap %s", root, strings.Join(args, " "))
+	args := append(debootstrapArgs(release), tmp, debianMirror)
+	t.Logf("nspawn: no %s rootfs at %s: building one (about 30s, once per machine): debootstrap %s", release, root, strings.Join(args, " "))
 	start := time.Now()
 	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
@@ -106,7 +118,7 @@ func EnsureRootfs(t testing.TB) string {
 	if err := os.Rename(tmp, root); err != nil {
 		t.Fatalf("nspawn: moving the new rootfs into place: %v", err)
 	}
-	t.Logf("nspawn: built %s in %v", root, time.Since(start).Round(time.Second))
+	t.Logf("nspawn: built the %s rootfs %s in %v", release, root, time.Since(start).Round(time.Second))
 	return root
 }
 
@@ -118,6 +130,20 @@ func bootable(root string) bool {
 		}
 	}
 	return true
+}
+
+// checkRelease fails t if the tree at root is not of release: a variable
+// pointing a trixie test at a bookworm tree would otherwise test systemd
+// 252 and call it 257.
+func checkRelease(t testing.TB, root string, release Release, env string) {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(root, "usr/lib/os-release"))
+	if err != nil {
+		t.Fatalf("nspawn: the rootfs %s has no os-release to tell its release by: %v", root, err)
+	}
+	if got := osReleaseCodename(string(b)); got != string(release) {
+		t.Fatalf("nspawn: the rootfs %s is Debian %q, not %s; point %s at a %s tree or unset it", root, got, release, env, release)
+	}
 }
 
 // discard removes a failed build. debootstrap mounts /proc and /sys (and
