@@ -43,8 +43,8 @@ cross:
 	cd examples/websocket && GOOS=darwin $(GO) vet ./...
 
 # Every test, fuzz seed corpora included, with the race detector. The
-# integration tests (real daemontools, runit, s6, and systemd 252 booted in
-# systemd-nspawn) must run: BATON_REQUIRE_INTEGRATION=1 turns a missing
+# integration tests (real daemontools, runit, s6, systemd 252 and 257 booted
+# in systemd-nspawn, podman) must run: BATON_REQUIRE_INTEGRATION=1 turns a missing
 # prerequisite into a failure instead of a skip.
 unit:
 	BATON_REQUIRE_INTEGRATION=1 $(GO) test -race -count=1 -timeout 15m ./...
