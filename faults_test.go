@@ -1363,6 +1363,10 @@ func failureCounts(rep *loadgen.Report) loadgen.Failures {
 // logged side by side at the end.
 func TestFaultProbation(t *testing.T) {
 	const probation = 2 * time.Second
+	// afterDeath is how long the load runs on once the successor's death
+	// was seen, in both variants, so that their figures cover the same
+	// span: the outage without probation is as long as the load.
+	const afterDeath = time.Second
 	var mu sync.Mutex
 	var summary []string
 	t.Cleanup(func() {
@@ -1402,7 +1406,9 @@ func TestFaultProbation(t *testing.T) {
 						}
 					}
 					tc.fault = func(ctx context.Context, r *rig, i int) error {
-						return r.probationFails(ctx, i, "failed on probation", "after ready, within its probation of 2s", cause)
+						err := r.probationFails(ctx, i, "failed on probation", "after ready, within its probation of 2s", cause)
+						time.Sleep(afterDeath)
+						return err
 					}
 					tc.failures = func(r *rig, rep *loadgen.Report) []string {
 						record(rep)
@@ -1453,6 +1459,15 @@ func TestFaultProbation(t *testing.T) {
 						if _, err := r.proc.WaitLine("exit gen=1 ", 30*time.Second); err != nil {
 							return fmt.Errorf("the incumbent did not drain and exit: %v", err)
 						}
+						// The incumbent may be gone before its successor
+						// dies: wait for the death itself (reaped by the
+						// test, a subreaper; /proc is all there is to
+						// look at).
+						successor := r.pid
+						if !waitFor(30*time.Second, func() bool { st := proctest.State(successor); return st == "" || st == "Z" }) {
+							return fmt.Errorf("the successor %d did not die", successor)
+						}
+						time.Sleep(afterDeath)
 						return nil
 					}
 					tc.failures = func(r *rig, rep *loadgen.Report) []string {
