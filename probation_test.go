@@ -130,8 +130,10 @@ func TestProbationPasses(t *testing.T) {
 	if _, err := s.proc.WaitLine("draining gen=2 ", 30*time.Second); err != nil {
 		t.Fatalf("generation 2 never drained: %v", err)
 	}
-	if got := readPid(t, pidFile); got != s.pid {
-		t.Errorf("after generation 3's probation the PID file names %d; want %d", got, s.pid)
+	// The successor renames it in when told that it passed, which is
+	// when its predecessor drains: either may come first.
+	if !waitFor(10*time.Second, func() bool { return pidFileNames(pidFile) == s.pid }) {
+		t.Errorf("after generation 3's probation the PID file names %d; want %d", pidFileNames(pidFile), s.pid)
 	}
 	if _, err := s.proc.WaitLine("exit gen=2 ", 30*time.Second); err != nil {
 		t.Fatal(err)
@@ -177,8 +179,8 @@ func TestProbationStop(t *testing.T) {
 	if _, err := s.proc.WaitLine("draining gen=1 ", 30*time.Second); err != nil {
 		t.Fatalf("SIGTERM during the probation: the incumbent did not drain: %v", err)
 	}
-	if got := readPid(t, pidFile); got != s.pid {
-		t.Errorf("after the incumbent's stop the PID file names %d; want the successor %d", got, s.pid)
+	if !waitFor(10*time.Second, func() bool { return pidFileNames(pidFile) == s.pid }) {
+		t.Errorf("after the incumbent's stop the PID file names %d; want the successor %d", pidFileNames(pidFile), s.pid)
 	}
 	if _, err := s.proc.WaitLine("exit gen=1 ", 30*time.Second); err != nil {
 		t.Fatal(err)
