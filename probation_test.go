@@ -124,7 +124,7 @@ func TestProbationPasses(t *testing.T) {
 	if d := time.Since(sent); d < window {
 		t.Errorf("generation 3 was ready %v after the first SIGHUP; want the upgrade held until generation 2's probation (%v) passed", d, window)
 	}
-	if !strings.Contains(s.proc.Output(), "during the probation: upgrading as soon as") {
+	if !strings.Contains(s.proc.Output(), "SIGHUP during the probation: upgrading as soon as it passed") {
 		t.Errorf("generation 2 did not say it held the SIGHUP for its probation:\n%s", s.proc.Output())
 	}
 	if _, err := s.proc.WaitLine("draining gen=2 ", 30*time.Second); err != nil {

@@ -78,8 +78,11 @@ func (u *Upgrader) HandleSignals() {
 // hangUp upgrades on SIGHUP, or once this generation is ready and off
 // probation if it is not yet.
 func (u *Upgrader) hangUp() {
-	if err := u.Upgrade(); errors.Is(err, ErrNotReady) || errors.Is(err, ErrOnProbation) {
-		u.upgradeWhenReady()
+	switch err := u.Upgrade(); {
+	case errors.Is(err, ErrNotReady):
+		u.upgradeWhenReady("SIGHUP before ready: upgrading as soon as this generation is ready")
+	case errors.Is(err, ErrOnProbation):
+		u.upgradeWhenReady("SIGHUP during the probation: upgrading as soon as it passed")
 	}
 }
 
@@ -88,11 +91,11 @@ func (u *Upgrader) hangUp() {
 // probation passed. Further SIGHUPs meanwhile join it. It gives up if
 // this generation stops first, or is not ready within UpgradeTimeout (its
 // predecessor, if any, kills it then).
-func (u *Upgrader) upgradeWhenReady() {
+func (u *Upgrader) upgradeWhenReady(why string) {
 	if !u.hupPending.CompareAndSwap(false, true) {
 		return
 	}
-	u.log.Warn("SIGHUP before ready or during the probation: upgrading as soon as this generation is ready and off probation", "generation", u.gen)
+	u.log.Warn(why, "generation", u.gen)
 	go func() {
 		defer u.hupPending.Store(false)
 		u.whenReady("SIGHUP", func() { u.Upgrade() })
