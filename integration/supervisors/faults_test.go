@@ -93,6 +93,8 @@ func TestFaults(t *testing.T) {
 		{"new-instance-exits-serving-before-ready", testNewInstanceExitsServing},
 		{"new-instance-exits-after-ready", testNewInstanceExitsAfterReady},
 		{"probation=on exit@100ms", func(t *testing.T) { testNewInstanceDiesOnProbation(t, "exit@100ms", true) }},
+		{"probation=on exit@500ms", func(t *testing.T) { testNewInstanceDiesOnProbation(t, "exit@500ms", true) }},
+		{"probation=on kill@100ms", func(t *testing.T) { testNewInstanceDiesOnProbation(t, "kill@100ms", true) }},
 		{"probation=on kill@500ms", func(t *testing.T) { testNewInstanceDiesOnProbation(t, "kill@500ms", true) }},
 		{"probation=off exit@100ms", func(t *testing.T) { testNewInstanceDiesOnProbation(t, "exit@100ms", false) }},
 		{"new-instance-hangs", func(t *testing.T) { testNewInstanceNeverReady(t, "hang") }},
