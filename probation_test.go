@@ -156,6 +156,9 @@ func TestProbationPasses(t *testing.T) {
 	if g != baseG {
 		t.Errorf("generation 3 runs %d goroutines; generation 1 ran %d", g, baseG)
 	}
+	if tmps, _ := filepath.Glob(filepath.Join(dir, ".server.pid.*")); len(tmps) > 0 {
+		t.Errorf("temporary PID files left behind: %v", tmps)
+	}
 	s.stop()
 }
 

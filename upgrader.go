@@ -276,28 +276,53 @@ func (u *Upgrader) Ready() error {
 		}
 	}
 	if u.parent != nil && u.parent.onProbation() {
+		// Nothing of this generation's names stays beside the real ones
+		// through the window: killed in it, it would leave its temporary
+		// PID file and socket behind. Both directories took them just
+		// now; awaitProbation makes them again once it passed.
+		if tmp != "" {
+			os.Remove(tmp)
+		}
+		if control != nil {
+			control.Close(false)
+		}
 		u.mu.Lock()
 		close(u.readyC)
 		u.mu.Unlock()
 		u.log.Info("ready, on probation: serving beside the predecessor", "generation", u.gen, "pid", os.Getpid(), "probation", u.parent.probation)
-		go u.awaitProbation(tmp, control)
+		go u.awaitProbation()
 		return nil
 	}
 	return u.settle(tmp, control, true)
 }
 
-// awaitProbation names this generation — settle, with the PID file
-// prepared as tmp and the control socket bound but not in place — once
-// the predecessor says its probation passed, or is gone (nobody else
-// serves then). A Stop first drops both: the predecessor serves on,
-// still named.
-func (u *Upgrader) awaitProbation(tmp string, control *ownersock.Listener) {
+// awaitProbation names this generation (settle) once the predecessor
+// says its probation passed, or is gone (nobody else serves then); not
+// if it stops first: the predecessor then serves on, still named. Too
+// late to refuse anything, a PID file or control socket that cannot be
+// made now is logged, and this generation serves without it.
+func (u *Upgrader) awaitProbation() {
 	select {
 	case <-u.parent.passed:
 		u.log.Info("probation passed", "generation", u.gen)
 	case <-u.parent.gone:
 		u.log.Warn("the predecessor is gone during the probation: serving alone", "generation", u.gen, "predecessor", u.parent.pid)
 	case <-u.stopC:
+		return
+	}
+	var tmp string
+	if u.pid.path != "" {
+		var err error
+		if tmp, err = u.pid.prepare(os.Getpid()); err != nil {
+			u.log.Error("after the probation: the PID file cannot name this generation", "generation", u.gen, "err", err)
+		}
+	}
+	var control *ownersock.Listener
+	if u.ctl != nil {
+		var err error
+		if control, err = u.ctl.listen(); err != nil {
+			u.log.Error("control socket: no new instance can take over from this generation", "control", u.opts.Control, "err", err)
+		}
 	}
 	if err := u.settle(tmp, control, false); err != nil && !errors.Is(err, ErrStopped) {
 		u.log.Error("after the probation", "generation", u.gen, "err", err)
