@@ -3,8 +3,12 @@
 package baton
 
 import (
+	"errors"
+	"fmt"
 	"net"
 	"os"
+	"os/exec"
+	"strings"
 	"testing"
 	"time"
 )
@@ -183,5 +187,32 @@ func TestProbationOutOfRange(t *testing.T) {
 			u.Stop()
 			t.Errorf("newUpgrader(Probation: %v) = nil error; want it refused", d)
 		}
+	}
+}
+
+// A failed probation is told apart by type, not text: the ChildError
+// matches ErrProbationFailed, holds a *ProbationError with the timing,
+// and unwraps to the exit status.
+func TestProbationErrorTypes(t *testing.T) {
+	t.Parallel()
+	exit := &exec.ExitError{ProcessState: &os.ProcessState{}}
+	err := error(&ChildError{PID: 42, Path: "/bin/app", Err: &ProbationError{After: 103 * time.Millisecond, Probation: 2 * time.Second, Err: exit}})
+	if !errors.Is(err, ErrProbationFailed) {
+		t.Errorf("errors.Is(%v, ErrProbationFailed) = false", err)
+	}
+	if errors.Is(err, ErrTimeout) || errors.Is(fmt.Errorf("x: %w", ErrTimeout), ErrProbationFailed) {
+		t.Errorf("ErrProbationFailed and ErrTimeout match each other's errors")
+	}
+	var pe *ProbationError
+	if !errors.As(err, &pe) || pe.After != 103*time.Millisecond || pe.Probation != 2*time.Second {
+		t.Errorf("errors.As(%v, *ProbationError) = %+v", err, pe)
+	}
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee != exit {
+		t.Errorf("errors.As(%v, *exec.ExitError) = %v; want the exit status", err, ee)
+	}
+	want := "baton: successor /bin/app (pid 42) failed on probation: died 103ms after ready, within its probation of 2s: "
+	if got := err.Error(); !strings.HasPrefix(got, want) {
+		t.Errorf("Error() = %q; want it to start %q", got, want)
 	}
 }
