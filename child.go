@@ -262,10 +262,16 @@ func (c *child) lastWords(d time.Duration) (handshakeResult, bool) {
 	}
 }
 
-// ack tells the successor that this generation has committed to the
-// handover and drains. After it, the successor owns the service.
-func (c *child) ack() error {
-	frame, err := encodeFrame(frameAck, nil)
+// ack tells the successor that it may serve. With no probation this
+// generation has committed to the handover and drains: the successor owns
+// the service. With one, both serve until passed (or the successor's
+// end).
+func (c *child) ack(probation time.Duration) error {
+	body, err := encodeAck(probation)
+	if err != nil {
+		return err
+	}
+	frame, err := encodeFrame(frameAck, body)
 	if err != nil {
 		return err
 	}
@@ -540,6 +546,31 @@ func (l *successorLink) handOver(ctx context.Context, name string, c syscall.Con
 		default:
 			return fmt.Errorf("%w: %w", ErrNoSuccessor, l.err)
 		}
+	}
+	return nil
+}
+
+// passed tells the successor that its probation passed: it owns the
+// service now. A second is plenty for five bytes into an empty socket
+// buffer (nothing else is sent before it); a successor too stopped to
+// take them has not passed.
+func (l *successorLink) passed() error {
+	frame, err := encodeFrame(framePassed, nil)
+	if err != nil {
+		return err
+	}
+	l.sendMu.Lock()
+	defer l.sendMu.Unlock()
+	if l.broken {
+		return errLinkBroken
+	}
+	l.conn.SetWriteDeadline(time.Now().Add(time.Second))
+	defer l.conn.SetWriteDeadline(time.Time{})
+	if err := sendFrame(l.conn, frame, nil); err != nil {
+		// Whether any of it went out is unknown: send nothing more.
+		l.broken = true
+		l.conn.CloseWrite()
+		return err
 	}
 	return nil
 }

@@ -159,7 +159,7 @@ func (u *Upgrader) controlConn(conn *net.UnixConn, pid int) {
 	u.log.Info("control socket: a new instance asks to take over", "pid", pid)
 	err = u.handover(func(gen int, fds *fdSnapshot, deadline time.Time) (*child, error) {
 		return peerChild(conn, pid, gen, fds, deadline)
-	})
+	}, u.opts.Probation)
 	var ce *ChildError
 	if err != nil && !errors.As(err, &ce) {
 		// Refused before the handshake began: not ready, stopped, busy.

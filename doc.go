@@ -53,10 +53,15 @@
 //	                                    until all are sent
 //	incumbent → successor   state  'V'  the named state blobs (SetState)
 //	successor → incumbent   ready  'R'   or   abort 'X'
-//	incumbent → successor   ack    'A'  the incumbent has committed and drains
+//	incumbent → successor   ack    'A'  the successor serves; without a
+//	                                    probation the incumbent has
+//	                                    committed and drains
 //
 // and then, for as long as both live, the generation link:
 //
+//	incumbent → successor   passed     'P'  once, after an ack with a
+//	                                        probation: it passed, the
+//	                                        incumbent drains
 //	successor → incumbent   serving    'S'  once
 //	incumbent → successor   conn       'C'  one established connection,
 //	                                        exactly one descriptor attached
@@ -66,7 +71,7 @@
 // Integers are unsigned and big-endian; a string is a u16 length and that
 // many bytes; a blob is a u32 length and that many bytes. The bodies:
 //
-//	hello   version u16 (2), generation u32 (≥ 1), incumbent pid u32,
+//	hello   version u16 (3), generation u32 (≥ 1), incumbent pid u32,
 //	        number of descriptors to follow u32 (at most 1<<20)
 //	fds     count u16 (1 to 128, the descriptors attached), then per
 //	        descriptor: kind u8 (1 listener, 2 packet, 3 conn, 4 file),
@@ -77,10 +82,14 @@
 //	        strictly ascending, values together at most MaxState (512 KiB)
 //	ready   successor pid u32
 //	abort   the reason, the whole body: UTF-8, at most 4096 bytes
-//	ack     empty
-//	serving empty: sent by the successor after the ack, once its PID file
-//	        and control socket name it (an incumbent that upgrades in place
-//	        waits for it; any other ignores it)
+//	ack     probation u32: the successor's probation in milliseconds,
+//	        0 for none (Options.Probation, rounded up)
+//	passed  empty: only after an ack with a probation, at most once, and
+//	        before any conn
+//	serving empty: sent by the successor after the ack (after passed, on
+//	        probation), once its PID file and control socket name it (an
+//	        incumbent that upgrades in place waits for it; any other
+//	        ignores it)
 //	conn    id u32 (≥ 1, unique among those in flight), name (a string, as
 //	        a state name), state (a blob of at most MaxConnState, 64 KiB)
 //	connAck id u32
@@ -94,9 +103,11 @@
 // (abort, connRefuse) are taken as they come: cut to 4096 bytes between
 // characters, invalid UTF-8 replaced. The version leads the hello so that
 // any later layout is told apart from this one: version 2 added the state
-// frame and the link, and an incumbent or successor of version 1 is
-// refused at the hello with an error naming both versions (the successor
-// aborts; the incumbent reports the abort and serves on).
+// frame and the link, version 3 the ack's probation and the passed frame,
+// and an incumbent or successor of version 1 or 2 is refused at the hello
+// with an error naming both versions (the successor aborts; the incumbent
+// reports the abort and serves on). A passed frame without a probation, a
+// second one, or a conn during the probation breaks the protocol.
 //
 // The receiver reads exactly one frame at a time, so descriptors never
 // arrive with the wrong frame; it receives them close-on-exec, treats
@@ -170,11 +181,49 @@
 // language, behind the master) have no link: a connection cannot cross
 // from one of them to the next.
 //
+// # Probation
+//
+// With Options.Probation the old generation does not drain as soon as its
+// successor is ready: both serve, accepting from the same sockets, for
+// the window, and only then is the old one's Exit closed (and only then
+// does it hand connections over). If the successor dies inside the
+// window — it exits, is killed, breaks the link — the old generation
+// simply serves on: the sockets never stopped being accepted from, so no
+// connection is refused; only what the dying successor had accepted dies
+// with it. Upgrade, which returns only when the window has passed or the
+// successor failed, then returns a *ChildError matching
+// ErrProbationFailed, whose *ProbationError says how long after its
+// ready it died and how (exit status or signal, when it was our child);
+// the failure is logged at error level, and under systemd STATUS= says
+// it and READY=1 is sent again.
+//
+// Nothing names a successor before its probation passed, so a failure
+// needs nothing restored: the PID file, the control socket, systemd's
+// MAINPID (with READY=1, which ends a "systemctl reload" of a
+// Type=notify-reload unit) and s6's readiness notification all still
+// name the old generation. The successor knows it is on probation from
+// the ack: its Ready returns there and it serves, but it names itself
+// only when the passed frame comes, or when the old generation is gone
+// (EOF: nobody else serves), and says serving then. Meanwhile its
+// Upgrade returns ErrOnProbation; a SIGHUP (HandleSignals) is carried
+// out once the probation passed. Stop during the window (SIGTERM to the
+// old generation) ends it early as passed, unless the successor is
+// already dead. The handover to a supervised restart's interim
+// generation has none (it runs the code that serves now); the new
+// instance that takes over from it is on probation like any successor,
+// and if it dies the interim generation serves on until the
+// supervisor's next one takes over.
+//
+// The price of the window: two generations serve, so two versions of the
+// code answer and a request may reach either, and the service holds the
+// memory of both until the old one drains.
+//
 // # Invariants
 //
 //   - At most one upgrade runs at a time; a concurrent Upgrade returns
 //     ErrUpgradeInProgress, and Upgrade before Ready returns ErrNotReady.
-//   - The incumbent is told to drain only after the successor is ready.
+//   - The incumbent is told to drain only after the successor is ready,
+//     and with a probation only once the successor has lived through it.
 //   - Shared sockets stay non-blocking: descriptors are reached through
 //     SyscallConn, never through (*os.File).Fd, which would switch the
 //     shared open file description to blocking mode for every process
@@ -195,8 +244,9 @@
 //     it). The successor checks its directory in New, before it can
 //     accept a connection, and prepares it before it says ready — an
 //     unwritable directory fails the successor, not the service — and
-//     renames it in once the incumbent has acknowledged: the file always
-//     names a live, ready generation.
+//     renames it in once the incumbent has acknowledged (on probation,
+//     once told it passed): the file always names a live, ready
+//     generation.
 //   - A failed successor is killed and reaped; a successful one is reaped
 //     by the incumbent if it ever exits while the incumbent still runs.
 //
@@ -216,9 +266,9 @@
 // Upgrader sends READY=1 on the first Ready and, on each upgrade,
 // RELOADING=1, then — once the successor is ready and before the incumbent
 // drains — MAINPID=<successor> with READY=1 and a barrier, so systemd
-// follows the new main process before the old one can exit; after a
-// failed upgrade, READY=1 again with a STATUS= that says why; STOPPING=1 on
-// the final stop. The successor is started with CLONE_PARENT, as a child
+// follows the new main process before the old one can exit (with a
+// probation, once it passed); after a failed upgrade, READY=1 again with
+// a STATUS= that says why; STOPPING=1 on the final stop. The successor is started with CLONE_PARENT, as a child
 // of systemd: systemd 252 stops a main process it did not fork with
 // SIGTERM and SIGKILL back to back, but drains its own children
 // gracefully. So Type=notify (or Type=notify-reload, systemd 253 and

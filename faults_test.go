@@ -1283,6 +1283,209 @@ func (r *rig) hupStorm(n int, d time.Duration) error {
 	return nil
 }
 
+// probationFails is a fault step for a successor that dies on probation:
+// an upgrade by SIGHUP whose successor says ready (and serves) and then
+// dies, so that Upgrade fails with an error containing every one of want.
+// i is the injection: the i-th successor to say ready.
+func (r *rig) probationFails(ctx context.Context, i int, want ...string) error {
+	failPrefix := fmt.Sprintf("upgrade-failed gen=%d ", r.gen)
+	readyPrefix := fmt.Sprintf("ready gen=%d ", r.gen+1)
+	before := len(r.lines(failPrefix))
+	if err := r.signal(r.pid, unix.SIGHUP); err != nil {
+		return err
+	}
+	var line string
+	waitFor(60*time.Second, func() bool {
+		if l := r.lines(failPrefix); len(l) > before {
+			line = l[before]
+			return true
+		}
+		return ctx.Err() != nil
+	})
+	if line == "" {
+		return fmt.Errorf("SIGHUP to generation %d (pid %d): no %q line within 60s", r.gen, r.pid, failPrefix)
+	}
+	_, q, _ := strings.Cut(line, " err=")
+	text, err := strconv.Unquote(q)
+	if err != nil {
+		text = q
+	}
+	if m := errorPID.FindStringSubmatch(text); m != nil {
+		pid, _ := strconv.Atoi(m[1])
+		r.mu.Lock()
+		r.failed = append(r.failed, pid)
+		r.mu.Unlock()
+	}
+	r.note("%s", text)
+	if n := len(r.lines(readyPrefix)); n != i {
+		return fmt.Errorf("%d successors said %q after %d injections; want each to have been ready (and served) before it died", n, readyPrefix, i)
+	}
+	for _, w := range want {
+		if !strings.Contains(text, w) {
+			return fmt.Errorf("upgrade error %q does not contain %q", text, w)
+		}
+	}
+	return nil
+}
+
+// goroutines is what GET /goroutines says of the serving generation.
+func (r *rig) goroutines() (int, error) {
+	body, err := r.get("/goroutines")
+	if err != nil {
+		return 0, err
+	}
+	return strconv.Atoi(proctest.Field(body, "goroutines"))
+}
+
+// failureCounts sums rep's failures over its modes, for the log.
+func failureCounts(rep *loadgen.Report) loadgen.Failures {
+	var f loadgen.Failures
+	for _, m := range rep.Modes {
+		f.Refused += m.Failures.Refused
+		f.Reset += m.Failures.Reset
+		f.EOF += m.Failures.EOF
+		f.Timeout += m.Failures.Timeout
+		f.Non200 += m.Failures.Non200
+		f.Other += m.Failures.Other
+	}
+	return f
+}
+
+// The successor dies after it was ready — it exits, or is SIGKILLed, 100
+// or 500 ms after its Ready returned — with Options.Probation on (2 s)
+// and off, under the same load. On: the incumbent never stopped
+// accepting, so no connection is refused and the service is never down;
+// the upgrade fails with an error that names the death, and the
+// incumbent serves on, with nothing leaked. Off: the incumbent drained as
+// soon as the successor was ready, and once both are gone nobody holds
+// the socket (the "successor exits right after Ready" case of
+// TestFaultSelfUpgrade): refused connections. The figures of each are
+// logged side by side at the end.
+func TestFaultProbation(t *testing.T) {
+	const probation = 2 * time.Second
+	// afterDeath is how long the load runs on once the successor's death
+	// was seen, in both variants, so that their figures cover the same
+	// span: the outage without probation is as long as the load.
+	const afterDeath = time.Second
+	var mu sync.Mutex
+	var summary []string
+	t.Cleanup(func() {
+		slices.Sort(summary)
+		for _, l := range summary {
+			t.Log(l)
+		}
+	})
+	for _, fail := range []failure{failExitAfter, failKillAfter} {
+		for _, after := range []time.Duration{100 * time.Millisecond, 500 * time.Millisecond} {
+			how, cause := "exit", exitStatus(11)
+			if fail == failKillAfter {
+				how, cause = "kill", "signal: killed"
+			}
+			for _, on := range []bool{true, false} {
+				cfg := serverConfig{FailGen: 2, Fail: fail, FailAfter: after}
+				name := fmt.Sprintf("probation=off %s@%v", how, after)
+				if on {
+					cfg.Probation = probation
+					name = fmt.Sprintf("probation=on %s@%v", how, after)
+				}
+				record := func(rep *loadgen.Report) {
+					f := failureCounts(rep)
+					mu.Lock()
+					defer mu.Unlock()
+					summary = append(summary, fmt.Sprintf("%s: refused %d, failed %d (reset %d, eof %d, timeout %d, other %d), requests %d",
+						name, f.Refused, rep.FailedRequests, f.Reset, f.EOF, f.Timeout, f.Other+f.Non200, rep.Requests))
+				}
+				tc := faultCase{name: name, cfg: cfg, slow: -1}
+				if on {
+					var base int
+					tc.injections = 2
+					tc.setup = func(t *testing.T, r *rig) {
+						var err error
+						if base, err = r.goroutines(); err != nil {
+							t.Fatalf("GET /goroutines: %v", err)
+						}
+					}
+					tc.fault = func(ctx context.Context, r *rig, i int) error {
+						err := r.probationFails(ctx, i, "failed on probation", "after ready, within its probation of 2s", cause)
+						time.Sleep(afterDeath)
+						return err
+					}
+					tc.failures = func(r *rig, rep *loadgen.Report) []string {
+						record(rep)
+						// Never a refusal: the incumbent holds the socket
+						// and accepts all along. What may fail is what
+						// the successor had accepted when it died: the
+						// request in flight on a connection it served,
+						// or the next one sent on a keep-alive
+						// connection it had accepted (closed by the
+						// kernel: EOF or reset). Each client has one
+						// connection and one request at a time, so at
+						// most one per client and death: 32 per
+						// injection.
+						p := onlyFailures(rep, "reset", "eof")
+						if limit := int64(32 * tc.injections); rep.FailedRequests > limit {
+							p = append(p, fmt.Sprintf("%d requests failed; want at most one per client and death (%d)", rep.FailedRequests, limit))
+						}
+						return p
+					}
+					tc.after = func(t *testing.T, r *rig) {
+						// No goroutine left behind by the failed
+						// probations (a count that only the process
+						// knows, so it is asked until the clients'
+						// connections have closed).
+						var got int
+						waitFor(10*time.Second, func() bool {
+							got, _ = r.goroutines()
+							return got == base
+						})
+						if got != base {
+							t.Errorf("the incumbent runs %d goroutines after the failed probations; %d before", got, base)
+						}
+						if out := r.proc.Output(); strings.Contains(out, "draining gen=1 ") {
+							t.Errorf("the incumbent drained although every successor died on probation:\n%s", out)
+						}
+					}
+				} else {
+					tc.injections = 1
+					tc.gone = true
+					tc.fault = func(ctx context.Context, r *rig, i int) error {
+						upgraded, text, err := r.hupUpgrade(ctx)
+						if err != nil {
+							return err
+						}
+						if !upgraded {
+							return fmt.Errorf("upgrade failed (%s); want it to succeed, the successor dying only later", text)
+						}
+						if _, err := r.proc.WaitLine("exit gen=1 ", 30*time.Second); err != nil {
+							return fmt.Errorf("the incumbent did not drain and exit: %v", err)
+						}
+						// The incumbent may be gone before its successor
+						// dies: wait for the death itself (reaped by the
+						// test, a subreaper; /proc is all there is to
+						// look at).
+						successor := r.pid
+						if !waitFor(30*time.Second, func() bool { st := proctest.State(successor); return st == "" || st == "Z" }) {
+							return fmt.Errorf("the successor %d did not die", successor)
+						}
+						time.Sleep(afterDeath)
+						return nil
+					}
+					tc.failures = func(r *rig, rep *loadgen.Report) []string {
+						record(rep)
+						// As in TestFaultSelfUpgrade's "successor exits
+						// right after Ready": nobody holds the socket.
+						return onlyFailures(rep, "refused", "reset", "eof")
+					}
+				}
+				t.Run(name, func(t *testing.T) {
+					t.Parallel()
+					runFault(t, tc)
+				})
+			}
+		}
+	}
+}
+
 // A first generation that cannot have what Ready will need refuses to
 // start, before it serves anything, with an error that names the cause;
 // what is in the way is left as it was.

@@ -144,7 +144,7 @@ func TestUpgradeOneDescriptorPerSocket(t *testing.T) {
 		"FDS_OUT=" + out,
 		"FDS_LISTEN=" + strconv.Itoa(nListen),
 		"FDS_NAMED=" + strconv.Itoa(nNamed),
-	}}))
+	}}), 0)
 	if err != nil {
 		t.Fatalf("upgrade to the fds-successor helper: %v", err)
 	}

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 	"unicode/utf8"
 )
 
@@ -24,7 +25,8 @@ import (
 //	incumbent → successor   fds[...] × ceil(fds/maxFdsPerFrame), each with SCM_RIGHTS
 //	incumbent → successor   state{blobs}
 //	successor → incumbent   ready{pid}        or abort{reason}
-//	incumbent → successor   ack{}             the incumbent has committed and drains
+//	incumbent → successor   ack{probation}    the successor serves; 0: the incumbent drains
+//	incumbent → successor   passed{}          after a probation: the incumbent drains now
 //	successor → incumbent   serving{}         the PID file and control socket name it now
 //	incumbent → successor   conn{id, name, state} × any, each with one descriptor
 //	successor → incumbent   connAck{id}       or connRefuse{id, reason}, for each
@@ -40,16 +42,24 @@ import (
 
 const (
 	// protocolVersion 2 added the state frame to the handoff and the
-	// generation link after the ack (conn, connAck, connRefuse). A peer
-	// of version 1 is refused at the hello, by either end: it would
-	// neither send nor expect the state frame.
-	protocolVersion = 2
+	// generation link after the ack (conn, connAck, connRefuse); 3 gave
+	// the ack a body, the probation, and added the passed frame. A peer
+	// of another version is refused at the hello, by either end: a
+	// version 2 successor would refuse the ack's body and, taking the
+	// ack as the incumbent's commitment, name itself while on probation.
+	protocolVersion = 3
 
 	frameHello = 'H'
 	frameFds   = 'F'
 	frameReady = 'R'
 	frameAbort = 'X'
 	frameAck   = 'A'
+
+	// framePassed ends a probation (an ack whose probation is not 0):
+	// the successor's probation passed, the incumbent drains, and the
+	// successor now names itself (PID file, control socket, service
+	// managers). Sent at most once, and before any conn frame.
+	framePassed = 'P'
 
 	// frameServing follows the ack: the successor's PID file and control
 	// socket are in place. An incumbent that re-executes in place waits
@@ -105,8 +115,13 @@ const (
 	// Body sizes of the fixed-layout frames.
 	helloLen   = 2 + 4 + 4 + 4 // version u16, generation u32, pid u32, fds u32
 	readyLen   = 4             // pid u32
+	ackLen     = 4             // probation u32, in milliseconds
 	connAckLen = 4             // id u32
 )
+
+// MaxProbation is the longest Options.Probation: the ack carries it in
+// milliseconds, in 32 bits (some 49 days).
+const MaxProbation = math.MaxUint32 * time.Millisecond
 
 // fdKind says what an inherited descriptor is, so the successor can rebuild
 // the right Go value around it. On the wire it is one byte: see code.
@@ -215,7 +230,7 @@ func parseHeader(h []byte) (typ byte, n int, err error) {
 	}
 	typ = h[0]
 	switch typ {
-	case frameHello, frameFds, frameReady, frameAbort, frameAck, frameServing, frameTakeover,
+	case frameHello, frameFds, frameReady, frameAbort, frameAck, framePassed, frameServing, frameTakeover,
 		frameState, frameConn, frameConnAck, frameConnRefuse:
 	default:
 		return 0, 0, protoErrorf("unknown frame type %q", typ)
@@ -515,8 +530,27 @@ func reasonText(s string) string {
 	return truncate(strings.ToValidUTF8(s, "\uFFFD"), maxReasonLen)
 }
 
-// parseAck checks the body of an ack frame, which is empty.
-func parseAck(body []byte) error { return parseEmpty(frameAck, body) }
+// encodeAck returns the body of an ack frame: the successor's probation
+// u32, in milliseconds, rounded up so that a probation is never sent as
+// none; 0 for none.
+func encodeAck(probation time.Duration) ([]byte, error) {
+	if probation < 0 || probation > MaxProbation {
+		return nil, protoErrorf("probation %v out of range (0 to %v)", probation, MaxProbation)
+	}
+	ms := (probation + time.Millisecond - 1) / time.Millisecond
+	return binary.BigEndian.AppendUint32(make([]byte, 0, ackLen), uint32(ms)), nil
+}
+
+// parseAck returns the probation an ack frame announces, 0 for none.
+func parseAck(body []byte) (time.Duration, error) {
+	if len(body) != ackLen {
+		return 0, bodyLenError(frameAck, len(body), ackLen)
+	}
+	return time.Duration(binary.BigEndian.Uint32(body)) * time.Millisecond, nil
+}
+
+// parsePassed checks the body of a passed frame, which is empty.
+func parsePassed(body []byte) error { return parseEmpty(framePassed, body) }
 
 // parseServing checks the body of a serving frame, which is empty.
 func parseServing(body []byte) error { return parseEmpty(frameServing, body) }

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 	"testing/iotest"
+	"time"
 	"unicode/utf8"
 )
 
@@ -71,7 +72,8 @@ func TestParseHeader(t *testing.T) {
 		{"fds", header('F', 7), 'F', 7, ""},
 		{"ready", header('R', 0), 'R', 0, ""},
 		{"abort", header('X', 1), 'X', 1, ""},
-		{"ack", header('A', 2), 'A', 2, ""},
+		{"ack", header('A', 4), 'A', 4, ""},
+		{"passed", header('P', 0), 'P', 0, ""},
 		{"body at the limit", header('F', maxFrameBody), 'F', maxFrameBody, ""},
 		{"body over the limit", header('F', maxFrameBody+1), 0, 0, "proto:F frame of 1048577 bytes exceeds the limit of 1048576"},
 		{"body of 4 GiB", header('H', 1<<32-1), 0, 0, "proto:H frame of 4294967295 bytes exceeds the limit"},
@@ -132,7 +134,8 @@ func fdsFrame(t testing.TB, metas []fdMeta) []byte {
 
 func ackFrame(t testing.TB) []byte {
 	t.Helper()
-	return mustFrame(t, frameAck, nil, nil)
+	body, err := encodeAck(0)
+	return mustFrame(t, frameAck, body, err)
 }
 
 func mustFrame(t testing.TB, typ byte, body []byte, err error) []byte {
@@ -149,7 +152,7 @@ func mustFrame(t testing.TB, typ byte, body []byte, err error) []byte {
 
 func TestReadFrame(t *testing.T) {
 	t.Parallel()
-	hello := frame('H', helloBody(2, 2, 10, 1))
+	hello := frame('H', helloBody(3, 2, 10, 1))
 	fds := frame('F', fdsBody(1, metaBody(codeFile, "f", "", "", "")))
 	type want struct {
 		typ  byte
@@ -218,7 +221,7 @@ func TestReadFrame(t *testing.T) {
 // stream socket may, and pass the reader's own errors on.
 func TestReadFrameReaders(t *testing.T) {
 	t.Parallel()
-	hello := helloBody(2, 2, 3, 0)
+	hello := helloBody(3, 2, 3, 0)
 	stream := append(frame('H', hello), frame('A', "")...)
 	r := iotest.OneByteReader(bytes.NewReader(stream))
 	for _, want := range []string{hello, ""} {
@@ -271,7 +274,7 @@ func TestEncode(t *testing.T) {
 	}
 
 	body, err := encodeHello(hello)
-	if got, err := parseHello(roundTrip(frameHello, body, err, helloBody(2, 3, 1234, 130))); err != nil || got != hello {
+	if got, err := parseHello(roundTrip(frameHello, body, err, helloBody(3, 3, 1234, 130))); err != nil || got != hello {
 		t.Errorf("hello round trip: %+v, %v; want %+v", got, err, hello)
 	}
 	body, err = encodeFds(metas)
@@ -290,8 +293,25 @@ func TestEncode(t *testing.T) {
 	if got := parseAbort(roundTrip(frameAbort, encodeAbort(abort), nil, abort.Reason)); got != abort {
 		t.Errorf("abort round trip: %+v; want %+v", got, abort)
 	}
-	if err := parseAck(roundTrip(frameAck, nil, nil, "")); err != nil {
-		t.Errorf("ack round trip: %v", err)
+	for _, p := range []struct {
+		d    time.Duration
+		wire string
+		back time.Duration
+	}{
+		{0, u32(0), 0},
+		{2 * time.Second, u32(2000), 2 * time.Second},
+		// Rounded up, so that a probation is never sent as none.
+		{time.Nanosecond, u32(1), time.Millisecond},
+		{1500 * time.Microsecond, u32(2), 2 * time.Millisecond},
+		{MaxProbation, u32(math.MaxUint32), MaxProbation},
+	} {
+		body, err := encodeAck(p.d)
+		if got, err := parseAck(roundTrip(frameAck, body, err, p.wire)); err != nil || got != p.back {
+			t.Errorf("ack of probation %v round trip: %v, %v; want %v", p.d, got, err, p.back)
+		}
+	}
+	if err := parsePassed(roundTrip(framePassed, nil, nil, "")); err != nil {
+		t.Errorf("passed round trip: %v", err)
 	}
 	if err := parseServing(roundTrip(frameServing, nil, nil, "")); err != nil {
 		t.Errorf("serving round trip: %v", err)
@@ -310,7 +330,7 @@ func TestEncode(t *testing.T) {
 	} else if got, err := parseFds(body, 1); err != nil || !reflect.DeepEqual(got, big) {
 		t.Errorf("parseFds(encodeFds(descriptors at every limit)) = %v; want them back", err)
 	}
-	limits := helloMsg{Version: 2, Generation: math.MaxInt32, PID: math.MaxInt32, Fds: maxFds}
+	limits := helloMsg{Version: 3, Generation: math.MaxInt32, PID: math.MaxInt32, Fds: maxFds}
 	if body, err := encodeHello(limits); err != nil {
 		t.Errorf("encodeHello(%+v): %v", limits, err)
 	} else if got, err := parseHello(body); err != nil || got != limits {
@@ -349,16 +369,17 @@ func TestEncodeRefuses(t *testing.T) {
 		err  error
 		want string
 	}{
-		{"hello version 1", hello(1, 1, 1, 0), "proto:incumbent speaks version 1, this binary speaks 2"},
-		{"hello version 3", hello(3, 1, 1, 0), "proto:incumbent speaks version 3, this binary speaks 2"},
+		{"hello version 1", hello(1, 1, 1, 0), "proto:incumbent speaks version 1, this binary speaks 3"},
+		{"hello version 2", hello(2, 1, 1, 0), "proto:incumbent speaks version 2, this binary speaks 3"},
+		{"hello version 4", hello(4, 1, 1, 0), "proto:incumbent speaks version 4, this binary speaks 3"},
 		{"hello version 65537", hello(1<<16+1, 1, 1, 0), "proto:incumbent speaks version 65537"},
-		{"hello generation 0", hello(2, 0, 1, 0), "proto:bad generation 0"},
-		{"hello generation over 31 bits", hello(2, 1<<31, 1, 0), "proto:bad generation 2147483648"},
-		{"hello generation over 32 bits", hello(2, 1<<32+1, 1, 0), "proto:bad generation 4294967297"},
-		{"hello pid 0", hello(2, 1, 0, 0), "proto:bad incumbent pid 0"},
-		{"hello pid -1", hello(2, 1, -1, 0), "proto:bad incumbent pid -1"},
-		{"hello fds -1", hello(2, 1, 1, -1), "proto:bad descriptor count -1"},
-		{"hello fds over the limit", hello(2, 1, 1, maxFds+1), "proto:bad descriptor count 1048577"},
+		{"hello generation 0", hello(3, 0, 1, 0), "proto:bad generation 0"},
+		{"hello generation over 31 bits", hello(3, 1<<31, 1, 0), "proto:bad generation 2147483648"},
+		{"hello generation over 32 bits", hello(3, 1<<32+1, 1, 0), "proto:bad generation 4294967297"},
+		{"hello pid 0", hello(3, 1, 0, 0), "proto:bad incumbent pid 0"},
+		{"hello pid -1", hello(3, 1, -1, 0), "proto:bad incumbent pid -1"},
+		{"hello fds -1", hello(3, 1, 1, -1), "proto:bad descriptor count -1"},
+		{"hello fds over the limit", hello(3, 1, 1, maxFds+1), "proto:bad descriptor count 1048577"},
 		{"no descriptors", fds(), "proto:fds frame with 0 descriptors (want 1 to 128)"},
 		{"too many descriptors", fds(slices.Repeat([]fdMeta{{Kind: kindListener, Network: "tcp"}}, maxFdsPerFrame+1)...), "proto:fds frame with 129 descriptors"},
 		{"kind without a code", fds(fdMeta{Name: "x", Kind: "pipe"}), `proto:descriptor 0: unknown kind "pipe"`},
@@ -378,41 +399,43 @@ func TestEncodeRefuses(t *testing.T) {
 
 func TestParseHello(t *testing.T) {
 	t.Parallel()
-	valid := helloBody(2, 2, 100, 3)
+	valid := helloBody(3, 2, 100, 3)
 	cases := []struct {
 		name string
 		body string
 		want helloMsg
 		err  string
 	}{
-		{"valid", valid, helloMsg{2, 2, 100, 3}, ""},
-		{"smallest", helloBody(2, 1, 1, 0), helloMsg{2, 1, 1, 0}, ""},
-		{"largest", helloBody(2, math.MaxInt32, math.MaxInt32, maxFds), helloMsg{2, math.MaxInt32, math.MaxInt32, maxFds}, ""},
+		{"valid", valid, helloMsg{3, 2, 100, 3}, ""},
+		{"smallest", helloBody(3, 1, 1, 0), helloMsg{3, 1, 1, 0}, ""},
+		{"largest", helloBody(3, math.MaxInt32, math.MaxInt32, maxFds), helloMsg{3, math.MaxInt32, math.MaxInt32, maxFds}, ""},
 
-		{"version 99", helloBody(99, 2, 100, 3), helloMsg{}, "proto:incumbent speaks version 99, this binary speaks 2"},
+		{"version 99", helloBody(99, 2, 100, 3), helloMsg{}, "proto:incumbent speaks version 99, this binary speaks 3"},
 		{"version 0", helloBody(0, 2, 100, 3), helloMsg{}, "proto:incumbent speaks version 0"},
 		// The version is judged before the length: a later incumbent's
 		// hello may be longer or shorter, and must be reported as such.
-		{"version 3, longer", helloBody(3, 2, 100, 3) + "more", helloMsg{}, "proto:incumbent speaks version 3, this binary speaks 2"},
-		{"version 3, shorter", u16(3) + u32(2), helloMsg{}, "proto:incumbent speaks version 3"},
-		// A version 1 incumbent (before the generation link) is told
-		// apart clearly, by both versions.
-		{"version 1", u16(1) + u32(2) + u32(100) + u32(3), helloMsg{}, "proto:incumbent speaks version 1, this binary speaks 2"},
+		{"version 4, longer", helloBody(4, 2, 100, 3) + "more", helloMsg{}, "proto:incumbent speaks version 4, this binary speaks 3"},
+		{"version 4, shorter", u16(4) + u32(2), helloMsg{}, "proto:incumbent speaks version 4"},
+		// A version 1 incumbent (before the generation link) or 2
+		// (before probation: its ack is empty) is told apart clearly,
+		// by both versions.
+		{"version 2", helloBody(2, 2, 100, 3), helloMsg{}, "proto:incumbent speaks version 2, this binary speaks 3"},
+		{"version 1", u16(1) + u32(2) + u32(100) + u32(3), helloMsg{}, "proto:incumbent speaks version 1, this binary speaks 3"},
 		// An incumbent from before the binary encoding sends JSON: '{"'.
-		{"JSON", `{"version":1,"generation":2,"pid":100,"fds":3}`, helloMsg{}, "proto:incumbent speaks version 31522, this binary speaks 2"},
+		{"JSON", `{"version":1,"generation":2,"pid":100,"fds":3}`, helloMsg{}, "proto:incumbent speaks version 31522, this binary speaks 3"},
 
-		{"generation 0", helloBody(2, 0, 100, 3), helloMsg{}, "proto:bad generation 0"},
-		{"generation over 31 bits", helloBody(2, 1<<31, 100, 3), helloMsg{}, "proto:bad generation 2147483648"},
-		{"generation all ones", helloBody(2, 1<<32-1, 100, 3), helloMsg{}, "proto:bad generation 4294967295"},
-		{"pid 0", helloBody(2, 2, 0, 3), helloMsg{}, "proto:bad incumbent pid 0"},
-		{"pid over 31 bits", helloBody(2, 2, 1<<31, 3), helloMsg{}, "proto:bad incumbent pid 2147483648"},
-		{"pid all ones", helloBody(2, 2, 1<<32-1, 3), helloMsg{}, "proto:bad incumbent pid 4294967295"},
-		{"fds over the limit", helloBody(2, 2, 100, maxFds+1), helloMsg{}, "proto:bad descriptor count 1048577"},
-		{"fds all ones", helloBody(2, 2, 100, 1<<32-1), helloMsg{}, "proto:bad descriptor count 4294967295"},
+		{"generation 0", helloBody(3, 0, 100, 3), helloMsg{}, "proto:bad generation 0"},
+		{"generation over 31 bits", helloBody(3, 1<<31, 100, 3), helloMsg{}, "proto:bad generation 2147483648"},
+		{"generation all ones", helloBody(3, 1<<32-1, 100, 3), helloMsg{}, "proto:bad generation 4294967295"},
+		{"pid 0", helloBody(3, 2, 0, 3), helloMsg{}, "proto:bad incumbent pid 0"},
+		{"pid over 31 bits", helloBody(3, 2, 1<<31, 3), helloMsg{}, "proto:bad incumbent pid 2147483648"},
+		{"pid all ones", helloBody(3, 2, 1<<32-1, 3), helloMsg{}, "proto:bad incumbent pid 4294967295"},
+		{"fds over the limit", helloBody(3, 2, 100, maxFds+1), helloMsg{}, "proto:bad descriptor count 1048577"},
+		{"fds all ones", helloBody(3, 2, 100, 1<<32-1), helloMsg{}, "proto:bad descriptor count 4294967295"},
 
 		{"empty", "", helloMsg{}, "proto:H frame of 0 bytes, want 14"},
 		{"one byte", "\x00", helloMsg{}, "proto:H frame of 1 bytes, want 14"},
-		{"version only", u16(2), helloMsg{}, "proto:H frame of 2 bytes, want 14"},
+		{"version only", u16(3), helloMsg{}, "proto:H frame of 2 bytes, want 14"},
 		{"last byte missing", valid[:13], helloMsg{}, "proto:H frame of 13 bytes, want 14"},
 		{"trailing byte", valid + "\x00", helloMsg{}, "proto:H frame of 15 bytes, want 14"},
 		{"two hellos", valid + valid, helloMsg{}, "proto:H frame of 28 bytes, want 14"},
@@ -623,9 +646,33 @@ func tail(s string) string { return s[max(0, len(s)-8):] }
 
 func TestParseAck(t *testing.T) {
 	t.Parallel()
-	checkErr(t, `parseAck("")`, parseAck(nil), "")
-	checkErr(t, `parseAck("{}")`, parseAck([]byte("{}")), "proto:A frame of 2 bytes, want 0")
-	checkErr(t, `parseAck("\x00")`, parseAck([]byte{0}), "proto:A frame of 1 bytes, want 0")
+	for _, tc := range []struct {
+		body string
+		want time.Duration
+		err  string
+	}{
+		{u32(0), 0, ""},
+		{u32(100), 100 * time.Millisecond, ""},
+		{u32(math.MaxUint32), MaxProbation, ""},
+		// A version 2 ack, empty, is refused: that incumbent was
+		// refused at the hello already.
+		{"", 0, "proto:A frame of 0 bytes, want 4"},
+		{"{}", 0, "proto:A frame of 2 bytes, want 4"},
+		{"\x00", 0, "proto:A frame of 1 bytes, want 4"},
+		{u32(1) + "\x00", 0, "proto:A frame of 5 bytes, want 4"},
+	} {
+		got, err := parseAck([]byte(tc.body))
+		checkErr(t, fmt.Sprintf("parseAck(%q)", tc.body), err, tc.err)
+		if got != tc.want {
+			t.Errorf("parseAck(%q) = %v; want %v", tc.body, got, tc.want)
+		}
+	}
+	checkErr(t, `parsePassed("")`, parsePassed(nil), "")
+	checkErr(t, `parsePassed("\x00")`, parsePassed([]byte{0}), "proto:P frame of 1 bytes, want 0")
+	for _, d := range []time.Duration{-1, MaxProbation + time.Millisecond} {
+		_, err := encodeAck(d)
+		checkErr(t, fmt.Sprintf("encodeAck(%v)", d), err, "proto:probation")
+	}
 }
 
 // Kind codes are part of the protocol: they must not change.
@@ -813,7 +860,17 @@ func checkFrame(t *testing.T, raw []byte, typ byte, body []byte) {
 			// Cut or mended: it must stay so.
 			t.Fatalf("abort reason %.80q changed through encodeAbort to %.80q", m.Reason, again.Reason)
 		}
-	case frameAck, frameServing:
+	case frameAck:
+		d, err := parseAck(body)
+		if err != nil {
+			return
+		}
+		if d < 0 || d > MaxProbation || d%time.Millisecond != 0 {
+			t.Fatalf("parseAck(%q) accepted a probation of %v", body, d)
+		}
+		enc, err := encodeAck(d)
+		sameFrame(t, raw, typ, enc, err, d)
+	case framePassed, frameServing:
 		if parseEmpty(typ, body) != nil {
 			return
 		}

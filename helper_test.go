@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -46,6 +47,9 @@ const (
 	failHang       failure = "hang"        // block forever before Ready
 	failSIGSTOP    failure = "sigstop"     // stop itself with SIGSTOP before Ready
 	failReadyExit  failure = "ready-exit"  // exit 9 right after Ready
+	// exit 11, or SIGKILL itself, FailAfter after Ready returned
+	failExitAfter failure = "exit-after-ready"
+	failKillAfter failure = "kill-after-ready"
 )
 
 // serverConfig configures the test server (serverMain). The zero value
@@ -60,12 +64,16 @@ type serverConfig struct {
 	Executable     string        // Options.Executable
 	Control        string        // Options.Control
 	FDStore        bool          // Options.FDStore
+	Probation      time.Duration // Options.Probation
 
 	// Fail, if set, is how generation FailGen fails. With FailOnce it
 	// fails only if the file Dir/fail-once exists, which it removes.
 	Fail     failure
 	FailGen  int
 	FailOnce bool
+	// FailAfter is how long after Ready failExitAfter and failKillAfter
+	// strike, and set only with them.
+	FailAfter time.Duration
 
 	// ReadyDelay is how long generation ReadyDelayGen sleeps before Ready.
 	ReadyDelay    time.Duration
@@ -145,8 +153,10 @@ func readServerConfig() (serverConfig, error) {
 	switch {
 	case cfg.Dir == "":
 		return cfg, fmt.Errorf("%s: no Dir", serverEnv)
-	case !slices.Contains([]failure{"", failExit, failExitListen, failStop, failHang, failSIGSTOP, failReadyExit}, cfg.Fail):
+	case !slices.Contains([]failure{"", failExit, failExitListen, failStop, failHang, failSIGSTOP, failReadyExit, failExitAfter, failKillAfter}, cfg.Fail):
 		return cfg, fmt.Errorf("%s: unknown Fail %q", serverEnv, cfg.Fail)
+	case (cfg.FailAfter > 0) != (cfg.Fail == failExitAfter || cfg.Fail == failKillAfter):
+		return cfg, fmt.Errorf("%s: FailAfter %v with Fail %q: want it with %q or %q only", serverEnv, cfg.FailAfter, cfg.Fail, failExitAfter, failKillAfter)
 	case (cfg.Fail != "") != (cfg.FailGen > 0), cfg.FailOnce && cfg.Fail == "":
 		return cfg, fmt.Errorf("%s: Fail %q for generation %d (FailOnce %t): want both or neither", serverEnv, cfg.Fail, cfg.FailGen, cfg.FailOnce)
 	case (cfg.ReadyDelay > 0) != (cfg.ReadyDelayGen > 0):
@@ -166,11 +176,12 @@ func readServerConfig() (serverConfig, error) {
 //
 // It serves HTTP on a TCP and a unix listener: GET / answers
 // "pid=… gen=… fds=… data=… handoff=…", ?delay= sleeps first, POST /upgrade
-// upgrades and answers "ok" or the error. UDP on the same port echoes
+// upgrades and answers "ok" or the error, GET /goroutines answers
+// "goroutines=N". UDP on the same port echoes
 // "pid=…". SIGHUP upgrades, SIGTERM stops. It prints lines the test waits
 // for: "new gen=G pid=P" (New returned: a successor holds the sockets),
 // "ready gen=G pid=P tcp=ADDR udp=ADDR", "upgrade-failed …",
-// "parent-gone gen=G", "exit gen=G".
+// "parent-gone gen=G", "draining gen=G pid=P" (Exit closed), "exit gen=G".
 func serverMain() {
 	cfg, err := readServerConfig()
 	if err != nil {
@@ -184,6 +195,7 @@ func serverMain() {
 		Executable:     cfg.Executable,
 		Control:        cfg.Control,
 		FDStore:        cfg.FDStore,
+		Probation:      cfg.Probation,
 		Logger:         slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 	})
 	if err != nil {
@@ -298,6 +310,9 @@ func serverMain() {
 		}
 		fmt.Fprintln(w, "ok")
 	})
+	mux.HandleFunc("GET /goroutines", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "goroutines=%d\n", runtime.NumGoroutine())
+	})
 	mux.HandleFunc("GET /env", func(w http.ResponseWriter, r *http.Request) {
 		// What a grandchild started by this generation sees.
 		out, _ := exec.Command("env").Output()
@@ -331,6 +346,15 @@ func serverMain() {
 	if fail == failReadyExit {
 		os.Exit(9)
 	}
+	if fail == failExitAfter || fail == failKillAfter {
+		time.AfterFunc(cfg.FailAfter, func() {
+			if fail == failKillAfter {
+				// As an operator's kill -9 would: no exit path runs.
+				syscall.Kill(os.Getpid(), syscall.SIGKILL)
+			}
+			os.Exit(11)
+		})
+	}
 	go func() {
 		upg.WaitForParent(context.Background())
 		if upg.HasParent() {
@@ -351,6 +375,7 @@ func serverMain() {
 	}()
 
 	<-upg.Exit()
+	fmt.Printf("draining gen=%d pid=%d\n", gen, os.Getpid())
 	udp.Close() // the successor reads it now
 	if echo != nil && cfg.MoveOnExit {
 		echo.moveAll()

@@ -79,13 +79,16 @@ func (u *Upgrader) supervisorWantsUp() bool {
 // stop, which would cancel the handover in flight and leave nobody
 // serving. A request that comes before Ready (the supervisor's signal
 // reached a new instance while it was taking over) is carried out once
-// this generation is ready, and returns nil now: stopping a successor
+// this generation is ready (and its probation, if any, passed), and
+// returns nil now: stopping a successor
 // while its predecessor is committing to it would leave nobody serving.
 // An error means no interim generation serves; the caller stops, and the
 // supervisor's next instance binds afresh.
 func (u *Upgrader) restartInterim() error {
 	u.mu.Lock()
-	ready, busy, over := u.isReady(), u.upgrading != nil, u.handedOver || u.stopped
+	// A successor on probation counts as not ready yet: its
+	// predecessor may still be the one that serves on.
+	ready, busy, over := u.isSettled(), u.upgrading != nil, u.handedOver || u.stopped
 	u.mu.Unlock()
 	switch {
 	case over:
@@ -105,7 +108,9 @@ func (u *Upgrader) restartInterim() error {
 		return nil
 	}
 	u.log.Info("restart: handing the sockets to an interim generation until the supervisor starts the next instance", "supervisor", string(u.ctl.dir))
-	err := u.handover(u.interimStarter())
+	// No probation for the interim generation: it runs the code that
+	// serves now, and the supervisor waits for this process to exit.
+	err := u.handover(u.interimStarter(), 0)
 	if errors.Is(err, ErrUpgradeInProgress) || errors.Is(err, ErrStopped) {
 		return nil // raced with another handover or a stop: joined it
 	}

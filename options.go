@@ -83,6 +83,36 @@ type Options struct {
 	// back. Ignored, with a warning, when systemd is not listening.
 	FDStore bool
 
+	// Probation is how long, after a successor is ready, this generation
+	// keeps serving beside it before it drains. Defaults to 0: none, the
+	// incumbent drains as soon as the successor is ready. At most
+	// MaxProbation.
+	//
+	// During the window both generations accept from the shared sockets.
+	// If the successor dies in it (exits, is killed, breaks the link),
+	// this generation simply serves on: no connection is refused, only
+	// those the successor had accepted die with it. Upgrade, which with a
+	// probation returns only once the window has passed or the successor
+	// failed, then returns a *ChildError matching ErrProbationFailed
+	// that says when and how it died; under systemd STATUS= says so and
+	// READY=1 is sent again. Nothing names the successor before its
+	// probation passed: the PID file, the control socket, systemd's
+	// MAINPID (so "systemctl reload" returns only then) and s6's
+	// readiness all still name this generation, so a failure needs
+	// nothing restored. The successor serves from its Ready on, names
+	// itself once told the window passed (or once this generation is
+	// gone), and refuses to upgrade meanwhile (ErrOnProbation).
+	//
+	// Stop during the window (SIGTERM) ends it early as passed: the
+	// successor takes over, unless it is already dead.
+	//
+	// The cost: for the window two generations serve, so two versions of
+	// the code answer, a request may reach either, and the service holds
+	// the memory of both. The handover to the interim generation of a
+	// supervised restart has no probation (it runs the code that serves
+	// now); the new instance that takes over from it has.
+	Probation time.Duration
+
 	// Logger receives one line per upgrade step that an operator would
 	// want to see. Defaults to nil: silent.
 	Logger *slog.Logger

@@ -19,8 +19,13 @@ type parent struct {
 	// generation is the one the incumbent gave this process.
 	generation int
 
-	ack  chan struct{} // closed when the incumbent has committed
+	ack  chan struct{} // closed when the incumbent has acknowledged ready
 	gone chan struct{} // closed when the incumbent has exited (EOF)
+	// probation is the window the ack announced (0: none, the
+	// incumbent has committed and drains); set before ack is closed.
+	probation time.Duration
+	// passed is closed when the incumbent says the probation passed.
+	passed chan struct{}
 
 	// state is the predecessor's named blobs (its state frame); never
 	// changed after adoption.
@@ -50,7 +55,7 @@ func adoptParent(fd, ppid int, timeout time.Duration, handed *handedSet) (*paren
 // socketpair, or the control socket of a running instance (see
 // takeOverFrom). Connections the incumbent hands over later go to handed.
 func adoptConn(conn *net.UnixConn, ppid int, timeout time.Duration, handed *handedSet) (*parent, []*entry, error) {
-	p := &parent{pid: ppid, conn: conn, ack: make(chan struct{}), gone: make(chan struct{}), handed: handed}
+	p := &parent{pid: ppid, conn: conn, ack: make(chan struct{}), gone: make(chan struct{}), passed: make(chan struct{}), handed: handed}
 	entries, err := p.receive(timeout)
 	if err != nil {
 		for _, e := range entries {
@@ -168,22 +173,37 @@ func (p *parent) watch() {
 		if err != nil {
 			return
 		}
-		acked := false
+		acked, onProbation := false, false
 		select {
 		case <-p.ack:
 			acked = true
+			select {
+			case <-p.passed:
+			default:
+				onProbation = p.probation > 0
+			}
 		default:
 		}
 		switch {
-		case !acked && typ == frameAck && len(fds) == 0 && parseAck(body) == nil:
+		case !acked && typ == frameAck && len(fds) == 0:
+			d, err := parseAck(body)
+			if err != nil {
+				return
+			}
+			p.probation = d
 			close(p.ack)
-		case acked && typ == frameConn:
+		case onProbation && typ == framePassed && len(fds) == 0 && parsePassed(body) == nil:
+			close(p.passed)
+		case acked && !onProbation && typ == frameConn:
 			if !p.takeConn(body, fds, truncated) {
 				return
 			}
 		default:
+			// A second ack, a passed without a probation or twice, a
+			// conn before the ack or during the probation (only a
+			// draining incumbent hands connections over), anything else.
 			closeFds(fds)
-			return // a second ack, a conn before it, anything else
+			return
 		}
 	}
 }
@@ -259,13 +279,46 @@ func (p *parent) abort(reason string) {
 	}
 }
 
+// onProbation reports whether the incumbent acknowledged ready with a
+// probation that has neither passed nor ended with the incumbent. Call
+// it once ready has returned.
+func (p *parent) onProbation() bool {
+	select {
+	case <-p.ack:
+	default:
+		return false // gone before the ack: nobody else serves
+	}
+	if p.probation == 0 {
+		return false
+	}
+	select {
+	case <-p.passed:
+		return false
+	case <-p.gone:
+		return false
+	default:
+		return true
+	}
+}
+
+// window is the probation the incumbent announced; 0 before the ack.
+func (p *parent) window() time.Duration {
+	select {
+	case <-p.ack:
+		return p.probation
+	default:
+		return 0
+	}
+}
+
 // errParentSilent reports an incumbent that neither acknowledged ready nor
 // exited in time: it may be stopped (SIGSTOP) or wedged.
 var errParentSilent = errors.New("predecessor neither acknowledged ready nor exited")
 
 // ready tells the incumbent this generation is ready and waits until it
-// has committed to draining. An incumbent that is gone counts as committed:
-// there is nobody else to serve.
+// has acknowledged: committed to draining, or put this generation on
+// probation (see onProbation). An incumbent that is gone counts as
+// committed: there is nobody else to serve.
 func (p *parent) ready(timeout time.Duration) error {
 	body, err := encodeReady(readyMsg{PID: os.Getpid()})
 	if err != nil {

@@ -16,7 +16,8 @@ import (
 // operator asked for the new binary, and this one was already starting.
 // The handler ends when Exit is closed; signals that arrive after that are
 // ignored, not fatal. Call it before Ready, so an early SIGHUP cannot kill
-// the process with the default action.
+// the process with the default action. A SIGHUP to a successor on
+// probation (Options.Probation) upgrades once the probation passed.
 //
 // With Options.Control, under daemontools, runit or s6, SIGTERM restarts
 // when the supervisor still wants the service up (svc -t, sv restart,
@@ -55,10 +56,13 @@ func (u *Upgrader) HandleSignals() {
 						u.ctl.execRequested = true
 						u.mu.Unlock()
 					}
+				case u.opts.Probation > 0:
+					// With a probation an upgrade lasts the window: run
+					// it aside, so that a SIGTERM meanwhile is heard (and
+					// ends the window early, see Options.Probation).
+					go u.hangUp()
 				default:
-					if errors.Is(u.Upgrade(), ErrNotReady) {
-						u.upgradeWhenReady()
-					}
+					u.hangUp()
 				}
 			case <-u.exitC:
 				// Keep the signals caught: a late SIGHUP or SIGTERM to a
@@ -71,15 +75,27 @@ func (u *Upgrader) HandleSignals() {
 	}()
 }
 
+// hangUp upgrades on SIGHUP, or once this generation is ready and off
+// probation if it is not yet.
+func (u *Upgrader) hangUp() {
+	switch err := u.Upgrade(); {
+	case errors.Is(err, ErrNotReady):
+		u.upgradeWhenReady("SIGHUP before ready: upgrading as soon as this generation is ready")
+	case errors.Is(err, ErrOnProbation):
+		u.upgradeWhenReady("SIGHUP during the probation: upgrading as soon as it passed")
+	}
+}
+
 // upgradeWhenReady carries out a SIGHUP that came before Ready once this
-// generation is ready. Further SIGHUPs meanwhile join it. It gives up if
+// generation is ready, and one that came during its probation once the
+// probation passed. Further SIGHUPs meanwhile join it. It gives up if
 // this generation stops first, or is not ready within UpgradeTimeout (its
 // predecessor, if any, kills it then).
-func (u *Upgrader) upgradeWhenReady() {
+func (u *Upgrader) upgradeWhenReady(why string) {
 	if !u.hupPending.CompareAndSwap(false, true) {
 		return
 	}
-	u.log.Warn("SIGHUP before ready: upgrading as soon as this generation is ready", "generation", u.gen)
+	u.log.Warn(why, "generation", u.gen)
 	go func() {
 		defer u.hupPending.Store(false)
 		u.whenReady("SIGHUP", func() { u.Upgrade() })

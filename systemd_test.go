@@ -243,3 +243,61 @@ func TestSocketActivation(t *testing.T) {
 	}
 	s.stop()
 }
+
+// With a probation, systemd hears of the successor only once it passed:
+// RELOADING=1 when the upgrade starts, and MAINPID=<successor> with
+// READY=1 (which ends a "systemctl reload" of Type=notify-reload) no
+// sooner than the window after it, although the successor serves from its
+// ready on. A successor that dies on probation is never named: the
+// incumbent sends READY=1 again with a STATUS= that says so.
+func TestSystemdProbation(t *testing.T) {
+	t.Parallel()
+	const window = 2 * time.Second
+	m := newFakeManager(t)
+	// HandleSignals: a SIGHUP right after READY=1 may reach the successor
+	// a moment before it hears that it passed (MAINPID goes to systemd
+	// first, as after an ack); it upgrades once it has.
+	s := startServer(t, serverConfig{Probation: window, FailGen: 3, Fail: failExitAfter, FailAfter: 100 * time.Millisecond, HandleSignals: true}, "NOTIFY_SOCKET="+m.path)
+	m.expect(t, "READY=1")
+
+	incumbent := s.pid
+	if err := syscall.Kill(incumbent, syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	m.expect(t, "RELOADING=1")
+	reloading := time.Now()
+	s.waitReady(2)
+	h, before := m.expect(t, "MAINPID="+strconv.Itoa(s.pid))
+	if d := time.Since(reloading); d < window {
+		t.Errorf("MAINPID=%d %v after RELOADING=1; want no sooner than the probation, %v", s.pid, d, window)
+	}
+	if h.pid != incumbent || !h.has("READY=1") {
+		t.Errorf("MAINPID=%d came from pid %d with %q; want from the incumbent %d, with READY=1", s.pid, h.pid, h.fields, incumbent)
+	}
+	for _, n := range before {
+		if n.has("READY=1") {
+			t.Errorf("READY=1 (%q from pid %d) during the probation: a reload would have ended before it passed", n.fields, n.pid)
+		}
+	}
+	m.expect(t, "BARRIER=1")
+
+	// Generation 3 dies 100ms after its ready, on probation.
+	gen2 := s.pid
+	if err := syscall.Kill(gen2, syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	m.expect(t, "RELOADING=1")
+	f, before := m.expect(t, "READY=1")
+	if f.pid != gen2 || !strings.Contains(f.value("STATUS"), "failed on probation") {
+		t.Errorf("after the failed probation: %q from pid %d; want READY=1 and a status that says the successor failed on probation, from %d", f.fields, f.pid, gen2)
+	}
+	for _, n := range append(before, f) {
+		if n.value("MAINPID") != "" {
+			t.Errorf("%q from pid %d: the successor that died on probation was named", n.fields, n.pid)
+		}
+	}
+	if got := s.servingPid(); got != gen2 {
+		t.Errorf("pid %d answered; want generation 2 (%d), which serves on", got, gen2)
+	}
+	s.stop()
+}

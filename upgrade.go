@@ -23,15 +23,21 @@ import (
 // handoff). At most one upgrade runs at a time: a concurrent call returns
 // ErrUpgradeInProgress.
 //
+// With Options.Probation, Upgrade returns once the probation has passed
+// (nil; Exit is then closed) or the successor failed in it (a *ChildError
+// matching ErrProbationFailed; this generation serves on). A successor on
+// probation refuses to upgrade: ErrOnProbation.
+//
 // Under systemd (NOTIFY_SOCKET set) Upgrade also speaks for the service:
 // RELOADING=1 when it starts; then MAINPID=<successor>, READY=1 and a
 // barrier, so systemd follows the successor before this process exits; or
-// READY=1 again if the upgrade failed. The successor is started as a
+// READY=1 again if the upgrade failed. With a probation, MAINPID and
+// READY=1 follow only once it passed. The successor is started as a
 // child of systemd rather than of this process (see Options.Control for
 // the other case where that matters), so that systemd stops it as it would
 // a main process it started itself.
 func (u *Upgrader) Upgrade() error {
-	return u.handover(u.spawner(spawn{detached: u.mgr.notify != nil && canDetach()}))
+	return u.handover(u.spawner(spawn{detached: u.mgr.notify != nil && canDetach()}), u.opts.Probation)
 }
 
 // spawner returns the start function of an upgrade to a child of ours.
@@ -56,8 +62,9 @@ type startFunc func(gen int, fds *fdSnapshot, deadline time.Time) (*child, error
 
 // handover is every upgrade: to a child of ours (Upgrade), to an interim
 // generation (a supervised restart) or to a new instance that asked through
-// the control socket. start begins it; handover does the rest.
-func (u *Upgrader) handover(start startFunc) error {
+// the control socket. start begins it; handover does the rest, with
+// the successor on probation for that long (0: none).
+func (u *Upgrader) handover(start startFunc, probation time.Duration) error {
 	u.mu.Lock()
 	switch {
 	case u.stopped || u.handedOver:
@@ -66,6 +73,9 @@ func (u *Upgrader) handover(start startFunc) error {
 	case !u.isReady():
 		u.mu.Unlock()
 		return ErrNotReady
+	case !u.isSettled():
+		u.mu.Unlock()
+		return ErrOnProbation
 	case u.upgrading != nil:
 		u.mu.Unlock()
 		return ErrUpgradeInProgress
@@ -78,7 +88,10 @@ func (u *Upgrader) handover(start startFunc) error {
 	if err := u.mgr.notify.Reloading(); err != nil {
 		u.log.Warn("telling systemd we reload", "err", err)
 	}
-	c, err := u.upgrade(start)
+	c, err := u.upgrade(start, probation)
+	if err == nil && probation > 0 {
+		err = u.probation(c, probation)
+	}
 
 	u.mu.Lock()
 	u.upgrading = nil
@@ -117,7 +130,57 @@ func (u *Upgrader) watchSuccessor(c *child) {
 		"generation", u.gen, "successor", c.proc.Pid, "err", c.exitError())
 }
 
-func (u *Upgrader) upgrade(start startFunc) (*child, error) {
+// probation lets the successor c, acknowledged ready, serve beside this
+// generation for window, and then tells it that it passed and hands it
+// the service managers. It returns a *ChildError if c died (or broke the
+// link) first; c is then killed, if need be, and reaped, and nothing
+// names it: this generation serves on. Stop ends the window early, as
+// passed.
+func (u *Upgrader) probation(c *child, window time.Duration) error {
+	acked := time.Now()
+	u.log.Info("successor ready, on probation: both generations serve", "generation", u.gen, "successor", c.proc.Pid, "probation", window)
+	t := time.NewTimer(window)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-c.exited:
+	case <-c.link.done:
+	case <-u.stopC:
+		u.log.Info("stopped during the successor's probation: it takes over now", "generation", u.gen, "successor", c.proc.Pid)
+	}
+	ended := time.Since(acked)
+	failed := func(cause error) error {
+		c.kill()
+		return &ChildError{PID: c.proc.Pid, Path: c.path, Err: &ProbationError{After: ended, Probation: window, Err: cause}}
+	}
+	// Whatever woke us, a successor found dead has failed: Stop's early
+	// pass must not hand the service to nobody.
+	select {
+	case <-c.exited:
+		return failed(c.exitError())
+	case <-c.link.done:
+		// Usually it is exiting: give it a moment so the error can
+		// say how it ended. One whose link broke while it lives broke
+		// the protocol: it cannot be told it passed, and is killed.
+		if c.waitExited(time.Second) {
+			return failed(c.exitError())
+		}
+		return failed(c.link.err)
+	default:
+	}
+	u.handOverMainPID(c.proc.Pid)
+	if err := c.link.passed(); err != nil {
+		u.takeBackMainPID()
+		if c.waitExited(time.Second) {
+			err = fmt.Errorf("%w (%v)", err, c.exitError())
+		}
+		return failed(fmt.Errorf("telling it the probation passed: %w", err))
+	}
+	u.log.Info("successor passed its probation", "generation", u.gen, "successor", c.proc.Pid, "after", ended.Round(time.Millisecond))
+	return nil
+}
+
+func (u *Upgrader) upgrade(start startFunc, probation time.Duration) (*child, error) {
 	timeout := u.opts.upgradeTimeout()
 	snap := u.reg.snapshot()
 	snap.state = u.stateSnapshot()
@@ -155,9 +218,15 @@ func (u *Upgrader) upgrade(start startFunc) (*child, error) {
 			return fail(fmt.Errorf("exited right after ready: %w", c.exitError()))
 		default:
 		}
-		u.handOverMainPID(c.proc.Pid)
-		if err := c.ack(); err != nil {
-			u.takeBackMainPID()
+		if probation == 0 {
+			// On probation, nothing names the successor before it
+			// passed (see probation).
+			u.handOverMainPID(c.proc.Pid)
+		}
+		if err := c.ack(probation); err != nil {
+			if probation == 0 {
+				u.takeBackMainPID()
+			}
 			// Most likely it died since its ready: say how.
 			if c.waitExited(time.Second) {
 				err = fmt.Errorf("%w (%v)", err, c.exitError())

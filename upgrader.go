@@ -5,6 +5,7 @@ package baton
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"sync"
@@ -45,8 +46,12 @@ type Upgrader struct {
 
 	// The lifecycle, as events: each channel is closed exactly once.
 	readyC chan struct{} // by Ready, under mu, once this generation serves
-	exitC  chan struct{} // when this generation must drain and go
-	stopC  chan struct{} // by Stop
+	// settledC is closed, under mu, once this generation is named — PID
+	// file, control socket, service managers: at Ready, or for a
+	// successor on probation once it passed (settle).
+	settledC chan struct{}
+	exitC    chan struct{} // when this generation must drain and go
+	stopC    chan struct{} // by Stop
 
 	readyMu sync.Mutex // serialises Ready
 
@@ -78,14 +83,18 @@ func New(opts Options) (*Upgrader, error) {
 }
 
 func newUpgrader(opts Options) (*Upgrader, error) {
+	if opts.Probation < 0 || opts.Probation > MaxProbation {
+		return nil, fmt.Errorf("baton: Options.Probation %v out of range (0 to %v)", opts.Probation, MaxProbation)
+	}
 	u := &Upgrader{
-		opts:   opts,
-		log:    opts.Logger,
-		reg:    &registry{},
-		gen:    1,
-		readyC: make(chan struct{}),
-		exitC:  make(chan struct{}),
-		stopC:  make(chan struct{}),
+		opts:     opts,
+		log:      opts.Logger,
+		reg:      &registry{},
+		gen:      1,
+		readyC:   make(chan struct{}),
+		settledC: make(chan struct{}),
+		exitC:    make(chan struct{}),
+		stopC:    make(chan struct{}),
 	}
 	if u.log == nil {
 		u.log = slog.New(slog.DiscardHandler)
@@ -213,6 +222,12 @@ func (u *Upgrader) WaitForParent(ctx context.Context) error {
 // the PID file or the control socket cannot be written: a successor that
 // would serve without them must not take over. The predecessor hears why,
 // kills this process and keeps serving.
+//
+// A successor whose predecessor has a probation (Options.Probation)
+// returns from Ready once acknowledged and serves, but writes the PID
+// file, puts the control socket in place and tells s6 only once the
+// predecessor says the probation passed, or is gone: until then the
+// predecessor may still be the one that serves on.
 func (u *Upgrader) Ready() error {
 	u.readyMu.Lock()
 	defer u.readyMu.Unlock()
@@ -260,11 +275,81 @@ func (u *Upgrader) Ready() error {
 			u.log.Warn("serving without the predecessor's acknowledgement", "predecessor", u.parent.pid, "err", err)
 		}
 	}
+	if u.parent != nil && u.parent.onProbation() {
+		// Nothing of this generation's names stays beside the real ones
+		// through the window: killed in it, it would leave its temporary
+		// PID file and socket behind. Both directories took them just
+		// now; awaitProbation makes them again once it passed.
+		if tmp != "" {
+			os.Remove(tmp)
+		}
+		if control != nil {
+			control.Close(false)
+		}
+		u.mu.Lock()
+		close(u.readyC)
+		u.mu.Unlock()
+		u.log.Info("ready, on probation: serving beside the predecessor", "generation", u.gen, "pid", os.Getpid(), "probation", u.parent.probation)
+		go u.awaitProbation()
+		return nil
+	}
+	return u.settle(tmp, control, true)
+}
+
+// awaitProbation names this generation (settle) once the predecessor
+// says its probation passed, or is gone (nobody else serves then); not
+// if it stops first: the predecessor then serves on, still named. Too
+// late to refuse anything, a PID file or control socket that cannot be
+// made now is logged, and this generation serves without it.
+func (u *Upgrader) awaitProbation() {
+	select {
+	case <-u.parent.passed:
+		u.log.Info("probation passed", "generation", u.gen)
+	case <-u.parent.gone:
+		u.log.Warn("the predecessor is gone during the probation: serving alone", "generation", u.gen, "predecessor", u.parent.pid)
+	case <-u.stopC:
+		return
+	}
+	var tmp string
+	if u.pid.path != "" {
+		var err error
+		if tmp, err = u.pid.prepare(os.Getpid()); err != nil {
+			u.log.Error("after the probation: the PID file cannot name this generation", "generation", u.gen, "err", err)
+		}
+	}
+	var control *ownersock.Listener
+	if u.ctl != nil {
+		var err error
+		if control, err = u.ctl.listen(); err != nil {
+			u.log.Error("control socket: no new instance can take over from this generation", "control", u.opts.Control, "err", err)
+		}
+	}
+	if err := u.settle(tmp, control, false); err != nil && !errors.Is(err, ErrStopped) {
+		u.log.Error("after the probation", "generation", u.gen, "err", err)
+	}
+}
+
+// settle names this generation: it renames the PID file prepared as tmp
+// into place, puts the control socket in place and closes settledC (and
+// readyC, if ready, in the same step), then tells the predecessor and the
+// service managers. After a probation it does nothing but drop tmp and
+// control if this generation was stopped meanwhile.
+func (u *Upgrader) settle(tmp string, control *ownersock.Listener, ready bool) error {
 	// The PID file and the control socket name this generation, and it
 	// is ready, in one step: whoever finds it through either (kill -HUP
 	// $(cat pidfile), a supervisor's new instance) must find it ready,
 	// or the request would fail with ErrNotReady.
 	u.mu.Lock()
+	if !ready && u.stopped {
+		u.mu.Unlock()
+		if tmp != "" {
+			os.Remove(tmp)
+		}
+		if control != nil {
+			control.Close(false)
+		}
+		return ErrStopped
+	}
 	if tmp != "" {
 		if err := u.pid.commit(tmp); err != nil {
 			u.mu.Unlock()
@@ -283,7 +368,10 @@ func (u *Upgrader) Ready() error {
 		}
 		u.ctl.server = control
 	}
-	close(u.readyC)
+	if ready {
+		close(u.readyC)
+	}
+	close(u.settledC)
 	u.mu.Unlock()
 	if u.parent != nil {
 		// Whoever waits for the PID file or the control socket to name
@@ -312,23 +400,56 @@ func (u *Upgrader) isReady() bool {
 	}
 }
 
-// whenReady runs f once this generation is ready, unless it stops, hands
-// over or is not ready within UpgradeTimeout first (its predecessor, if
-// any, kills it then anyway); late then names what is dropped. It is how
-// a request that came too early — a SIGHUP, a supervisor's restart — is
-// carried out: on the event, not by looking again and again.
+// isSettled reports whether this generation is ready and named: not on
+// probation.
+func (u *Upgrader) isSettled() bool {
+	select {
+	case <-u.settledC:
+		return true
+	default:
+		return false
+	}
+}
+
+// whenReady runs f once this generation is ready and its probation, if
+// any, passed, unless it stops, hands over or is not ready within
+// UpgradeTimeout first (its predecessor, if any, kills it then anyway),
+// or not off probation within the probation and UpgradeTimeout more;
+// late then names what is dropped. It is how a request that came too
+// early — a SIGHUP, a supervisor's restart — is carried out: on the
+// event, not by looking again and again.
 func (u *Upgrader) whenReady(late string, f func()) {
 	timeout := u.opts.upgradeTimeout()
 	t := time.NewTimer(timeout)
 	defer t.Stop()
 	select {
 	case <-u.readyC:
-		f()
 	case <-u.exitC:
+		return
 	case <-u.stopC:
+		return
 	case <-t.C:
 		u.log.Warn(late+": asked before ready, and still not ready; dropping the request", "waited", timeout)
+		return
 	}
+	if !u.isSettled() {
+		// On probation: its end is the predecessor's to say, within
+		// the window; UpgradeTimeout more is for a slow predecessor.
+		wait := u.parent.window() + timeout
+		u.log.Info(late+": asked during this generation's probation; carrying it out once the probation passed", "generation", u.gen)
+		t.Reset(wait)
+		select {
+		case <-u.settledC:
+		case <-u.exitC:
+			return
+		case <-u.stopC:
+			return
+		case <-t.C:
+			u.log.Warn(late+": asked during the probation, which has not ended; dropping the request", "waited", wait)
+			return
+		}
+	}
+	f()
 }
 
 // refuse tells the predecessor, if any, why this generation cannot be
@@ -365,7 +486,9 @@ func (u *Upgrader) Stop() {
 	}
 
 	u.mu.Lock()
-	final, served := !u.handedOver, u.isReady()
+	// A successor on probation has not served as the service yet: its
+	// predecessor serves on, still named, with the socket files.
+	final, served := !u.handedOver, u.isSettled()
 	if final {
 		close(u.exitC)
 	}

@@ -92,6 +92,11 @@ func TestFaults(t *testing.T) {
 		{"new-instance-exits-after-listen", func(t *testing.T) { testNewInstanceExits(t, "after-listen") }},
 		{"new-instance-exits-serving-before-ready", testNewInstanceExitsServing},
 		{"new-instance-exits-after-ready", testNewInstanceExitsAfterReady},
+		{"probation=on exit@100ms", func(t *testing.T) { testNewInstanceDiesOnProbation(t, "exit@100ms", true) }},
+		{"probation=on exit@500ms", func(t *testing.T) { testNewInstanceDiesOnProbation(t, "exit@500ms", true) }},
+		{"probation=on kill@100ms", func(t *testing.T) { testNewInstanceDiesOnProbation(t, "kill@100ms", true) }},
+		{"probation=on kill@500ms", func(t *testing.T) { testNewInstanceDiesOnProbation(t, "kill@500ms", true) }},
+		{"probation=off exit@100ms", func(t *testing.T) { testNewInstanceDiesOnProbation(t, "exit@100ms", false) }},
 		{"new-instance-hangs", func(t *testing.T) { testNewInstanceNeverReady(t, "hang") }},
 		{"new-instance-sigstopped", func(t *testing.T) { testNewInstanceNeverReady(t, "sigstop") }},
 		{"run-missing-binary", func(t *testing.T) { testRunCannotStart(t, "missing") }},
@@ -124,8 +129,8 @@ type faultService struct {
 }
 
 // startFaults runs the fault server under runit with a drain deadline of
-// drain, and returns once it serves.
-func startFaults(t *testing.T, drain time.Duration) *faultService {
+// drain and the flags extra, and returns once it serves.
+func startFaults(t *testing.T, drain time.Duration, extra ...string) *faultService {
 	t.Helper()
 	svtest.Require(t, svtest.Runit)
 	svc := svtest.NewService(t)
@@ -146,6 +151,7 @@ func startFaults(t *testing.T, drain time.Duration) *faultService {
 		"-upgrade-timeout", faultTimeout.String(),
 		"-fault", f.fault,
 	}
+	f.args = append(f.args, extra...)
 	f.writeRun(f.bin)
 	f.sup = svtest.Start(t, svtest.Runit, svc)
 	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
@@ -596,6 +602,81 @@ func testNewInstanceExitsAfterReady(t *testing.T) {
 	f.requireLog(regexp.MustCompile(`msg="fault: exit after-ready"`), 1, "the crashing instance logs its fault")
 	if survivor != 0 && !reStartingFresh.MatchString(f.logOf(survivor)) {
 		t.Errorf("the survivor, pid %d, did not start fresh; its log:\n%s", survivor, f.logOf(survivor))
+	}
+	f.finish()
+}
+
+// probationWindow is the fault server's -probation in the probation
+// cases: long enough that 500ms after ready is well inside it.
+const probationWindow = 2 * time.Second
+
+var (
+	reFailedOnProbation = regexp.MustCompile(`msg="upgrade failed; still serving"[^\n]*failed on probation: died [^\n]*after ready`)
+	rePassed            = regexp.MustCompile(`msg="successor passed its probation"`)
+)
+
+// A new instance that dies after its Ready — it exits or is SIGKILLed
+// (action, at point after-ready) — with -probation on: the interim
+// generation it took over from never stopped accepting, so not one
+// connection is refused and the service is never down; the interim one
+// says why the take-over failed, serves on, and the supervisor's next
+// instance takes over and passes. Only what the dying instance had
+// accepted dies with it: at most one request per client and the slow
+// one (maxInFlight), reset or cut short. With -probation off the same
+// fault is testNewInstanceExitsAfterReady's outage: the interim one
+// drained on the Ready, and nobody holds the socket until runsv starts
+// the next instance a second later. Both log their figures for the
+// side-by-side report.
+func testNewInstanceDiesOnProbation(t *testing.T, action string, on bool) {
+	var extra []string
+	if on {
+		extra = []string{"-probation", probationWindow.String()}
+	}
+	f := startFaults(t, faultDrain, extra...)
+	f.setFault("instance", "after-ready", action, 1)
+	var survivor int
+	rep := f.load(func(ctx context.Context) error {
+		if err := f.sup.Term(ctx); err != nil {
+			return err
+		}
+		if on {
+			// The dying instance serves on probation and is tracked
+			// by runsv: wait for its failure and its successor's pass
+			// before asking who serves.
+			if err := f.waitLog(ctx, reFailedOnProbation, 1); err != nil {
+				return err
+			}
+			if err := f.waitLog(ctx, rePassed, 1); err != nil {
+				return err
+			}
+		} else if err := f.waitLog(ctx, reStartingFresh, 2); err != nil {
+			return err
+		}
+		pid, err := f.recovered(ctx, f.first)
+		survivor = pid
+		return err
+	})
+	fl := rep.Modes[0].Failures
+	for _, m := range rep.Modes[1:] {
+		fl.Refused += m.Failures.Refused
+		fl.Reset += m.Failures.Reset
+		fl.EOF += m.Failures.EOF
+	}
+	state := map[bool]string{true: "on", false: "off"}[on]
+	t.Logf("runit probation=%s %s: refused %d, failed %d (reset %d, eof %d), requests %d", state, action, fl.Refused, rep.FailedRequests, fl.Reset, fl.EOF, rep.Requests)
+	f.requireLog(regexp.MustCompile(`msg="fault: `+regexp.QuoteMeta(action)+` after-ready"`), 1, "the dying instance logs its fault")
+	if !on {
+		f.requireBounded(rep, maxOutageFailures, true, "refused", "reset", "eof")
+		f.finish()
+		return
+	}
+	f.requireBounded(rep, maxInFlight, true, "reset", "eof")
+	// The interim generation is not the new instance's parent: it sees
+	// the death through a pidfd, and the exit status goes to runsv, so
+	// the error says that it died and when, not how.
+	f.requireLog(reFailedOnProbation, 1, "the interim generation names the failure on probation")
+	if survivor != 0 && !reTookOverCtl.MatchString(f.logOf(survivor)) {
+		t.Errorf("the survivor, pid %d, did not take over through the control socket; its log:\n%s", survivor, f.logOf(survivor))
 	}
 	f.finish()
 }

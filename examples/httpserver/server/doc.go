@@ -27,6 +27,10 @@
 //	                        keep-alive connections are handed to it at once
 //	                        instead, and this applies only to the rest
 //	                        (TLS, HTTP/2, a failed handover)
+//	-probation D            after a successor is ready, keep serving beside
+//	                        it for D before draining; if it dies within D,
+//	                        serve on, nothing refused, and log why (0: drain
+//	                        at once). Both versions answer meanwhile
 //	-tls-cert FILE          serve HTTPS with the PEM certificate (chain) in
 //	-tls-key FILE           FILE and its PEM private key; both or neither
 //	                        (a usage error otherwise). Clients resume their

@@ -32,6 +32,7 @@ type Config struct {
 	IdleGrace      time.Duration // -idle-grace: httpdrain.Options.IdleGrace
 	TLSCert        string        // -tls-cert: PEM certificate chain; serve HTTPS
 	TLSKey         string        // -tls-key: PEM private key of TLSCert
+	Probation      time.Duration // -probation: baton.Options.Probation
 }
 
 // Main parses args (without the program name) and runs one generation of
@@ -70,8 +71,9 @@ func parseFlags(name string, args []string, stderr io.Writer) (Config, int) {
 	fs.DurationVar(&cfg.IdleGrace, "idle-grace", httpdrain.DefaultIdleGrace, "while draining, close a keep-alive connection only after its client has been silent this long (raise it above the longest pause of your clients)")
 	fs.StringVar(&cfg.TLSCert, "tls-cert", "", "serve HTTPS with the PEM certificate (chain) in `file`, resuming TLS sessions across upgrades; needs -tls-key")
 	fs.StringVar(&cfg.TLSKey, "tls-key", "", "the PEM private key of -tls-cert, in `file`")
+	fs.DurationVar(&cfg.Probation, "probation", 0, "after a successor is ready, keep serving beside it this long before draining; if it dies meanwhile, serve on (0: drain at once)")
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: %s [-listen ADDR] [-pid-file PATH] [-control PATH] [-fd-store] [-drain DURATION] [-tls-cert FILE -tls-key FILE]\n\n", name)
+		fmt.Fprintf(stderr, "Usage: %s [-listen ADDR] [-pid-file PATH] [-control PATH] [-fd-store] [-drain DURATION] [-probation DURATION] [-tls-cert FILE -tls-key FILE]\n\n", name)
 		fmt.Fprintf(stderr, "A zero-downtime HTTP server: SIGHUP upgrades it (new binary, same sockets),\nSIGTERM or SIGINT drains and stops it.\n\nOptions:\n")
 		fs.PrintDefaults()
 	}
@@ -83,6 +85,11 @@ func parseFlags(name string, args []string, stderr io.Writer) (Config, int) {
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "%s: unexpected argument %q\n", name, fs.Arg(0))
+		fs.Usage()
+		return cfg, 2
+	}
+	if cfg.Probation < 0 || cfg.Probation > baton.MaxProbation {
+		fmt.Fprintf(stderr, "%s: -probation %v: want 0 (none) up to %v\n", name, cfg.Probation, baton.MaxProbation)
 		fs.Usage()
 		return cfg, 2
 	}
@@ -112,6 +119,7 @@ func Run(cfg Config, log *slog.Logger) error {
 		UpgradeTimeout: cfg.UpgradeTimeout,
 		Control:        cfg.Control,
 		FDStore:        cfg.FDStore,
+		Probation:      cfg.Probation,
 		Logger:         log, // nil would be silent; an operator wants these lines
 	})
 	if err != nil {

@@ -29,10 +29,10 @@ func TestFlags(t *testing.T) {
 	}
 
 	args := []string{"-listen", "127.0.0.1:9", "-pid-file", "p", "-drain", "1s", "-upgrade-timeout", "2s",
-		"-control", "c", "-fd-store", "-idle-grace", "3s", "-tls-cert", "cert.pem", "-tls-key", "key.pem"}
+		"-control", "c", "-fd-store", "-idle-grace", "3s", "-tls-cert", "cert.pem", "-tls-key", "key.pem", "-probation", "4s"}
 	cfg, status = parseFlags("httpserver", args, io.Discard)
 	want = Config{Listen: "127.0.0.1:9", PIDFile: "p", Drain: time.Second, UpgradeTimeout: 2 * time.Second,
-		Control: "c", FDStore: true, IdleGrace: 3 * time.Second, TLSCert: "cert.pem", TLSKey: "key.pem"}
+		Control: "c", FDStore: true, IdleGrace: 3 * time.Second, TLSCert: "cert.pem", TLSKey: "key.pem", Probation: 4 * time.Second}
 	if status != -1 || cfg != want {
 		t.Errorf("parseFlags(%q) = %+v, %d; want %+v, -1", args, cfg, status, want)
 	}
@@ -47,6 +47,7 @@ func TestFlags(t *testing.T) {
 		{[]string{"-drain", "soon"}, 2},
 		{[]string{"-tls-cert", "cert.pem"}, 2},
 		{[]string{"-tls-key", "key.pem"}, 2},
+		{[]string{"-probation", "-1s"}, 2},
 	} {
 		var out strings.Builder
 		if got := Main("httpserver", tc.args, &out); got != tc.want {

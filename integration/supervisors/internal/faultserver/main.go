@@ -13,9 +13,13 @@
 //	        yet), before-ready (serving), after-ready
 //	ACTION  exit (status 3), hang (sleep until killed), sigstop (stop
 //	        itself), gate (wait until the file PATH.open exists, having
-//	        written PATH.waiting.<pid>)
+//	        written PATH.waiting.<pid>), exit@D (exit with status 3 D
+//	        after POINT, serving meanwhile), kill@D (SIGKILL itself D
+//	        after POINT)
 //	COUNT   how many processes of ROLE that reach POINT act; each one
 //	        that does decrements it, under a lock
+//
+// -probation D is baton.Options.Probation.
 //
 // Every action is logged first ("fault: ...") to stderr, which the run
 // script sends to the service's output.
@@ -51,6 +55,7 @@ func run() int {
 	timeout := fs.Duration("upgrade-timeout", baton.DefaultUpgradeTimeout, "upgrade timeout")
 	control := fs.String("control", "", "control socket")
 	faultFile := fs.String("fault", "", "fault file")
+	probation := fs.Duration("probation", 0, "probation")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		return 2
 	}
@@ -70,6 +75,7 @@ func run() int {
 		PIDFile:        *pidFile,
 		UpgradeTimeout: *timeout,
 		Control:        *control,
+		Probation:      *probation,
 		Logger:         log,
 	})
 	if err != nil {
@@ -158,6 +164,21 @@ func hook(log *slog.Logger, path, role, point string) {
 		return
 	}
 	log.Warn("fault: "+action+" "+point, "point", point, "action", action)
+	if how, after, ok := strings.Cut(action, "@"); ok && (how == "exit" || how == "kill") {
+		d, err := time.ParseDuration(after)
+		if err != nil {
+			log.Error("fault: bad delay", "action", action, "err", err)
+			os.Exit(4)
+		}
+		time.AfterFunc(d, func() {
+			log.Warn("fault: " + how + " now")
+			if how == "kill" {
+				syscall.Kill(os.Getpid(), syscall.SIGKILL)
+			}
+			os.Exit(3)
+		})
+		return
+	}
 	switch action {
 	case "exit":
 		os.Exit(3)
