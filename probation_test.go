@@ -199,3 +199,41 @@ func TestProbationStop(t *testing.T) {
 	}
 	s.stop()
 }
+
+// An incumbent stopped (SIGSTOP) during its successor's probation never
+// says it passed: the successor, which serves all along, names itself once
+// the window and UpgradeTimeout have passed rather than leave the PID
+// file to a process that may never answer again.
+func TestProbationIncumbentSilent(t *testing.T) {
+	t.Parallel()
+	const window, timeout = time.Second, 2 * time.Second
+	dir := t.TempDir()
+	pidFile := filepath.Join(dir, "server.pid")
+	s := startServer(t, serverConfig{Dir: dir, PIDFile: pidFile, Probation: window, UpgradeTimeout: timeout, HandleSignals: true})
+	incumbent := s.pid
+	s.mustUpgrade()
+	stopped := time.Now()
+	if err := syscall.Kill(incumbent, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	// Resumed whatever happens, so that the test's cleanup can stop it.
+	defer syscall.Kill(incumbent, syscall.SIGCONT)
+	if !waitFor(30*time.Second, func() bool { return pidFileNames(pidFile) == s.pid }) {
+		t.Fatalf("with the incumbent stopped, the PID file still names %d; want the successor %d", pidFileNames(pidFile), s.pid)
+	}
+	// A deliberate delay, so a lower bound: not before the window and
+	// the timeout (less the time the upgrade itself took before SIGSTOP).
+	if d := time.Since(stopped); d < timeout {
+		t.Errorf("the successor named itself %v after the incumbent stopped; want no sooner than UpgradeTimeout, %v", d, timeout)
+	}
+	if !strings.Contains(s.proc.Output(), "the predecessor said nothing since the probation should have ended") {
+		t.Errorf("the successor did not say why it named itself:\n%s", s.proc.Output())
+	}
+	if err := syscall.Kill(incumbent, syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	if got := s.servingPid(); got != s.pid && got != incumbent {
+		t.Errorf("pid %d answered; want the successor %d or the incumbent %d", got, s.pid, incumbent)
+	}
+	s.stop()
+}

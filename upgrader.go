@@ -301,12 +301,22 @@ func (u *Upgrader) Ready() error {
 // if it stops first: the predecessor then serves on, still named. Too
 // late to refuse anything, a PID file or control socket that cannot be
 // made now is logged, and this generation serves without it.
+//
+// A predecessor that says nothing for the window plus UpgradeTimeout is
+// stopped (SIGSTOP) or wedged: this generation, which serves anyway, names
+// itself then rather than leave the PID file and the control socket to a
+// process that may never answer again.
 func (u *Upgrader) awaitProbation() {
+	limit := u.parent.window() + u.opts.upgradeTimeout()
+	t := time.NewTimer(limit)
+	defer t.Stop()
 	select {
 	case <-u.parent.passed:
 		u.log.Info("probation passed", "generation", u.gen)
 	case <-u.parent.gone:
 		u.log.Warn("the predecessor is gone during the probation: serving alone", "generation", u.gen, "predecessor", u.parent.pid)
+	case <-t.C:
+		u.log.Warn("the predecessor said nothing since the probation should have ended: naming this generation", "generation", u.gen, "predecessor", u.parent.pid, "waited", limit)
 	case <-u.stopC:
 		return
 	}
