@@ -78,6 +78,7 @@ func (u *Upgrader) handover(start startFunc) error {
 	if err := u.mgr.notify.Reloading(); err != nil {
 		u.log.Warn("telling systemd we reload", "err", err)
 	}
+	u.passLineage()
 	c, err := u.upgrade(start)
 
 	u.mu.Lock()
@@ -98,6 +99,7 @@ func (u *Upgrader) handover(start startFunc) error {
 	}
 	u.log.Info("upgrade done; draining", "generation", u.gen, "successor", c.proc.Pid, "took", time.Since(begin).Round(time.Microsecond))
 	go u.watchSuccessor(c)
+	u.startDraining()
 	return nil
 }
 
