@@ -84,4 +84,3 @@ func establishedConns(pid int) int {
 	}
 	return n
 }
-
