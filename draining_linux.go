@@ -62,23 +62,21 @@ func stopGeneration(id genID) error {
 
 // establishedConns counts pid's established TCP connections, for the log
 // line that says what stopping it at once cuts; -1 if they cannot be
-// read.
+// read. sock_diag, not /proc/net/tcp: on a busy host that lists every
+// TIME_WAIT socket too, megabytes of text that would delay the stop by
+// as long as they take to parse.
 func establishedConns(pid int) int {
 	inodes, err := procfs.SocketInodes(pid)
 	if err != nil {
 		return -1
 	}
-	mine := make(map[uint64]bool, len(inodes))
-	for _, ino := range inodes {
-		mine[ino] = true
-	}
-	socks, err := procfs.NetTCP()
+	est, err := procfs.EstablishedTCP()
 	if err != nil {
 		return -1
 	}
 	n := 0
-	for _, s := range socks {
-		if s.State == procfs.TCPEstablished && mine[s.Inode] {
+	for _, ino := range inodes {
+		if est[ino] {
 			n++
 		}
 	}

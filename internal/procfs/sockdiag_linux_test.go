@@ -1,0 +1,72 @@
+package procfs
+
+import (
+	"net"
+	"syscall"
+	"testing"
+)
+
+// inodeOf returns the inode of a socket's descriptor.
+func inodeOf(t *testing.T, c syscall.Conn) uint64 {
+	t.Helper()
+	rc, err := c.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st syscall.Stat_t
+	var serr error
+	rc.Control(func(fd uintptr) { serr = syscall.Fstat(int(fd), &st) })
+	if serr != nil {
+		t.Fatal(serr)
+	}
+	return st.Ino
+}
+
+func TestEstablishedTCP(t *testing.T) {
+	t.Parallel()
+	for _, network := range []string{"tcp4", "tcp6"} {
+		addr := "127.0.0.1:0"
+		if network == "tcp6" {
+			addr = "[::1]:0"
+		}
+		l, err := net.Listen(network, addr)
+		if err != nil {
+			t.Logf("%s: %v (no IPv6 here?)", network, err)
+			continue
+		}
+		defer l.Close()
+		c, err := net.Dial(network, l.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		s, err := l.Accept()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		got, err := EstablishedTCP()
+		if err != nil {
+			t.Fatalf("EstablishedTCP: %v", err)
+		}
+		for _, k := range []struct {
+			name string
+			c    syscall.Conn
+		}{{"client", c.(syscall.Conn)}, {"server", s.(syscall.Conn)}, {"listener", l.(syscall.Conn)}} {
+			ino := inodeOf(t, k.c)
+			if want := k.name != "listener"; got[ino] != want {
+				t.Errorf("%s %s socket (inode %d) in EstablishedTCP: %v; want %v", network, k.name, ino, got[ino], want)
+			}
+		}
+	}
+}
+
+func TestParseInetDiagRejectsShortInput(t *testing.T) {
+	t.Parallel()
+	msg := inetDiagRequest(2, 1) // a well-formed netlink message, not a reply
+	for _, b := range [][]byte{msg[:10], append([]byte{200, 0, 0, 0}, msg[4:]...)} {
+		if _, err := ParseInetDiag(b, map[uint64]bool{}); err == nil {
+			t.Errorf("ParseInetDiag(%x) = nil error; want one", b)
+		}
+	}
+}

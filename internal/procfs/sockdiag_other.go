@@ -1,0 +1,5 @@
+//go:build !linux
+
+package procfs
+
+func EstablishedTCP() (map[uint64]bool, error) { return nil, ErrNotSupported }
