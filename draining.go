@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"time"
 )
 
 // Bounded generations. In a self-upgrade chain generation k hands over to
@@ -195,6 +196,7 @@ func (u *Upgrader) startDraining() {
 		u.log.Warn("MaxDraining is ignored on this system: it needs /proc to tell generations apart", "max_draining", bound)
 		return
 	}
+	begin := time.Now()
 	ids, ok := u.lineage()
 	if !ok {
 		return
@@ -206,6 +208,6 @@ func (u *Upgrader) startDraining() {
 			continue
 		}
 		u.log.Warn(fmt.Sprintf("stopping generation %d (pid %d) at once: %d generations draining, MaxDraining %d; it held %d connections", v.Gen, v.PID, len(ids), bound, conns),
-			"generation", u.gen, "stopped", v.Gen, "stopped_pid", v.PID, "draining", len(ids), "max_draining", bound, "connections", conns)
+			"generation", u.gen, "stopped", v.Gen, "stopped_pid", v.PID, "draining", len(ids), "max_draining", bound, "connections", conns, "after", time.Since(begin).Round(time.Microsecond))
 	}
 }

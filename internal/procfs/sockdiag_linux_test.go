@@ -61,6 +61,35 @@ func TestEstablishedTCP(t *testing.T) {
 	}
 }
 
+func TestUnixSockets(t *testing.T) {
+	t.Parallel()
+	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Close(fds[0])
+	defer syscall.Close(fds[1])
+	var st syscall.Stat_t
+	if err := syscall.Fstat(fds[0], &st); err != nil {
+		t.Fatal(err)
+	}
+	got, err := UnixSockets()
+	if err != nil {
+		t.Fatalf("UnixSockets: %v", err)
+	}
+	if !got[st.Ino] {
+		t.Errorf("UnixSockets has %d sockets, not our socketpair's (inode %d)", len(got), st.Ino)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if ino := inodeOf(t, l.(syscall.Conn)); got[ino] {
+		t.Errorf("UnixSockets has a TCP listener's inode %d", ino)
+	}
+}
+
 func TestParseInetDiagRejectsShortInput(t *testing.T) {
 	t.Parallel()
 	msg := inetDiagRequest(2, 1) // a well-formed netlink message, not a reply

@@ -3,3 +3,5 @@
 package procfs
 
 func EstablishedTCP() (map[uint64]bool, error) { return nil, ErrNotSupported }
+
+func UnixSockets() (map[uint64]bool, error) { return nil, ErrNotSupported }
