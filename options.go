@@ -92,7 +92,10 @@ type Options struct {
 	// included, stops the oldest beyond the bound at once (SIGTERM: see
 	// Upgrader.Hurry), and logs how many connections each held. The
 	// service then runs at most MaxDraining draining generations, the
-	// serving one, and during an upgrade the one starting.
+	// serving one, and during an upgrade the one starting: MaxDraining+2
+	// processes, besides those told to stop that have not exited yet
+	// (milliseconds, for an application that cancels its drain on
+	// Hurry).
 	//
 	// The trade-off: the oldest generation's long connections (streams,
 	// WebSockets, slow downloads) are cut before its drain deadline, so
