@@ -722,3 +722,105 @@ func (sc *streamClients) result() streamResult {
 	defer sc.mu.Unlock()
 	return streamResult{opened: sc.opened, brief: sc.brief, ends: maps.Clone(sc.ends), cuts: slices.Clone(sc.cuts)}
 }
+
+// With -max-draining 1, a generation that starts draining while an older
+// one still drains stops the older one at once: its stream is cut long
+// before its drain deadline, and the log line says it held that one
+// connection.
+func TestMaxDrainingStopsTheOldestAtOnce(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	addr := freeAddr(t)
+	pidFile := filepath.Join(dir, "server.pid")
+	const drain = time.Minute
+	env := []string{"GORACE=" + strings.TrimSpace(os.Getenv("GORACE")+" atexit_sleep_ms=0")}
+	// A pace of an hour: the first turn comes as the drain begins, and
+	// no other before the test ends.
+	proc := proctest.Start(t, "reference-server", env, "-listen", addr, "-pid-file", pidFile,
+		"-drain", drain.String(), "-max-draining", "1", "-close-pace", "1h")
+	gen1 := waitPIDFile(t, pidFile, 0)
+
+	open := func() (*bufio.Reader, int) {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		c.SetDeadline(time.Now().Add(time.Minute))
+		io.WriteString(c, "GET /stream HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		br := bufio.NewReader(resp.Body)
+		line, err := br.ReadString('\n')
+		pid, _ := strconv.Atoi(proctest.Field(strings.TrimSpace(line), "pid"))
+		if err != nil || pid == 0 {
+			t.Fatalf("first line of the stream %q, %v", line, err)
+		}
+		return br, pid
+	}
+	streamA, pidA := open()
+	streamB, pidB := open()
+	if pidA != gen1 || pidB != gen1 {
+		t.Fatalf("streams served by %d and %d; want generation 1, %d", pidA, pidB, gen1)
+	}
+
+	syscall.Kill(gen1, syscall.SIGHUP)
+	gen2 := waitPIDFile(t, pidFile, gen1)
+	proctest.Track(t, gen2, drain+10*time.Second)
+	// The first turn: one of the two streams ends cleanly at once.
+	held := streamB
+	type ended struct {
+		r   *bufio.Reader
+		err error
+	}
+	ends := make(chan ended, 2)
+	for _, br := range []*bufio.Reader{streamA, streamB} {
+		go func() {
+			_, err := io.Copy(io.Discard, br)
+			ends <- ended{br, err}
+		}()
+	}
+	select {
+	case e := <-ends:
+		if e.err != nil {
+			t.Fatalf("the stream given the first turn ended with %v; want a complete body", e.err)
+		}
+		if e.r == streamB {
+			held = streamA
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("no stream of generation 1 ended at its first turn")
+	}
+
+	syscall.Kill(gen2, syscall.SIGHUP)
+	gen3 := waitPIDFile(t, pidFile, gen2)
+	proctest.Track(t, gen3, drain+10*time.Second)
+	begin := time.Now()
+	select {
+	case e := <-ends:
+		if e.r != held {
+			t.Fatal("the same stream ended twice")
+		}
+		if e.err == nil {
+			t.Errorf("the stream held on generation 1 ended cleanly; want it cut by the stop at once")
+		}
+	case <-time.After(drain / 2):
+		t.Fatalf("the stream held on generation 1 still runs %v after generation 3 took over; want it cut at once", drain/2)
+	}
+	if _, err := proc.Wait(30 * time.Second); err != nil {
+		t.Errorf("generation 1 after its stop at once: %v", err)
+	}
+	t.Logf("generation 1 was cut off and had exited %v after the PID file named generation 3", time.Since(begin).Round(time.Millisecond))
+
+	out, _ := os.ReadFile(proc.Out)
+	stopped := parseStoppedAtOnce(string(out))
+	if len(stopped) != 1 || stopped[0].pid != gen1 || stopped[0].gen != 1 || stopped[0].draining != 2 || stopped[0].conns != 1 {
+		t.Errorf("stopped at once: %+v; want generation 1 (pid %d), with 2 draining, holding 1 connection (the held stream)", stopped, gen1)
+	}
+	if !strings.Contains(string(out), "stopped at once while draining") {
+		t.Error("generation 1 did not log that it stopped at once")
+	}
+	syscall.Kill(gen3, syscall.SIGTERM)
+}
