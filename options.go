@@ -113,6 +113,28 @@ type Options struct {
 	// now); the new instance that takes over from it has.
 	Probation time.Duration
 
+	// MaxDraining bounds how many generations may drain at once. In a
+	// chain of upgrades each generation drains while its successors
+	// serve and upgrade in turn; when upgrades come faster than
+	// long-lived connections end, draining generations pile up, each
+	// with its memory and descriptors. With a bound, a generation that
+	// starts draining and finds more than MaxDraining draining, itself
+	// included, stops the oldest beyond the bound at once (SIGTERM: see
+	// Upgrader.Hurry), and logs how many connections each held. The
+	// service then runs at most MaxDraining draining generations, the
+	// serving one, and during an upgrade the one starting: MaxDraining+2
+	// processes, besides those told to stop that have not exited yet
+	// (milliseconds, for an application that cancels its drain on
+	// Hurry).
+	//
+	// The trade-off: the oldest generation's long connections (streams,
+	// WebSockets, slow downloads) are cut before its drain deadline, so
+	// that upgrades can come as fast as they like. Defaults to 0: no
+	// bound. Linux only (generations are named by pid and start time
+	// from /proc, so that a reused pid is never signalled); elsewhere it
+	// is ignored, with a warning.
+	MaxDraining int
+
 	// Logger receives one line per upgrade step that an operator would
 	// want to see. Defaults to nil: silent.
 	Logger *slog.Logger

@@ -14,9 +14,11 @@ import (
 // generation keeps serving. A SIGHUP that arrives before Ready upgrades
 // once this generation is ready (any number of them, one upgrade): the
 // operator asked for the new binary, and this one was already starting.
-// The handler ends when Exit is closed; signals that arrive after that are
-// ignored, not fatal. Call it before Ready, so an early SIGHUP cannot kill
-// the process with the default action. A SIGHUP to a successor on
+// Once Exit is closed this generation is stopping: a SIGHUP is then
+// ignored, not fatal, and a SIGTERM or SIGINT means "stop now": it closes
+// Hurry (Options.MaxDraining sends one to the oldest draining generation;
+// an operator may too). Call it before Ready, so an early SIGHUP cannot
+// kill the process with the default action. A SIGHUP to a successor on
 // probation (Options.Probation) upgrades once the probation passed.
 //
 // With Options.Control, under daemontools, runit or s6, SIGTERM restarts
@@ -65,10 +67,12 @@ func (u *Upgrader) HandleSignals() {
 					u.hangUp()
 				}
 			case <-u.exitC:
-				// Keep the signals caught: a late SIGHUP or SIGTERM to a
-				// draining generation must not kill it mid-drain.
-				signal.Ignore(syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT)
-				signal.Stop(sigs)
+				// Keep the signals caught: a late SIGHUP to a draining
+				// generation must not kill it mid-drain, and a SIGTERM
+				// or SIGINT stops it at once, through Hurry, rather than
+				// with the default action.
+				signal.Ignore(syscall.SIGHUP)
+				go u.hurryOnSignal(sigs)
 				return
 			}
 		}
@@ -83,6 +87,18 @@ func (u *Upgrader) hangUp() {
 		u.upgradeWhenReady("SIGHUP before ready: upgrading as soon as this generation is ready")
 	case errors.Is(err, ErrOnProbation):
 		u.upgradeWhenReady("SIGHUP during the probation: upgrading as soon as it passed")
+	}
+}
+
+// hurryOnSignal closes Hurry on the first SIGTERM or SIGINT to a
+// generation that is already stopping, and then goes on catching them for
+// the rest of the process's life (which is short: it drains and exits),
+// so that no later one kills it with the default action.
+func (u *Upgrader) hurryOnSignal(sigs <-chan os.Signal) {
+	for s := range sigs {
+		if s == syscall.SIGTERM || s == syscall.SIGINT { // not a SIGHUP queued before Ignore
+			u.hurryNow(s.String() + " while stopping")
+		}
 	}
 }
 

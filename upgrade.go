@@ -88,6 +88,7 @@ func (u *Upgrader) handover(start startFunc, probation time.Duration) error {
 	if err := u.mgr.notify.Reloading(); err != nil {
 		u.log.Warn("telling systemd we reload", "err", err)
 	}
+	u.passLineage()
 	c, err := u.upgrade(start, probation)
 	if err == nil && probation > 0 {
 		err = u.probation(c, probation)
@@ -111,6 +112,7 @@ func (u *Upgrader) handover(start startFunc, probation time.Duration) error {
 	}
 	u.log.Info("upgrade done; draining", "generation", u.gen, "successor", c.proc.Pid, "took", time.Since(begin).Round(time.Microsecond))
 	go u.watchSuccessor(c)
+	u.startDraining()
 	return nil
 }
 

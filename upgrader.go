@@ -43,6 +43,9 @@ type Upgrader struct {
 	// hupPending: a SIGHUP came before Ready and waits for it
 	// (upgradeWhenReady).
 	hupPending atomic.Bool
+	// hurry is closed when this draining generation must stop at once
+	// (draining.go).
+	hurry hurry
 
 	// The lifecycle, as events: each channel is closed exactly once.
 	readyC chan struct{} // by Ready, under mu, once this generation serves

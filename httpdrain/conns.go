@@ -15,6 +15,7 @@ type connInfo struct {
 	known   bool      // h2 has been looked up
 	h2      bool      // HTTP/2 negotiated with ALPN: left to GOAWAY
 	closing bool      // the sweep has closed it; StateClosed is on its way
+	ended   bool      // the drain ended its response: closing it costs no turn
 }
 
 // track is chained into http.Server.ConnState.
@@ -104,28 +105,44 @@ func (s *Server) sweep(now time.Time) tally {
 	}
 	s.mu.Unlock()
 
+	// Without a pace every idle connection goes now; with one, only
+	// those whose response the drain already ended (that was their
+	// turn), and one more if a turn is due.
+	var paced []candidate
 	for _, k := range cands {
-		if n, ok := pendingBytes(k.c); ok && n > 0 {
-			// A request is arriving: the connection is about to turn
-			// active and will get "Connection: close".
+		if s.pace > 0 && !k.ci.ended {
+			paced = append(paced, k)
 			continue
 		}
-		s.mu.Lock()
-		ci, ok := s.conns[k.c]
-		idle := ok && !ci.closing && ci.seq == k.ci.seq
-		if idle {
-			ci.closing = true
-			s.conns[k.c] = ci
-		}
-		s.mu.Unlock()
-		if !idle {
-			continue // it moved on while we looked
-		}
-		// Close, not shutdown(2): the receive buffer is empty, so the
-		// client gets FIN, not RST, and the server's goroutine sees its
-		// read fail and cleans up (StateClosed).
-		k.c.Close()
-		s.log.Debug("httpdrain: closed idle connection", "remote", k.c.RemoteAddr(), "state", ci.state, "idle", now.Sub(ci.since))
+		s.closeIdle(k, now)
 	}
+	s.takeTurn(now, paced)
 	return t
+}
+
+// closeIdle closes k's connection if it is still as the sweep saw it and
+// nothing waits in its receive buffer, and reports whether it did.
+func (s *Server) closeIdle(k candidate, now time.Time) bool {
+	if n, ok := pendingBytes(k.c); ok && n > 0 {
+		// A request is arriving: the connection is about to turn
+		// active and will get "Connection: close".
+		return false
+	}
+	s.mu.Lock()
+	ci, ok := s.conns[k.c]
+	idle := ok && !ci.closing && ci.seq == k.ci.seq
+	if idle {
+		ci.closing = true
+		s.conns[k.c] = ci
+	}
+	s.mu.Unlock()
+	if !idle {
+		return false // it moved on while we looked
+	}
+	// Close, not shutdown(2): the receive buffer is empty, so the
+	// client gets FIN, not RST, and the server's goroutine sees its
+	// read fail and cleans up (StateClosed).
+	k.c.Close()
+	s.log.Debug("httpdrain: closed idle connection", "remote", k.c.RemoteAddr(), "state", ci.state, "idle", now.Sub(ci.since))
+	return true
 }

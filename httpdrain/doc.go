@@ -60,6 +60,7 @@
 //     "Connection: close" response instead.
 //     With a Handoff, idle plaintext HTTP/1 connections are handed to
 //     the successor at once instead (see below).
+//     With [Options.ClosePace], these closes are paced (see below).
 //  4. When no HTTP/1 connection remains it calls srv.Shutdown, which then
 //     has no request left to drop (it sends GOAWAY to HTTP/2 connections,
 //     see below). Once no hijacked connection is left and no handler runs,
@@ -119,6 +120,37 @@
 // handlers see plaintext connections wrapped; the wrapper's NetConn method
 // returns the connection as accepted.
 //
+// # Long responses, and paced closes
+//
+// Some connections can be neither handed over nor left to finish soon: a
+// response that runs on (server-sent events, a chunked feed, long
+// polling), a TLS or HTTP/2 connection, a hijacked one. A handler learns
+// that its response must end through [WrapUp] on its request's context:
+// it finishes the response cleanly and returns, and the client sees a
+// complete body instead of a connection cut at the deadline.
+//
+// Without [Options.ClosePace] every such connection is asked to end as the
+// drain begins: every running handler's WrapUp is closed, every
+// connection registered with [Server.HijackedWithEnd] has its end func
+// called, idle connections are closed once past IdleGrace. Their clients
+// then all come back at once, to the successor: a reconnect storm when a
+// generation held thousands. With a ClosePace the drain ends them one at
+// a time, each turn at least ClosePace after the last: first the idle
+// connection that has waited longest, then the response that has run
+// longest (a handler that began before the drain), then the hijacked
+// connection registered first (its end func, or Close for one passed to
+// Hijacked). A request that begins during the drain is on a connection
+// that leaves after it, so its WrapUp is closed at once. The deadline ends
+// whatever is left at once, and closes every WrapUp too; an application
+// that must stop now (a newer generation found too many draining)
+// cancels Drain's context. Drain logs how many connections it ended at a
+// pace, and over how long.
+//
+// HTTP/2 connections are not paced: once no HTTP/1 connection remains
+// and every running response has had its turn, Shutdown sends GOAWAY to
+// all of them at once (GOAWAY is graceful: clients resend what was not
+// processed).
+//
 // # HTTP/2
 //
 // An HTTP/2 connection negotiated with TLS ALPN ("h2") is never closed by the
@@ -140,6 +172,9 @@
 // [Server.Hijacked] before it returns, watch [Server.Draining] to say goodbye
 // in its own protocol, and call the returned done func when the connection is
 // closed. Drain waits for those connections and closes them at its deadline.
+// [Server.HijackedWithEnd] takes an end func as well, which the drain calls
+// at the connection's turn (see above), so that the owner ends it at a
+// message boundary: a WebSocket close frame rather than a cut.
 // Drain also waits for every handler to return, which closes the gap between
 // Hijack and Hijacked.
 //

@@ -70,17 +70,22 @@ func (s *Server) drain(ctx context.Context) error {
 		(*l).Close()
 	}
 	s.mu.Unlock()
-	s.log.Info("httpdrain: draining", "listeners", n)
+	s.log.Info("httpdrain: draining", "listeners", n, "pace", s.pace)
+	if s.pace == 0 {
+		s.endAllNow()
+	}
 
 	tick := time.NewTicker(pollInterval)
 	defer tick.Stop()
 	shut := false
 	for {
 		t := s.sweep(time.Now())
-		if !shut && t.serving == 0 && t.http1 == 0 {
+		if !shut && t.serving == 0 && t.http1 == 0 && (s.pace == 0 || s.unasked() == 0) {
 			// No HTTP/1 connection is left and none can appear, so
 			// Shutdown cannot drop a request. It sends GOAWAY to the
-			// HTTP/2 connections and waits for them.
+			// HTTP/2 connections and waits for them. With a pace, not
+			// before every response has had its turn: Shutdown holds
+			// this loop, and so the turns, until HTTP/2 streams end.
 			if t.h2 > 0 {
 				s.log.Info("httpdrain: shutting down HTTP/2 connections", "conns", t.h2)
 			}
@@ -94,6 +99,7 @@ func (s *Server) drain(ctx context.Context) error {
 			continue
 		}
 		if shut && s.done() {
+			s.logPaced()
 			s.log.Info("httpdrain: drained", "took", time.Since(start), "handed", s.handed.Load())
 			return nil
 		}
@@ -136,10 +142,12 @@ func (s *Server) deadline(ctx context.Context) error {
 	// Close, unlike Shutdown, does not wait; it closes the listeners too,
 	// which are closed already.
 	s.srv.Close()
+	s.wrapUpAll()
 	for _, c := range hj {
 		c.Close()
 	}
 	err := &DeadlineError{Active: active, Hijacked: len(hj), Running: int(s.running.Load()), Err: ctx.Err()}
+	s.logPaced()
 	s.log.Warn("httpdrain: deadline", "active", err.Active, "hijacked", err.Hijacked, "running", err.Running)
 	return err
 }

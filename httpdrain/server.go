@@ -44,6 +44,22 @@ type Options struct {
 	// HandoffName is the name connections are handed over under.
 	// Defaults to DefaultHandoffName.
 	HandoffName string
+
+	// ClosePace, if positive, is the least time between two connections
+	// the drain ends, so that the clients of a generation that holds
+	// many long-lived connections come back one at a time rather than
+	// in one storm. It applies to what cannot be handed over: idle
+	// connections (still only once idle for IdleGrace), responses still
+	// running when the drain began (their handlers learn it through
+	// WrapUp) and connections passed to Hijacked or HijackedWithEnd.
+	// The drain's deadline still ends whatever is left at once.
+	//
+	// The trade-off: a generation with n such connections drains for
+	// n times ClosePace at least, and runs that much longer beside its
+	// successor; give the drain a deadline to match, or the rest is
+	// cut there. Defaults to 0: no pace; every such connection is asked
+	// to end as soon as the drain begins.
+	ClosePace time.Duration
 }
 
 // Server serves an *http.Server on any number of listeners and drains it
@@ -67,6 +83,9 @@ type Server struct {
 	handoffBroken atomic.Bool     // a HandOver failed: drain the rest here
 	handed        atomic.Int64    // connections handed over
 
+	pace  time.Duration // Options.ClosePace
+	paced pacer         // owned by the drain goroutine
+
 	// Test hooks, nil in production: called by conn.Read when its read
 	// returns (before it looks at the drain) and by conn.wake once it has
 	// set the past deadline, so a test can put a request exactly into
@@ -82,12 +101,18 @@ type Server struct {
 	serving   int                        // Serve calls that have not returned
 	conns     map[net.Conn]connInfo      // open HTTP connections
 	hijacked  map[*hijack]struct{}       // connections passed to Hijacked
+	requests  map[*request]struct{}      // handlers running
 	finished  bool                       // Drain has returned or hit its deadline
 }
 
 // hijack is one call to Hijacked; a pointer so that the same net.Conn can be
 // registered twice without one done func untracking the other.
-type hijack struct{ c net.Conn }
+type hijack struct {
+	c     net.Conn
+	end   func()    // HijackedWithEnd's; nil: close c
+	since time.Time // registered
+	ended bool      // end was called (or c closed) by the drain
+}
 
 // New prepares srv to be served and drained: it wraps srv.Handler (nil means
 // http.DefaultServeMux) and chains srv.ConnState, so it must be called before
@@ -104,7 +129,9 @@ func New(srv *http.Server, o Options) *Server {
 		listeners: make(map[*net.Listener]struct{}),
 		conns:     make(map[net.Conn]connInfo),
 		hijacked:  make(map[*hijack]struct{}),
+		requests:  make(map[*request]struct{}),
 		handoff:   o.Handoff,
+		pace:      max(o.ClosePace, 0),
 		handName:  o.HandoffName,
 	}
 	if s.handName == "" {
@@ -128,19 +155,20 @@ func New(srv *http.Server, o Options) *Server {
 			next(c, st)
 		}
 	}
-	if s.handoff != nil {
-		// The handler must know its connection to decide whether its
-		// response may keep it open during a drain (closeAfter).
-		nextCtx := srv.ConnContext
-		srv.ConnContext = func(ctx context.Context, c net.Conn) context.Context {
-			if nextCtx != nil {
-				ctx = nextCtx(ctx, c)
-			}
-			if hc, ok := c.(*conn); ok {
-				ctx = context.WithValue(ctx, connKey{}, hc)
-			}
-			return ctx
+	// The handler must know its connection: to decide whether its
+	// response may keep it open during a drain (closeAfter), and to tell
+	// the pacer that a connection whose response it ended is done with
+	// (request.c).
+	nextCtx := srv.ConnContext
+	srv.ConnContext = func(ctx context.Context, c net.Conn) context.Context {
+		if nextCtx != nil {
+			ctx = nextCtx(ctx, c)
 		}
+		ctx = context.WithValue(ctx, netConnKey{}, c)
+		if hc, ok := c.(*conn); ok {
+			ctx = context.WithValue(ctx, connKey{}, hc)
+		}
+		return ctx
 	}
 	return s
 }
@@ -157,6 +185,10 @@ func (h handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// to Hijacked.
 	h.s.running.Add(1)
 	defer h.s.running.Add(-1)
+	c, _ := r.Context().Value(netConnKey{}).(net.Conn)
+	req := h.s.begin(c)
+	defer h.s.end(req)
+	r = r.WithContext(context.WithValue(r.Context(), requestKey{}, req))
 	if h.s.closeAfter(r) {
 		// net/http closes the connection after this response; on HTTP/2
 		// it sends GOAWAY. The client leaves without losing anything.
@@ -212,12 +244,23 @@ func (s *Server) Serve(l net.Listener) error {
 func (s *Server) Draining() <-chan struct{} { return s.draining }
 
 // Hijacked tracks a connection taken over with http.Hijacker, which
-// net/http no longer sees: Drain waits for it and closes it at its deadline.
-// Call it before the handler returns, and call done once c is closed; done
-// may be called more than once. If Drain has already returned or hit its
-// deadline, Hijacked closes c at once.
+// net/http no longer sees: Drain waits for it and closes it at its deadline
+// (with a ClosePace, at its turn). Call it before the handler returns, and
+// call done once c is closed; done may be called more than once. If Drain
+// has already returned or hit its deadline, Hijacked closes c at once.
 func (s *Server) Hijacked(c net.Conn) (done func()) {
-	h := &hijack{c: c}
+	return s.HijackedWithEnd(c, nil)
+}
+
+// HijackedWithEnd is Hijacked for a connection whose owner can end it
+// gracefully in its own protocol (a WebSocket close frame, at a message
+// boundary): the drain calls end, once, when the connection's turn comes
+// (at once when the drain begins without a ClosePace, and after the
+// connections before it with one), and the owner then closes c and calls
+// done. end must not block; a nil end means c.Close. The drain's deadline
+// closes c whatever end did.
+func (s *Server) HijackedWithEnd(c net.Conn, end func()) (done func()) {
+	h := &hijack{c: c, end: end, since: time.Now()}
 	s.mu.Lock()
 	if s.finished {
 		s.mu.Unlock()
@@ -225,7 +268,16 @@ func (s *Server) Hijacked(c net.Conn) (done func()) {
 		return func() {}
 	}
 	s.hijacked[h] = struct{}{}
+	now := s.isDraining.Load() && s.pace == 0 && end != nil
+	if now {
+		h.ended = true
+	}
 	s.mu.Unlock()
+	if now {
+		// Without a pace every such connection is asked to end as
+		// the drain begins; this one came after.
+		end()
+	}
 	return func() {
 		s.mu.Lock()
 		delete(s.hijacked, h)

@@ -12,6 +12,7 @@
 //
 // Flags: -listen ADDR -pid-file PATH -drain D -upgrade-timeout D
 // -control PATH -fd-store -idle-grace D -tls-cert FILE -tls-key FILE
+// -max-draining N -close-pace D
 // (see "httpserver -h" and the
 // package documentation of server).
 package main

@@ -36,15 +36,30 @@
 //	                        (a usage error otherwise). Clients resume their
 //	                        TLS sessions with every successor; each
 //	                        generation reads both files afresh
+//	-max-draining N         let at most N generations drain at once: a
+//	                        generation that starts draining and finds more
+//	                        stops the oldest at once (SIGTERM), cutting its
+//	                        long connections, and logs how many it held
+//	                        (0: no bound). Linux only
+//	-close-pace D           while draining, end what cannot be handed over
+//	                        (streams, TLS and HTTP/2 idle connections,
+//	                        past -idle-grace) one at a time, D apart, so
+//	                        their clients come back spread out (0: all as
+//	                        the drain begins)
 //
 //	SIGHUP                  upgrade: start the binary at the same path with
 //	                        the same arguments and hand it the socket
 //	SIGTERM, SIGINT         drain and stop (under a supervisor, with
 //	                        -control, SIGTERM restarts while the supervisor
-//	                        wants the service up)
+//	                        wants the service up); to a generation that is
+//	                        already draining or stopping: stop at once
 //	GET /                   200 "pid=<serving pid> gen=<generation>\n"
 //	GET /?delay=2s          the same, after sleeping that long (at most
 //	                        MaxDelay)
+//	GET /stream             a line "tick pid=<pid> n=<n>" every 100ms until
+//	                        the drain asks the stream to end (at its turn
+//	                        with -close-pace), then "end pid=<pid> n=<n>"
+//	                        and a complete chunked body
 //
 // With -tls-cert and -tls-key the same paths answer over HTTPS (HTTP/1.1
 // and HTTP/2). The session ticket keys travel from each generation to the

@@ -33,6 +33,8 @@ type Config struct {
 	TLSCert        string        // -tls-cert: PEM certificate chain; serve HTTPS
 	TLSKey         string        // -tls-key: PEM private key of TLSCert
 	Probation      time.Duration // -probation: baton.Options.Probation
+	MaxDraining    int           // -max-draining: baton.Options.MaxDraining
+	ClosePace      time.Duration // -close-pace: httpdrain.Options.ClosePace
 }
 
 // Main parses args (without the program name) and runs one generation of
@@ -72,8 +74,10 @@ func parseFlags(name string, args []string, stderr io.Writer) (Config, int) {
 	fs.StringVar(&cfg.TLSCert, "tls-cert", "", "serve HTTPS with the PEM certificate (chain) in `file`, resuming TLS sessions across upgrades; needs -tls-key")
 	fs.StringVar(&cfg.TLSKey, "tls-key", "", "the PEM private key of -tls-cert, in `file`")
 	fs.DurationVar(&cfg.Probation, "probation", 0, "after a successor is ready, keep serving beside it this long before draining; if it dies meanwhile, serve on (0: drain at once)")
+	fs.IntVar(&cfg.MaxDraining, "max-draining", 0, "let at most `N` generations drain at once: beyond it the oldest is stopped at once, cutting its long connections (0: no bound)")
+	fs.DurationVar(&cfg.ClosePace, "close-pace", 0, "while draining, end connections that cannot be handed over (streams, TLS, idle past -idle-grace) one at a time, this long apart (0: all at once)")
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: %s [-listen ADDR] [-pid-file PATH] [-control PATH] [-fd-store] [-drain DURATION] [-probation DURATION] [-tls-cert FILE -tls-key FILE]\n\n", name)
+		fmt.Fprintf(stderr, "Usage: %s [-listen ADDR] [-pid-file PATH] [-control PATH] [-fd-store] [-drain DURATION] [-probation DURATION] [-max-draining N] [-close-pace DURATION] [-tls-cert FILE -tls-key FILE]\n\n", name)
 		fmt.Fprintf(stderr, "A zero-downtime HTTP server: SIGHUP upgrades it (new binary, same sockets),\nSIGTERM or SIGINT drains and stops it.\n\nOptions:\n")
 		fs.PrintDefaults()
 	}
@@ -90,6 +94,11 @@ func parseFlags(name string, args []string, stderr io.Writer) (Config, int) {
 	}
 	if cfg.Probation < 0 || cfg.Probation > baton.MaxProbation {
 		fmt.Fprintf(stderr, "%s: -probation %v: want 0 (none) up to %v\n", name, cfg.Probation, baton.MaxProbation)
+		fs.Usage()
+		return cfg, 2
+	}
+	if cfg.MaxDraining < 0 || cfg.ClosePace < 0 {
+		fmt.Fprintf(stderr, "%s: -max-draining and -close-pace cannot be negative\n", name)
 		fs.Usage()
 		return cfg, 2
 	}
@@ -120,6 +129,7 @@ func Run(cfg Config, log *slog.Logger) error {
 		Control:        cfg.Control,
 		FDStore:        cfg.FDStore,
 		Probation:      cfg.Probation,
+		MaxDraining:    cfg.MaxDraining,
 		Logger:         log, // nil would be silent; an operator wants these lines
 	})
 	if err != nil {
@@ -197,6 +207,10 @@ func Run(cfg Config, log *slog.Logger) error {
 		// the upgrade, and we exit as soon as the requests in flight
 		// are answered instead of waiting IdleGrace for idle clients.
 		Handoff: handoff,
+		// What cannot be handed over (streams on /stream, TLS
+		// connections) is ended one at a time, so that its clients
+		// come back to the successor spread out, not in one storm.
+		ClosePace: cfg.ClosePace,
 	})
 	go srv.Serve(ln)
 	if handed != nil {
@@ -234,11 +248,28 @@ func Run(cfg Config, log *slog.Logger) error {
 	// no successor, close them without losing a request that is on its
 	// way). At the deadline, whatever is left is closed:
 	// the deadline bounds how long two generations run side by side.
+	//
+	// Hurry is closed when this generation must stop now: a newer one
+	// found more than -max-draining generations draining, or an operator
+	// sent SIGTERM again. Cancelling the drain's context ends it at once,
+	// as its deadline would.
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.Drain)
 	defer cancel()
+	go func() {
+		select {
+		case <-upg.Hurry():
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
 	start := time.Now()
 	if err := srv.Drain(ctx); err != nil {
-		log.Warn("drained at the deadline", "err", err)
+		select {
+		case <-upg.Hurry():
+			log.Warn("stopped at once while draining", "err", err)
+		default:
+			log.Warn("drained at the deadline", "err", err)
+		}
 	} else {
 		log.Info("drained", "took", time.Since(start).Round(time.Millisecond))
 	}
@@ -256,13 +287,22 @@ func Run(cfg Config, log *slog.Logger) error {
 	return nil
 }
 
+// StreamInterval is how often GET /stream writes a line: often enough that
+// a client sees it live, rarely enough that 200 streams cost nothing.
+const StreamInterval = 100 * time.Millisecond
+
 // Handler answers GET / with the pid and generation of the process that
 // served the request, so a client can see the upgrade happen; ?delay=D
 // sleeps D first (at most MaxDelay), to show that a slow request started
-// before an upgrade still gets its full response.
+// before an upgrade still gets its full response. GET /stream is a
+// long-lived response (see Stream).
 func Handler(gen int) http.Handler {
 	pid := os.Getpid()
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/stream" {
+			Stream(w, r)
+			return
+		}
 		if r.URL.Path != "/" {
 			http.NotFound(w, r)
 			return
@@ -281,4 +321,35 @@ func Handler(gen int) http.Handler {
 		}
 		fmt.Fprintf(w, "pid=%d gen=%d\n", pid, gen)
 	})
+}
+
+// Stream answers GET /stream with a line "tick pid=<pid> n=<n>" every
+// StreamInterval until the drain asks it to end (httpdrain.WrapUp: at its
+// turn with -close-pace, as the drain begins without), then writes
+// "end pid=<pid> n=<n>" and returns: the client sees a complete chunked
+// body, not a reset, and opens its next stream on the successor. A stream
+// cannot be handed over — it is a response in flight — so it is what
+// -close-pace paces and -max-draining may cut.
+func Stream(w http.ResponseWriter, r *http.Request) {
+	pid := os.Getpid()
+	rc := http.NewResponseController(w)
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	tick := time.NewTicker(StreamInterval)
+	defer tick.Stop()
+	for n := 0; ; n++ {
+		if _, err := fmt.Fprintf(w, "tick pid=%d n=%d\n", pid, n); err != nil {
+			return // the client left
+		}
+		if rc.Flush() != nil {
+			return
+		}
+		select {
+		case <-httpdrain.WrapUp(r.Context()):
+			fmt.Fprintf(w, "end pid=%d n=%d\n", pid, n+1)
+			return
+		case <-r.Context().Done():
+			return
+		case <-tick.C:
+		}
+	}
 }

@@ -1,8 +1,11 @@
 package server
 
 import (
+	"bufio"
+	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -29,10 +32,12 @@ func TestFlags(t *testing.T) {
 	}
 
 	args := []string{"-listen", "127.0.0.1:9", "-pid-file", "p", "-drain", "1s", "-upgrade-timeout", "2s",
-		"-control", "c", "-fd-store", "-idle-grace", "3s", "-tls-cert", "cert.pem", "-tls-key", "key.pem", "-probation", "4s"}
+		"-control", "c", "-fd-store", "-idle-grace", "3s", "-tls-cert", "cert.pem", "-tls-key", "key.pem", "-probation", "4s",
+		"-max-draining", "4", "-close-pace", "50ms"}
 	cfg, status = parseFlags("httpserver", args, io.Discard)
 	want = Config{Listen: "127.0.0.1:9", PIDFile: "p", Drain: time.Second, UpgradeTimeout: 2 * time.Second,
-		Control: "c", FDStore: true, IdleGrace: 3 * time.Second, TLSCert: "cert.pem", TLSKey: "key.pem", Probation: 4 * time.Second}
+		Control: "c", FDStore: true, IdleGrace: 3 * time.Second, TLSCert: "cert.pem", TLSKey: "key.pem", Probation: 4 * time.Second,
+		MaxDraining: 4, ClosePace: 50 * time.Millisecond}
 	if status != -1 || cfg != want {
 		t.Errorf("parseFlags(%q) = %+v, %d; want %+v, -1", args, cfg, status, want)
 	}
@@ -48,6 +53,8 @@ func TestFlags(t *testing.T) {
 		{[]string{"-tls-cert", "cert.pem"}, 2},
 		{[]string{"-tls-key", "key.pem"}, 2},
 		{[]string{"-probation", "-1s"}, 2},
+		{[]string{"-max-draining", "-1"}, 2},
+		{[]string{"-close-pace", "-1s"}, 2},
 	} {
 		var out strings.Builder
 		if got := Main("httpserver", tc.args, &out); got != tc.want {
@@ -84,5 +91,44 @@ func TestHandler(t *testing.T) {
 		if resp.StatusCode != tc.status || (tc.body != "" && string(b) != tc.body) {
 			t.Errorf("GET %s = %d %q; want %d %q", tc.path, resp.StatusCode, b, tc.status, tc.body)
 		}
+	}
+}
+
+// GET /stream ticks until the drain asks it to end, then ends with a
+// complete body: the client reads every line and a clean EOF.
+func TestStreamEndsWhenTheDrainAsks(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httpdrain.New(&http.Server{Handler: Handler(3)}, httpdrain.Options{})
+	go hs.Serve(ln)
+	resp, err := http.Get("http://" + ln.Addr().String() + "/stream")
+	if err != nil {
+		t.Fatalf("GET /stream: %v", err)
+	}
+	defer resp.Body.Close()
+	br := bufio.NewReader(resp.Body)
+	prefix := fmt.Sprintf("tick pid=%d n=0\n", os.Getpid())
+	if line, err := br.ReadString('\n'); line != prefix {
+		t.Fatalf("first line %q, %v; want %q", line, err, prefix)
+	}
+	drained := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		drained <- hs.Drain(ctx)
+	}()
+	rest, err := io.ReadAll(br)
+	if err != nil {
+		t.Fatalf("reading the stream to its end: %v; want a complete body", err)
+	}
+	lines := strings.Split(strings.TrimSuffix(string(rest), "\n"), "\n")
+	if last := lines[len(lines)-1]; !strings.HasPrefix(last, fmt.Sprintf("end pid=%d n=", os.Getpid())) {
+		t.Errorf("last line %q; want the end line", last)
+	}
+	if err := <-drained; err != nil {
+		t.Errorf("Drain = %v, want nil", err)
 	}
 }
