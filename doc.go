@@ -216,7 +216,29 @@
 //
 // The price of the window: two generations serve, so two versions of the
 // code answer and a request may reach either, and the service holds the
-// memory of both until the old one drains.
+// memory of both until the old one drains. A successor whose old
+// generation says nothing for the window plus UpgradeTimeout (stopped,
+// wedged) names itself then.
+//
+// # Bounded generations and paced closes
+//
+// When upgrades come faster than long connections end, draining
+// generations pile up. Options.MaxDraining bounds them: each generation
+// passes its successor the generations still running (generation, pid and
+// process start time, in the reserved state "baton.generations"), and one
+// that starts draining and finds more than MaxDraining draining, itself
+// included, sends SIGTERM (through a pidfd, after checking the start
+// time, so a reused pid is never signalled) to the oldest beyond the
+// bound, logging how many connections each held. HandleSignals turns a
+// SIGTERM or SIGINT to a generation that is already stopping into Hurry:
+// "stop" to something stopping means "now", and the application cancels
+// its drain. Linux only; elsewhere the bound is ignored with a warning.
+//
+// What cannot be handed over (TLS and HTTP/2 connections, hijacked ones,
+// long responses) need not all close at the drain deadline, which makes
+// every client reconnect at once: httpdrain's Options.ClosePace ends them
+// one at a time, gracefully where the protocol allows (a response that
+// ends, "Connection: close", a hijacked connection's own end function).
 //
 // # Invariants
 //
