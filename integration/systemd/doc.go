@@ -17,9 +17,9 @@
 // differs between them; then systemd 257 in the unified layout (256
 // deprecated the v1 hierarchy; real 257 systems run the unified one). In
 // each, the scenarios are units, run one after another (on 257, the two
-// notify-reload ones, reload and stop-while-draining: socket and fdstore
-// pass there too, but they prove systemd's restarts, where baton does
-// nothing that depends on the version, and cost 20 to 40s):
+// notify-reload ones, probation, reload and stop-while-draining: socket
+// and fdstore pass there too, but they prove systemd's restarts, where
+// baton does nothing that depends on the version, and cost 20 to 40s):
 //
 //   - notify-reload (257 only): Type=notify-reload, no ExecReload,
 //     NotifyAccess=main. systemctl reload sends SIGHUP and waits for
@@ -42,6 +42,21 @@
 //     when systemctl reload returns a new worker answers, or, after the
 //     build that exits, the old one does and StatusText says "reload
 //     failed: exited before it was ready: exit status 3; still serving".
+//   - probation (257 only): Type=notify-reload with the demo server on
+//     probation (-probation 3s): the incumbent serves beside its ready
+//     successor for the window and sends MAINPID= and READY=1 only then.
+//     Two reloads to a good build: until systemctl reload returns,
+//     MainPID and the pid file name the old generation, the successor is
+//     a child of systemd in the unit's cgroup, and both answer HTTP; the
+//     reload returns no sooner than the window after the incumbent logged
+//     the successor ready (the log line's time, the host's clock); then
+//     MainPID is the successor. No request fails. Two reloads whose
+//     successor is killed (kill -9) a second into its window: the reload
+//     exits 0, MainPID and the pid file still name the old generation,
+//     which serves, and StatusText says "failed on probation: died …
+//     after ready"; no connection is refused, and only what the killed
+//     successor had in flight fails (eof or reset, at most one per
+//     client per kill). Then stop: Result=success, nothing left.
 //   - reload: Type=notify, ExecReload=/bin/sh -c "kill -HUP $MAINPID",
 //     NotifyAccess=main (the default). Ten reloads under load fail no
 //     request; after each, systemd's MainPID is the process answering HTTP

@@ -80,7 +80,8 @@ TimeoutStopSec=20s
 
 // reloadSucceeds runs systemctl reload and checks, the moment it returns,
 // that systemd's MainPID is a new process, a child of systemd, that
-// answers HTTP and is in the pid file.
+// answers HTTP and is in the pid file (without a probation the successor
+// writes it before it tells the incumbent it is ready).
 func (s *service) reloadSucceeds(ctx context.Context) error {
 	old := s.main
 	start := time.Now()
@@ -88,30 +89,43 @@ func (s *service) reloadSucceeds(ctx context.Context) error {
 		return err
 	}
 	took := time.Since(start)
-	p, err := s.c.Show(s.unit, "MainPID", "ActiveState", "SubState", "StatusText")
+	pid, gen, err := s.checkSwitched(old)
 	if err != nil {
 		return err
-	}
-	pid, _ := strconv.Atoi(p["MainPID"])
-	if pid == old || pid == 0 || p["ActiveState"] != "active" || p["SubState"] != "running" {
-		return fmt.Errorf("systemctl reload returned with %v; want active, running and a MainPID other than %d: systemd must switch before the reload ends", p, old)
-	}
-	if want := fmt.Sprintf(", pid %d", pid); !strings.HasPrefix(p["StatusText"], "serving, generation ") || !strings.HasSuffix(p["StatusText"], want) {
-		return fmt.Errorf("StatusText after the reload = %q; want the new generation's, ending %q", p["StatusText"], want)
-	}
-	gen, err := s.servedBy(pid)
-	if err != nil {
-		return fmt.Errorf("right after the reload MainPID is %d: %w", pid, err)
 	}
 	if f := s.pidFromFile(); f != pid {
 		return fmt.Errorf("right after the reload MainPID is %d, but the pid file says %d", pid, f)
 	}
-	if ppid, err := s.parent(pid); err != nil || ppid != 1 {
-		return fmt.Errorf("the new main process %d has parent %d (%v); want 1, systemd", pid, ppid, err)
-	}
 	s.t.Logf("systemctl reload returned after %v, MainPID %d → %d (gen %d)", took.Round(time.Millisecond), old, pid, gen)
 	s.main = pid
 	return nil
+}
+
+// checkSwitched checks, right after systemctl reload returned, that
+// systemd's MainPID is a process other than old, a child of systemd,
+// that answers HTTP and says so in StatusText. It returns that pid and
+// the generation it answers as. The pid file is the caller's to check:
+// after a probation it follows a moment later.
+func (s *service) checkSwitched(old int) (pid, gen int, err error) {
+	p, err := s.c.Show(s.unit, "MainPID", "ActiveState", "SubState", "StatusText")
+	if err != nil {
+		return 0, 0, err
+	}
+	pid, _ = strconv.Atoi(p["MainPID"])
+	if pid == old || pid == 0 || p["ActiveState"] != "active" || p["SubState"] != "running" {
+		return 0, 0, fmt.Errorf("systemctl reload returned with %v; want active, running and a MainPID other than %d: systemd must switch before the reload ends", p, old)
+	}
+	if want := fmt.Sprintf(", pid %d", pid); !strings.HasPrefix(p["StatusText"], "serving, generation ") || !strings.HasSuffix(p["StatusText"], want) {
+		return 0, 0, fmt.Errorf("StatusText after the reload = %q; want the new generation's, ending %q", p["StatusText"], want)
+	}
+	gen, err = s.servedBy(pid)
+	if err != nil {
+		return 0, 0, fmt.Errorf("right after the reload MainPID is %d: %w", pid, err)
+	}
+	if ppid, err := s.parent(pid); err != nil || ppid != 1 {
+		return 0, 0, fmt.Errorf("the new main process %d has parent %d (%v); want 1, systemd", pid, ppid, err)
+	}
+	return pid, gen, nil
 }
 
 // reloadFails runs systemctl reload with a build that exits installed and

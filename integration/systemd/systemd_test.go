@@ -94,6 +94,7 @@ func TestSystemd(t *testing.T) {
 			if tc.release != nspawn.Bookworm {
 				t.Run("notify-reload", func(t *testing.T) { testNotifyReload(t, c) })
 				t.Run("master-notify-reload", func(t *testing.T) { testMasterNotifyReload(t, c) })
+				t.Run("probation", func(t *testing.T) { testProbation(t, c) })
 			}
 			t.Run("reload", func(t *testing.T) { testReload(t, c) })
 			t.Run("stop-while-draining", func(t *testing.T) { testStopWhileDraining(t, c) })
