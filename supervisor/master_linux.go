@@ -15,6 +15,7 @@ import (
 
 	"github.com/batonhq/baton/internal/exepath"
 	"github.com/batonhq/baton/internal/ownersock"
+	"github.com/batonhq/baton/internal/procfs"
 	"github.com/batonhq/baton/internal/reaper"
 	"github.com/batonhq/baton/systemd"
 )
@@ -64,6 +65,9 @@ type Master struct {
 	restartT   *time.Timer
 	restarts   int
 	drainKills int
+	limitKills int // draining generations killed beyond cfg.MaxDraining
+	upgrades   UpgradeStats
+	drains     DrainStats
 
 	// hupQueued: a SIGHUP came during a reload; one more follows it.
 	hupQueued bool
@@ -248,15 +252,42 @@ func (m *Master) Reload(ctx context.Context) (Result, error) {
 	}
 }
 
-// Status returns what the master knows now.
+// Status returns what the master knows now, with each generation's
+// connections and memory as the kernel counts them.
 func (m *Master) Status() Status {
+	st, _ := m.snapshot(context.Background())
+	return st
+}
+
+// snapshot asks the run loop for its status, or gives up when ctx ends,
+// then adds what the kernel knows of each generation: those reads of
+// /proc and sock_diag happen here, off the loop, which must never wait on
+// them.
+func (m *Master) snapshot(ctx context.Context) (Status, error) {
 	reply := make(chan Status, 1)
 	select {
 	case m.events <- statusReq{reply}:
-		return <-reply
 	case <-m.done:
-		return m.lastStat
+		return m.lastStat, nil
+	case <-ctx.Done():
+		return Status{}, ctx.Err()
 	}
+	var st Status
+	select {
+	case st = <-reply:
+	case <-ctx.Done():
+		return Status{}, ctx.Err()
+	}
+	for i := range st.Generations {
+		g := &st.Generations[i]
+		// A generation reaped since the loop answered has no /proc
+		// entry: 0 connections, RSS 0 (unknown).
+		g.Connections = m.establishedOf(g.PID)
+		if kib, err := procfs.VmRSS(g.PID); err == nil {
+			g.RSS = kib << 10
+		}
+	}
+	return st, nil
 }
 
 // Stop stops every generation and returns when Run has.

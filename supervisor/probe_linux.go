@@ -254,6 +254,22 @@ func holds(pid int, inode uint64) bool {
 // port is a listener's. Connections of its children, and over unix
 // sockets, are not counted; -1 if the kernel would not say.
 func (m *Master) connectionsOf(pid int) int {
+	return m.countConns(pid, heldStates)
+}
+
+// establishedOf is connectionsOf for the connections in state ESTABLISHED
+// only: those a client may still be using. It reads nothing of the run
+// loop's: m.socks and m.log do not change once New has returned.
+func (m *Master) establishedOf(pid int) int {
+	return m.countConns(pid, 1<<unix.BPF_TCP_ESTABLISHED)
+}
+
+// heldStates are the TCP states of a connection that has a descriptor:
+// all but listening and TIME_WAIT.
+const heldStates = 1<<unix.BPF_TCP_ESTABLISHED | 1<<unix.BPF_TCP_SYN_RECV | 1<<unix.BPF_TCP_FIN_WAIT1 |
+	1<<unix.BPF_TCP_FIN_WAIT2 | 1<<unix.BPF_TCP_CLOSE_WAIT | 1<<unix.BPF_TCP_LAST_ACK | 1<<unix.BPF_TCP_CLOSING
+
+func (m *Master) countConns(pid int, states uint32) int {
 	ports := map[uint16]bool{}
 	for _, s := range m.socks {
 		if _, p, err := net.SplitHostPort(s.tcp); err == nil {
@@ -270,7 +286,7 @@ func (m *Master) connectionsOf(pid int) int {
 	if len(ports) == 0 || len(inodes) == 0 {
 		return 0
 	}
-	n, err := acceptedConns(ports, inodes)
+	n, err := acceptedConns(ports, inodes, states)
 	if err != nil {
 		m.log.Debug("cannot count the connections of a generation", "pid", pid, "err", err)
 		return -1
@@ -278,12 +294,12 @@ func (m *Master) connectionsOf(pid int) int {
 	return n
 }
 
-// acceptedConns counts the TCP connections, in any state but listening
-// and TIME_WAIT (which have no descriptor), whose local port is in ports
+// acceptedConns counts the TCP connections in states (a mask of
+// 1<<BPF_TCP_*) whose local port is in ports
 // and whose inode is in inodes: with a sock_diag dump filtered by state,
 // for /proc/net/tcp lists every TIME_WAIT connection of the host and
 // takes seconds to read on a busy one.
-func acceptedConns(ports map[uint16]bool, inodes map[uint32]bool) (int, error) {
+func acceptedConns(ports map[uint16]bool, inodes map[uint32]bool, states uint32) (int, error) {
 	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, unix.NETLINK_SOCK_DIAG)
 	if err != nil {
 		return 0, os.NewSyscallError("socket(NETLINK_SOCK_DIAG)", err)
@@ -291,8 +307,6 @@ func acceptedConns(ports map[uint16]bool, inodes map[uint32]bool) (int, error) {
 	defer unix.Close(fd)
 	tv := unix.NsecToTimeval(sockDiagTimeout.Nanoseconds())
 	unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
-	const states = 1<<unix.BPF_TCP_ESTABLISHED | 1<<unix.BPF_TCP_SYN_RECV | 1<<unix.BPF_TCP_FIN_WAIT1 |
-		1<<unix.BPF_TCP_FIN_WAIT2 | 1<<unix.BPF_TCP_CLOSE_WAIT | 1<<unix.BPF_TCP_LAST_ACK | 1<<unix.BPF_TCP_CLOSING
 	n := 0
 	buf := make([]byte, 32<<10)
 	for _, fam := range []uint8{unix.AF_INET, unix.AF_INET6} {
