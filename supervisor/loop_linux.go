@@ -166,6 +166,7 @@ func (m *Master) Run(ctx context.Context) error {
 		m.notify.Status("starting")
 		m.beginGeneration(nil)
 	}
+	m.serveMetrics()
 	ctxDone := ctx.Done()
 	for !m.stopping || len(m.live) > 0 || m.tailing > 0 {
 		select {

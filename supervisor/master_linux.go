@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"net/url"
 	"os"
 	"os/signal"
@@ -35,6 +36,11 @@ type Master struct {
 	reaper  *reaper.Reaper
 	probeTo string // host:port the probes dial
 	probeU  *url.URL
+
+	// The metrics endpoint (Config.Metrics), if any.
+	metricsLn   net.Listener
+	metricsLoop bool // its address is loopback
+	metricsSrv  *http.Server
 
 	events  chan event
 	done    chan struct{} // closed when Run has returned
@@ -163,6 +169,9 @@ func New(cfg Config) (*Master, error) {
 	} else {
 		err = m.open()
 	}
+	if err == nil {
+		err = m.openMetrics()
+	}
 	if err != nil {
 		m.closeAll()
 		return nil, err
@@ -219,6 +228,7 @@ func (m *Master) makeEnv() error {
 
 // closeAll releases the sockets and the control socket.
 func (m *Master) closeAll() {
+	m.closeMetrics()
 	m.closeSockets()
 	m.closeControl()
 }
