@@ -84,6 +84,9 @@ func runMaster(args []string) int {
 	fs.IntVar(&cfg.RestartLimit, "restart-limit", 0, "")
 	fs.DurationVar(&cfg.RestartWindow, "restart-window", 0, "")
 	fs.StringVar(&cfg.Control, "control", "", "")
+	fs.DurationVar(&cfg.Probation, "probation", 0, "")
+	fs.IntVar(&cfg.MaxDraining, "max-draining", 0, "")
+	fs.StringVar(&cfg.Metrics, "metrics", "", "")
 	if err := fs.Parse(args); err != nil || fs.NArg() == 0 {
 		return 2
 	}

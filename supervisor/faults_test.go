@@ -63,6 +63,8 @@ FAULT_MODE=$mode exec %[4]s fault
 //	take-exit   take the socket without accepting, exit 4
 //	serve-exit  take the socket and serve, never ready, exit 5 after 300ms
 //	ready-exit  serve, say READY=1, and exit 6 after 300ms
+//	ready-exit-MS  serve, say READY=1, and exit 6 after MS milliseconds
+//	ready-kill-MS  serve, say READY=1, and SIGKILL itself after MS milliseconds
 //	hang        take the socket, never ready, never exit
 //	stop        take the socket and SIGSTOP itself
 func faultWorker() {
@@ -70,6 +72,23 @@ func faultWorker() {
 	fail := func(code int, msg string) {
 		fmt.Fprintln(os.Stderr, "fault: "+msg)
 		os.Exit(code)
+	}
+	if rest, ok := strings.CutPrefix(mode, "ready-"); ok {
+		// ready-exit-MS, ready-kill-MS: the faults of a probation.
+		how, ms, _ := strings.Cut(rest, "-")
+		if d, err := strconv.Atoi(ms); err == nil && (how == "exit" || how == "kill") {
+			ln := takeSocket()
+			go serveFault(ln)
+			if err := systemd.NewNotifierFrom(os.Getenv("NOTIFY_SOCKET")).Ready(); err != nil {
+				fail(9, "READY=1: "+err.Error())
+			}
+			time.Sleep(time.Duration(d) * time.Millisecond)
+			if how == "kill" {
+				fmt.Fprintln(os.Stderr, "fault: killing myself after ready")
+				syscall.Kill(os.Getpid(), syscall.SIGKILL)
+			}
+			fail(6, "crashing right after ready")
+		}
 	}
 	if mode == "exit" {
 		fail(3, "config error: line 3: unknown directive")

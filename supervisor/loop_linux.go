@@ -459,7 +459,7 @@ func (m *Master) exited(g *generation, ws syscall.WaitStatus) {
 			// It served: whatever it had accepted is lost, but the old
 			// generation never stopped accepting.
 			reason = fmt.Sprintf("died %d ms into probation: %s", time.Since(g.probationAt).Milliseconds(), status)
-			m.log.Warn("generation died on probation: the old one serves on", "generation", g.n, "pid", g.pid, "status", status)
+			m.log.Warn("generation died on probation: the old one serves on", "generation", g.n, "pid", g.pid, "why", reason)
 		}
 		m.fail(g, nil, &GenerationError{Gen: g.n, PID: g.pid, Reason: reason})
 	case g == m.current:
