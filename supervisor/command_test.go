@@ -30,6 +30,7 @@ import (
 //	demo-server [flags]                the demo server (package baton)
 //	lfds                               lfdsWorker: a worker that knows only LISTEN_FDS
 //	fault                              faultWorker: a faulty generation
+//	holder                             holderWorker: holds connections until killed
 //	call CMD --control PATH            supervisor.Call; the response as JSON
 //
 // "run" exits as "baton run" does: 0, the worker's status, 2 for a Config
@@ -60,6 +61,8 @@ func batonCommand() {
 		lfdsWorker()
 	case "fault":
 		faultWorker()
+	case "holder":
+		holderWorker()
 	case "call":
 		os.Exit(callMaster(args))
 	default:
