@@ -109,6 +109,7 @@
 //	baton run [--listen [NAME=]SCHEME://ADDRESS]... [--ready notify|tcp|URL]
 //	          [--upgrade-timeout D] [--drain-timeout D] [--stop-signal SIG]
 //	          [--restart-limit N] [--restart-window D] [--watch PATH]...
+//	          [--probation D] [--max-draining N] [--metrics ADDR]
 //	          [--control PATH | --name NAME] -- PROGRAM [ARGS...]
 //
 // A stable master (package supervisor): it opens the sockets once and runs
@@ -163,6 +164,20 @@
 //	                     every 500ms, and only once the change has settled
 //	                     for one more look; a removed file is not a change
 //	                     (repeatable)
+//	--probation D        after a new generation is ready, the old one serves
+//	                     beside it for D before it is told to stop; if the
+//	                     new one dies meanwhile, the old one serves on and
+//	                     the reload fails ("died N ms into probation"),
+//	                     baton reload exits 1; two generations serve, and
+//	                     hold memory, for D (0: none)
+//	--max-draining N     at most N generations draining at once: the oldest
+//	                     beyond it is killed (SIGKILL), logged with the
+//	                     connections it held; at most N+1 workers between
+//	                     reloads, N+2 during one (0: unbounded, since a
+//	                     kill drops connections)
+//	--metrics ADDR       serve Prometheus metrics (GET /metrics, text format
+//	                     0.0.4) on HOST:PORT; :PORT is 127.0.0.1:PORT; a
+//	                     host that is not loopback is allowed, and logged
 //	--control PATH       the control socket (default below)
 //	--name NAME          the service's name, for the default control socket
 //	                     $XDG_RUNTIME_DIR/baton/NAME/control.sock, or

@@ -33,6 +33,12 @@ More than -restart-limit failures within -restart-window, and the master
 gives up and exits with the worker's status. A worker that exits 0 by
 itself stops the master.
 
+With -probation, the old generation serves beside the new one for that
+long before it drains: if the new one dies meanwhile, the old one serves on
+and the reload fails. -max-draining bounds the generations draining at once
+(the oldest beyond it is killed). "baton status" shows each generation's
+connections and memory, and -metrics serves them to Prometheus.
+
 The master reaps every child (it can be PID 1 of a container), forwards
 SIGUSR1, SIGUSR2 and SIGWINCH to the serving worker, stops everything on
 SIGINT or SIGTERM and exits with the worker's status.
