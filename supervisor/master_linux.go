@@ -157,6 +157,13 @@ func New(cfg Config) (*Master, error) {
 	default:
 		return nil, &ConfigError{Field: "Ready", Reason: fmt.Sprintf("ready check %q: want notify, tcp or an http:// URL", cfg.Ready)}
 	}
+	if cfg.Metrics != "" {
+		// Checked before anything is opened: a bad address is a bad
+		// Config, whatever else is wrong.
+		if _, _, err := metricsAddr(cfg.Metrics); err != nil {
+			return nil, err
+		}
+	}
 	if m.notify, err = systemd.NewNotifier(); err != nil {
 		return nil, err
 	}
