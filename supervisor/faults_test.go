@@ -166,8 +166,9 @@ type rigConfig struct {
 	// worker replaces the fault worker: it gets the rig's dir and
 	// address.
 	worker func(dir, addr string) []string
-	drain  string // the demo server's -drain; default 10s
-	listen int    // extra TCP sockets (besides the one served)
+	drain  string   // the demo server's -drain; default 10s
+	listen int      // extra TCP sockets (besides the one served)
+	env    []string // for the master, besides FAULT_MODES
 }
 
 // newRig starts a master for a fault case and waits until it serves.
@@ -194,7 +195,7 @@ func newRig(t *testing.T, c rigConfig) *rig {
 	if c.worker != nil {
 		worker = c.worker(r.dir, r.addr)
 	}
-	r.m = startMaster(t, nil, flags, worker, r.env())
+	r.m = startMaster(t, nil, flags, worker, append(r.env(), c.env...))
 	r.fds0, _ = r.m.steady()
 	return r
 }

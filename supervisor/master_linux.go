@@ -37,6 +37,8 @@ type Master struct {
 	probeTo string // host:port the probes dial
 	probeU  *url.URL
 
+	tcpPorts map[uint16]bool // of the TCP sockets, for counting connections: set by New, then read-only
+
 	// The metrics endpoint (Config.Metrics), if any.
 	metricsLn   net.Listener
 	metricsLoop bool // its address is loopback
@@ -177,6 +179,7 @@ func New(cfg Config) (*Master, error) {
 		err = m.open()
 	}
 	if err == nil {
+		m.tcpPorts = listenerPorts(m.socks)
 		err = m.openMetrics()
 	}
 	if err != nil {

@@ -259,7 +259,8 @@ func (m *Master) connectionsOf(pid int) int {
 
 // establishedOf is connectionsOf for the connections in state ESTABLISHED
 // only: those a client may still be using. It reads nothing of the run
-// loop's: m.socks and m.log do not change once New has returned.
+// loop's, so any goroutine may call it: m.tcpPorts and m.log do not
+// change once New has returned (m.socks does, when Run ends).
 func (m *Master) establishedOf(pid int) int {
 	return m.countConns(pid, 1<<unix.BPF_TCP_ESTABLISHED)
 }
@@ -270,14 +271,7 @@ const heldStates = 1<<unix.BPF_TCP_ESTABLISHED | 1<<unix.BPF_TCP_SYN_RECV | 1<<u
 	1<<unix.BPF_TCP_FIN_WAIT2 | 1<<unix.BPF_TCP_CLOSE_WAIT | 1<<unix.BPF_TCP_LAST_ACK | 1<<unix.BPF_TCP_CLOSING
 
 func (m *Master) countConns(pid int, states uint32) int {
-	ports := map[uint16]bool{}
-	for _, s := range m.socks {
-		if _, p, err := net.SplitHostPort(s.tcp); err == nil {
-			if n, err := strconv.ParseUint(p, 10, 16); err == nil {
-				ports[uint16(n)] = true
-			}
-		}
-	}
+	ports := m.tcpPorts
 	inodes := map[uint32]bool{}
 	held, _ := procfs.SocketInodes(pid)
 	for _, ino := range held {
@@ -344,4 +338,17 @@ func acceptedConns(ports map[uint16]bool, inodes map[uint32]bool, states uint32)
 		}
 	}
 	return n, nil
+}
+
+// listenerPorts are the ports of the TCP sockets among socks.
+func listenerPorts(socks []*socket) map[uint16]bool {
+	ports := map[uint16]bool{}
+	for _, s := range socks {
+		if _, p, err := net.SplitHostPort(s.tcp); err == nil {
+			if n, err := strconv.ParseUint(p, 10, 16); err == nil {
+				ports[uint16(n)] = true
+			}
+		}
+	}
+	return ports
 }
