@@ -298,11 +298,16 @@ func (m *Master) snapshot(ctx context.Context) (Status, error) {
 	case <-ctx.Done():
 		return Status{}, ctx.Err()
 	}
+	pids := make([]int, len(st.Generations))
+	for i, g := range st.Generations {
+		pids[i] = g.PID
+	}
+	conns := m.establishedOfEach(pids)
 	for i := range st.Generations {
 		g := &st.Generations[i]
 		// A generation reaped since the loop answered has no /proc
 		// entry: 0 connections, RSS 0 (unknown).
-		g.Connections = m.establishedOf(g.PID)
+		g.Connections = conns[g.PID]
 		if kib, err := procfs.VmRSS(g.PID); err == nil {
 			g.RSS = kib << 10
 		}
