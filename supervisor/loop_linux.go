@@ -419,6 +419,7 @@ func (m *Master) timedOut(g *generation) {
 	case g.signaled:
 		// Whatever it still serves is lost: say how much.
 		conns := m.connectionsOf(g.pid)
+		g.killed = true // no longer one of the draining for MaxDraining
 		m.drainKills++
 		m.log.Warn("generation still runs at its drain deadline: killing it", "generation", g.n, "pid", g.pid, "deadline", m.cfg.DrainTimeout, "connections", conns)
 		unix.Kill(g.pid, unix.SIGKILL)
