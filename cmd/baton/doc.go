@@ -224,10 +224,17 @@
 // (exit 0) or has failed (exit 1; the reason and its last lines of stderr
 // are printed, and the old generation still serves); --json prints the
 // generation, the old and new pids, the duration and, on failure, the
-// error and the stderr lines. status prints the master and each
-// generation: pid, state (starting, serving, draining, stopping, failed),
-// when it started, how long it took to be ready, since when it drains.
-// stop returns once every generation has exited. All three exit 3 when no
+// error and the stderr lines; with --probation, reload returns once the
+// probation is over, and fails if the new generation died on it. status
+// prints the master and each generation: pid, state (starting, probation,
+// serving, draining, stopping, failed), when it started, its age, how long
+// it took to be ready, since when it drains, its established connections
+// and its resident memory; then the reloads that succeeded and failed
+// (with the last error and when), the restarts, the generations killed
+// (at the drain deadline, beyond --max-draining) and the drains (count,
+// mean, last). --json prints supervisor.Status: the same, with a
+// histogram of the drain durations. stop returns once every generation
+// has exited. All three exit 3 when no
 // master answers.
 //
 // reload --master upgrades the master itself: it execs its new binary (the
