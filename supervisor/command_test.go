@@ -30,6 +30,7 @@ import (
 //	demo-server [flags]                the demo server (package baton)
 //	lfds                               lfdsWorker: a worker that knows only LISTEN_FDS
 //	fault                              faultWorker: a faulty generation
+//	holder                             holderWorker: holds connections until killed
 //	call CMD --control PATH            supervisor.Call; the response as JSON
 //
 // "run" exits as "baton run" does: 0, the worker's status, 2 for a Config
@@ -60,6 +61,8 @@ func batonCommand() {
 		lfdsWorker()
 	case "fault":
 		faultWorker()
+	case "holder":
+		holderWorker()
 	case "call":
 		os.Exit(callMaster(args))
 	default:
@@ -84,6 +87,9 @@ func runMaster(args []string) int {
 	fs.IntVar(&cfg.RestartLimit, "restart-limit", 0, "")
 	fs.DurationVar(&cfg.RestartWindow, "restart-window", 0, "")
 	fs.StringVar(&cfg.Control, "control", "", "")
+	fs.DurationVar(&cfg.Probation, "probation", 0, "")
+	fs.IntVar(&cfg.MaxDraining, "max-draining", 0, "")
+	fs.StringVar(&cfg.Metrics, "metrics", "", "")
 	if err := fs.Parse(args); err != nil || fs.NArg() == 0 {
 		return 2
 	}

@@ -66,6 +66,54 @@
 // stderr: the master reads every worker's stderr through a pipe, passing
 // it on to its own and keeping the tail. The serving generation serves on.
 //
+// # Probation
+//
+// With Config.Probation, a new generation that is ready does not replace
+// the old one at once: both accept from the shared sockets for that long,
+// and only then is the old one told to stop. If the new one dies within
+// the window, the old one, which never stopped, serves on: no connection
+// is refused, only what the dying one had accepted is lost, and the
+// reload fails with a *GenerationError that says "died N ms into
+// probation" and the exit status. The reload (Reload, "baton reload",
+// systemd's RELOADING=1 under a NOTIFY_SOCKET) ends only with the window,
+// so a reload asked meanwhile is refused with ErrReloadInProgress and a
+// SIGHUP makes one more. The cost: two generations serve, and hold
+// memory, for the window. The first generation and the restart of a
+// crashed one have no probation: nothing is beside them to fall back on.
+//
+// # Bounded generations
+//
+// Generations that hold long-lived connections (WebSockets, streams) may
+// drain for up to Config.DrainTimeout; reloads faster than that pile them
+// up. Config.MaxDraining bounds them: when one more starts to drain, the
+// oldest draining ones beyond the bound are killed at once (SIGKILL),
+// each logged with its generation, pid, how long it drained and the
+// established connections it held (Status.LimitKills counts them). So at
+// most MaxDraining+1 workers run between reloads and MaxDraining+2
+// during one (one starting, or on probation). 0, the default, is
+// unbounded: a kill drops connections, a choice for the operator.
+//
+// # Status and metrics
+//
+// Status gives, per generation, its pid, state, age, established TCP
+// connections on the master's listeners' ports (sock_diag, filtered by
+// the inodes among its descriptors in /proc) and resident memory
+// (VmRSS); and for the service the reloads that succeeded and failed
+// (with the last error and its time), the restarts, the generations
+// killed, and the drains (count, sum, last, and a histogram over
+// DrainBuckets). The run loop answers with what it owns; the reads of
+// /proc happen in the caller's goroutine, never on the loop.
+//
+// Config.Metrics serves the same as Prometheus metrics (GET /metrics, the
+// text exposition format 0.0.4, written by WriteMetrics without a
+// dependency): baton_upgrades_total{result}, baton_restarts_total,
+// baton_generation_kills_total{reason}, the histogram
+// baton_drain_duration_seconds, and per generation (labels generation
+// and pid) baton_generation_info{state}, _start_time_seconds,
+// _age_seconds, _connections and _resident_memory_bytes. ":PORT" is
+// 127.0.0.1:PORT; a host that is not loopback is served, and logged. A
+// scrape waits at most 2s for the run loop, and answers 503 otherwise.
+//
 // # Control socket
 //
 // Config.Control (by default DefaultControlPath) is a Unix stream socket

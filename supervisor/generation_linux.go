@@ -20,14 +20,17 @@ import (
 // generation is what the master knows of one worker process. Its fields
 // are the run loop's, except where said.
 type generation struct {
-	n        int
-	pid      int
-	state    State
-	started  time.Time
-	readyAt  time.Time
-	draining time.Time
-	timer    *time.Timer // upgrade timeout, then drain deadline
-	signaled bool        // StopSignal or SIGKILL sent
+	n           int
+	pid         int
+	state       State
+	started     time.Time
+	readyAt     time.Time
+	draining    time.Time
+	timer       *time.Timer // upgrade timeout, then drain deadline
+	signaled    bool        // StopSignal or SIGKILL sent
+	killed      bool        // SIGKILL sent once it drained: no longer counts as draining
+	reload      bool        // started while another generation served: an upgrade
+	probationAt time.Time   // when its probation began, if it had one
 
 	stderr     ring // written by the copier, read by anyone
 	stderrPipe *os.File

@@ -2,6 +2,7 @@ package supervisor
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -35,6 +36,8 @@ type (
 	// timeoutEvent: g's timer fired: its upgrade timeout, or its drain
 	// deadline once it was told to stop.
 	timeoutEvent struct{ g *generation }
+	// probationEvent: g's probation (Config.Probation) is over.
+	probationEvent struct{ g *generation }
 	// reloadReq: Reload, from the API or the control socket.
 	reloadReq   struct{ reply chan reloadReply }
 	reloadReply struct {
@@ -78,6 +81,11 @@ type (
 func (e readyEvent) apply(m *Master)   { m.ready(e.g) }
 func (e exitEvent) apply(m *Master)    { m.exited(e.g, e.ws) }
 func (e timeoutEvent) apply(m *Master) { m.timedOut(e.g) }
+func (e probationEvent) apply(m *Master) {
+	if e.g == m.pending && e.g.state == StateProbation && !m.stopping {
+		m.promote(e.g)
+	}
+}
 func (e statusReq) apply(m *Master)    { e.reply <- m.status() }
 func (e restartEvent) apply(m *Master) { m.restart(e.seq) }
 func (e execReq) apply(m *Master)      { m.beginExec(e) }
@@ -158,6 +166,7 @@ func (m *Master) Run(ctx context.Context) error {
 		m.notify.Status("starting")
 		m.beginGeneration(nil)
 	}
+	m.serveMetrics()
 	ctxDone := ctx.Done()
 	for !m.stopping || len(m.live) > 0 || m.tailing > 0 {
 		select {
@@ -193,7 +202,7 @@ func (m *Master) Run(ctx context.Context) error {
 // the outcome.
 func (m *Master) beginGeneration(reply chan reloadReply) {
 	m.next++
-	g := &generation{n: m.next, state: StateStarting}
+	g := &generation{n: m.next, state: StateStarting, reload: m.current != nil}
 	m.reloadAt = time.Now()
 	if m.current != nil {
 		m.notify.Reloading()
@@ -245,6 +254,10 @@ func (m *Master) fail(g *generation, reply chan reloadReply, gerr *GenerationErr
 		replies = append(replies, reply)
 	}
 	res := Result{Gen: g.n, NewPID: g.pid, Duration: time.Since(m.reloadAt), Error: gerr.Error()}
+	if g.reload && !errors.Is(gerr, ErrStopped) {
+		m.upgrades.Failed++
+		m.upgrades.LastError, m.upgrades.LastErrorAt = gerr.Error(), time.Now()
+	}
 	if m.current != nil {
 		res.OldPID = m.current.pid
 		m.notify.Send("READY=1", "STATUS="+statusLine("reload failed: "+gerr.Reason+"; still serving", m.current))
@@ -296,18 +309,45 @@ func (m *Master) logReload(why string) chan reloadReply {
 }
 
 func (m *Master) ready(g *generation) {
-	if g != m.pending || m.stopping {
+	if g != m.pending || g.state != StateStarting || m.stopping {
 		return
 	}
 	g.timer.Stop()
-	g.state, g.readyAt = StateServing, time.Now()
+	g.readyAt = time.Now()
+	m.log.Info("generation ready", "generation", g.n, "pid", g.pid, "after", g.readyAt.Sub(g.started).Round(time.Millisecond))
+	if m.cfg.Probation > 0 && m.current != nil {
+		// The old generation is not told anything: both accept from
+		// the shared sockets until the window is over. The reload
+		// stays under way (m.pending) meanwhile, and so does systemd's
+		// RELOADING=1: READY=1 follows only the outcome.
+		g.state, g.probationAt = StateProbation, g.readyAt
+		m.log.Info("generation on probation", "generation", g.n, "pid", g.pid, "for", m.cfg.Probation, "beside", m.current.pid)
+		m.notify.Status(statusLine(fmt.Sprintf("on probation for %v", m.cfg.Probation), g))
+		g.timer = time.AfterFunc(m.cfg.Probation, func() { m.send(probationEvent{g}) })
+		return
+	}
+	m.promote(g)
+}
+
+// promote makes g, ready and past its probation if it had one, the
+// serving generation; the one it replaces is told to drain.
+func (m *Master) promote(g *generation) {
+	if g.timer != nil {
+		g.timer.Stop()
+	}
+	g.state = StateServing
 	m.pending = nil
 	m.served = true
 	old := m.current
 	m.current = g
-	m.log.Info("generation ready", "generation", g.n, "pid", g.pid, "after", g.readyAt.Sub(g.started).Round(time.Millisecond))
+	if !g.probationAt.IsZero() {
+		m.log.Info("probation passed", "generation", g.n, "pid", g.pid)
+	}
 	m.notify.Send("READY=1", "STATUS="+statusLine("serving", g))
 	res := Result{OK: true, Gen: g.n, NewPID: g.pid, Duration: time.Since(m.reloadAt)}
+	if g.reload {
+		m.upgrades.OK++
+	}
 	if old != nil {
 		res.OldPID = old.pid
 		m.retire(old, StateDraining)
@@ -331,6 +371,35 @@ func (m *Master) retire(g *generation, state State) {
 	}
 	unix.Kill(g.pid, m.cfg.StopSignal)
 	g.timer = time.AfterFunc(m.cfg.DrainTimeout, func() { m.send(timeoutEvent{g}) })
+	if state == StateDraining {
+		m.boundDraining()
+	}
+}
+
+// boundDraining kills the oldest draining generations beyond
+// cfg.MaxDraining. Their connections are counted first, on the loop: the
+// count must precede the kill, and the pid is only sure to be theirs
+// until they are reaped, which the loop itself handles. One sock_diag
+// dump and a read of /proc/PID/fd per generation killed: a millisecond or
+// so, and only when the bound is hit.
+func (m *Master) boundDraining() {
+	if m.cfg.MaxDraining <= 0 {
+		return
+	}
+	var draining []*generation
+	for _, g := range m.gens { // oldest first
+		if g.state == StateDraining && !g.killed {
+			draining = append(draining, g)
+		}
+	}
+	for _, g := range draining[:max(len(draining)-m.cfg.MaxDraining, 0)] {
+		conns := m.establishedOf(g.pid)
+		g.killed = true
+		m.limitKills++
+		m.log.Warn("too many generations draining: killing the oldest", "generation", g.n, "pid", g.pid,
+			"drained", time.Since(g.draining).Round(time.Millisecond), "connections", conns, "max_draining", m.cfg.MaxDraining)
+		unix.Kill(g.pid, unix.SIGKILL)
+	}
 }
 
 func (m *Master) timedOut(g *generation) {
@@ -338,7 +407,7 @@ func (m *Master) timedOut(g *generation) {
 		return // reaped meanwhile
 	}
 	switch {
-	case g == m.pending:
+	case g == m.pending && g.state == StateStarting:
 		m.log.Warn("generation not ready in time: killing it", "generation", g.n, "pid", g.pid, "timeout", m.cfg.UpgradeTimeout)
 		g.signaled = true
 		reason := "not ready within " + m.cfg.UpgradeTimeout.String()
@@ -350,6 +419,7 @@ func (m *Master) timedOut(g *generation) {
 	case g.signaled:
 		// Whatever it still serves is lost: say how much.
 		conns := m.connectionsOf(g.pid)
+		g.killed = true // no longer one of the draining for MaxDraining
 		m.drainKills++
 		m.log.Warn("generation still runs at its drain deadline: killing it", "generation", g.n, "pid", g.pid, "deadline", m.cfg.DrainTimeout, "connections", conns)
 		unix.Kill(g.pid, unix.SIGKILL)
@@ -369,6 +439,9 @@ func (m *Master) exited(g *generation, ws syscall.WaitStatus) {
 	}
 	g.closePipes()
 	status := describe(ws)
+	if !g.draining.IsZero() {
+		m.drains.add(time.Since(g.draining))
+	}
 	m.log.Info("generation exited", "generation", g.n, "pid", g.pid, "status", status)
 	// exitError is the ExitError of g, its Stderr filled in once the tail
 	// is in (before Run returns it).
@@ -382,7 +455,14 @@ func (m *Master) exited(g *generation, ws syscall.WaitStatus) {
 		if m.current == nil && m.served && !m.stopping {
 			m.crash = exitError()
 		}
-		m.fail(g, nil, &GenerationError{Gen: g.n, PID: g.pid, Reason: "exited before it was ready: " + status})
+		reason := "exited before it was ready: " + status
+		if g.state == StateProbation {
+			// It served: whatever it had accepted is lost, but the old
+			// generation never stopped accepting.
+			reason = fmt.Sprintf("died %d ms into probation: %s", time.Since(g.probationAt).Milliseconds(), status)
+			m.log.Warn("generation died on probation: the old one serves on", "generation", g.n, "pid", g.pid, "why", reason)
+		}
+		m.fail(g, nil, &GenerationError{Gen: g.n, PID: g.pid, Reason: reason})
 	case g == m.current:
 		m.current = nil
 		var xerr *ExitError
@@ -420,8 +500,13 @@ func (m *Master) beginStop(why string) {
 	}
 	m.notify.Stopping()
 	if g := m.pending; g != nil {
-		g.signaled = true
-		unix.Kill(g.pid, unix.SIGKILL)
+		if g.state == StateProbation {
+			// It serves: drained below with the others, not killed.
+			g.timer.Stop()
+		} else {
+			g.signaled = true
+			unix.Kill(g.pid, unix.SIGKILL)
+		}
 		m.fail(g, nil, &GenerationError{Gen: g.n, PID: g.pid, Reason: "the master is stopping", Err: ErrStopped})
 	}
 	for _, g := range m.gens {
@@ -434,7 +519,8 @@ func statusLine(what string, g *generation) string {
 }
 
 func (m *Master) status() Status {
-	st := Status{PID: os.Getpid(), Started: m.started, Control: m.cfg.Control, State: StateServing}
+	now := time.Now()
+	st := Status{PID: os.Getpid(), Name: m.cfg.Name, Started: m.started, Control: m.cfg.Control, State: StateServing}
 	switch {
 	case m.stopping:
 		st.State = StateStopping
@@ -449,7 +535,7 @@ func (m *Master) status() Status {
 		st.Listeners = append(st.Listeners, s.desc)
 	}
 	for _, g := range m.gens {
-		gs := GenerationStatus{Gen: g.n, PID: g.pid, State: g.state, Started: g.started, DrainingSince: g.draining}
+		gs := GenerationStatus{Gen: g.n, PID: g.pid, State: g.state, Started: g.started, DrainingSince: g.draining, Age: now.Sub(g.started)}
 		if !g.readyAt.IsZero() {
 			gs.ReadyAfter = g.readyAt.Sub(g.started)
 		}
@@ -458,7 +544,8 @@ func (m *Master) status() Status {
 	if m.reaper != nil {
 		st.Reaped = m.reaper.Orphans()
 	}
-	st.Restarts, st.DrainKills = m.restarts, m.drainKills
+	st.Restarts, st.DrainKills, st.LimitKills = m.restarts, m.drainKills, m.limitKills
+	st.Upgrades, st.Drains = m.upgrades, m.drains.clone()
 	st.Goroutines = runtime.NumGoroutine()
 	return st
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"net/url"
 	"os"
 	"os/signal"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/batonhq/baton/internal/exepath"
 	"github.com/batonhq/baton/internal/ownersock"
+	"github.com/batonhq/baton/internal/procfs"
 	"github.com/batonhq/baton/internal/reaper"
 	"github.com/batonhq/baton/systemd"
 )
@@ -34,6 +36,13 @@ type Master struct {
 	reaper  *reaper.Reaper
 	probeTo string // host:port the probes dial
 	probeU  *url.URL
+
+	tcpPorts map[uint16]bool // of the TCP sockets, for counting connections: set by New, then read-only
+
+	// The metrics endpoint (Config.Metrics), if any.
+	metricsLn   net.Listener
+	metricsLoop bool // its address is loopback
+	metricsSrv  *http.Server
 
 	events  chan event
 	done    chan struct{} // closed when Run has returned
@@ -64,6 +73,9 @@ type Master struct {
 	restartT   *time.Timer
 	restarts   int
 	drainKills int
+	limitKills int // draining generations killed beyond cfg.MaxDraining
+	upgrades   UpgradeStats
+	drains     DrainStats
 
 	// hupQueued: a SIGHUP came during a reload; one more follows it.
 	hupQueued bool
@@ -147,6 +159,13 @@ func New(cfg Config) (*Master, error) {
 	default:
 		return nil, &ConfigError{Field: "Ready", Reason: fmt.Sprintf("ready check %q: want notify, tcp or an http:// URL", cfg.Ready)}
 	}
+	if cfg.Metrics != "" {
+		// Checked before anything is opened: a bad address is a bad
+		// Config, whatever else is wrong.
+		if _, _, err := metricsAddr(cfg.Metrics); err != nil {
+			return nil, err
+		}
+	}
 	if m.notify, err = systemd.NewNotifier(); err != nil {
 		return nil, err
 	}
@@ -158,6 +177,10 @@ func New(cfg Config) (*Master, error) {
 		err = m.adoptState(js)
 	} else {
 		err = m.open()
+	}
+	if err == nil {
+		m.tcpPorts = listenerPorts(m.socks)
+		err = m.openMetrics()
 	}
 	if err != nil {
 		m.closeAll()
@@ -215,6 +238,7 @@ func (m *Master) makeEnv() error {
 
 // closeAll releases the sockets and the control socket.
 func (m *Master) closeAll() {
+	m.closeMetrics()
 	m.closeSockets()
 	m.closeControl()
 }
@@ -248,15 +272,47 @@ func (m *Master) Reload(ctx context.Context) (Result, error) {
 	}
 }
 
-// Status returns what the master knows now.
+// Status returns what the master knows now, with each generation's
+// connections and memory as the kernel counts them.
 func (m *Master) Status() Status {
+	st, _ := m.snapshot(context.Background())
+	return st
+}
+
+// snapshot asks the run loop for its status, or gives up when ctx ends,
+// then adds what the kernel knows of each generation: those reads of
+// /proc and sock_diag happen here, off the loop, which must never wait on
+// them.
+func (m *Master) snapshot(ctx context.Context) (Status, error) {
 	reply := make(chan Status, 1)
 	select {
 	case m.events <- statusReq{reply}:
-		return <-reply
 	case <-m.done:
-		return m.lastStat
+		return m.lastStat, nil
+	case <-ctx.Done():
+		return Status{}, ctx.Err()
 	}
+	var st Status
+	select {
+	case st = <-reply:
+	case <-ctx.Done():
+		return Status{}, ctx.Err()
+	}
+	pids := make([]int, len(st.Generations))
+	for i, g := range st.Generations {
+		pids[i] = g.PID
+	}
+	conns := m.establishedOfEach(pids)
+	for i := range st.Generations {
+		g := &st.Generations[i]
+		// A generation reaped since the loop answered has no /proc
+		// entry: 0 connections, RSS 0 (unknown).
+		g.Connections = conns[g.PID]
+		if kib, err := procfs.VmRSS(g.PID); err == nil {
+			g.RSS = kib << 10
+		}
+	}
+	return st, nil
 }
 
 // Stop stops every generation and returns when Run has.

@@ -254,14 +254,24 @@ func holds(pid int, inode uint64) bool {
 // port is a listener's. Connections of its children, and over unix
 // sockets, are not counted; -1 if the kernel would not say.
 func (m *Master) connectionsOf(pid int) int {
-	ports := map[uint16]bool{}
-	for _, s := range m.socks {
-		if _, p, err := net.SplitHostPort(s.tcp); err == nil {
-			if n, err := strconv.ParseUint(p, 10, 16); err == nil {
-				ports[uint16(n)] = true
-			}
-		}
-	}
+	return m.countConns(pid, heldStates)
+}
+
+// establishedOf is connectionsOf for the connections in state ESTABLISHED
+// only: those a client may still be using. It reads nothing of the run
+// loop's, so any goroutine may call it: m.tcpPorts and m.log do not
+// change once New has returned (m.socks does, when Run ends).
+func (m *Master) establishedOf(pid int) int {
+	return m.countConns(pid, 1<<unix.BPF_TCP_ESTABLISHED)
+}
+
+// heldStates are the TCP states of a connection that has a descriptor:
+// all but listening and TIME_WAIT.
+const heldStates = 1<<unix.BPF_TCP_ESTABLISHED | 1<<unix.BPF_TCP_SYN_RECV | 1<<unix.BPF_TCP_FIN_WAIT1 |
+	1<<unix.BPF_TCP_FIN_WAIT2 | 1<<unix.BPF_TCP_CLOSE_WAIT | 1<<unix.BPF_TCP_LAST_ACK | 1<<unix.BPF_TCP_CLOSING
+
+func (m *Master) countConns(pid int, states uint32) int {
+	ports := m.tcpPorts
 	inodes := map[uint32]bool{}
 	held, _ := procfs.SocketInodes(pid)
 	for _, ino := range held {
@@ -270,7 +280,7 @@ func (m *Master) connectionsOf(pid int) int {
 	if len(ports) == 0 || len(inodes) == 0 {
 		return 0
 	}
-	n, err := acceptedConns(ports, inodes)
+	n, err := acceptedConns(ports, inodes, states)
 	if err != nil {
 		m.log.Debug("cannot count the connections of a generation", "pid", pid, "err", err)
 		return -1
@@ -278,22 +288,32 @@ func (m *Master) connectionsOf(pid int) int {
 	return n
 }
 
-// acceptedConns counts the TCP connections, in any state but listening
-// and TIME_WAIT (which have no descriptor), whose local port is in ports
+// acceptedConns counts the TCP connections in states (a mask of
+// 1<<BPF_TCP_*) whose local port is in ports
 // and whose inode is in inodes: with a sock_diag dump filtered by state,
 // for /proc/net/tcp lists every TIME_WAIT connection of the host and
 // takes seconds to read on a busy one.
-func acceptedConns(ports map[uint16]bool, inodes map[uint32]bool) (int, error) {
+func acceptedConns(ports map[uint16]bool, inodes map[uint32]bool, states uint32) (int, error) {
+	n := 0
+	err := diagDump(ports, states, func(inode uint32) {
+		if inodes[inode] {
+			n++
+		}
+	})
+	return n, err
+}
+
+// diagDump calls found with the inode of each TCP connection in states
+// whose local port is in ports, from one sock_diag dump per address
+// family.
+func diagDump(ports map[uint16]bool, states uint32, found func(inode uint32)) error {
 	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, unix.NETLINK_SOCK_DIAG)
 	if err != nil {
-		return 0, os.NewSyscallError("socket(NETLINK_SOCK_DIAG)", err)
+		return os.NewSyscallError("socket(NETLINK_SOCK_DIAG)", err)
 	}
 	defer unix.Close(fd)
 	tv := unix.NsecToTimeval(sockDiagTimeout.Nanoseconds())
 	unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
-	const states = 1<<unix.BPF_TCP_ESTABLISHED | 1<<unix.BPF_TCP_SYN_RECV | 1<<unix.BPF_TCP_FIN_WAIT1 |
-		1<<unix.BPF_TCP_FIN_WAIT2 | 1<<unix.BPF_TCP_CLOSE_WAIT | 1<<unix.BPF_TCP_LAST_ACK | 1<<unix.BPF_TCP_CLOSING
-	n := 0
 	buf := make([]byte, 32<<10)
 	for _, fam := range []uint8{unix.AF_INET, unix.AF_INET6} {
 		req := diagRequest(fam, &net.TCPAddr{}, &net.TCPAddr{})
@@ -301,33 +321,77 @@ func acceptedConns(ports map[uint16]bool, inodes map[uint32]bool) (int, error) {
 		ne.PutUint16(req[6:], unix.NLM_F_REQUEST|unix.NLM_F_DUMP)
 		ne.PutUint32(req[16+4:], states)
 		if err := unix.Sendto(fd, req, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
-			return n, os.NewSyscallError("sendto(sock_diag)", err)
+			return os.NewSyscallError("sendto(sock_diag)", err)
 		}
 	read:
 		for {
 			got, _, err := unix.Recvfrom(fd, buf, 0)
 			if err != nil {
-				return n, os.NewSyscallError("recvfrom(sock_diag)", err)
+				return os.NewSyscallError("recvfrom(sock_diag)", err)
 			}
 			msgs, err := syscall.ParseNetlinkMessage(buf[:got])
 			if err != nil {
-				return n, fmt.Errorf("sock_diag: %w", err)
+				return fmt.Errorf("sock_diag: %w", err)
 			}
 			for _, msg := range msgs {
 				switch msg.Header.Type {
 				case unix.NLMSG_DONE:
 					break read
 				case unix.NLMSG_ERROR:
-					return n, errors.New("sock_diag: error in a dump")
+					return errors.New("sock_diag: error in a dump")
 				}
 				// inet_diag_msg: family, state, timer, retrans, then
 				// sockid (sport first, big-endian), ..., inode at 68.
 				d := msg.Data
-				if len(d) >= 72 && ports[binary.BigEndian.Uint16(d[4:])] && inodes[ne.Uint32(d[68:])] {
-					n++
+				if len(d) >= 72 && ports[binary.BigEndian.Uint16(d[4:])] {
+					found(ne.Uint32(d[68:]))
 				}
 			}
 		}
 	}
-	return n, nil
+	return nil
+}
+
+// establishedOfEach is establishedOf for several processes at once, with
+// one sock_diag dump, which lists every connection on the listeners'
+// ports: a status costs one dump, however many generations drain. A pid
+// whose count the kernel would not give is -1.
+func (m *Master) establishedOfEach(pids []int) map[int]int {
+	owner := map[uint32]int{}
+	counts := map[int]int{}
+	for _, pid := range pids {
+		counts[pid] = 0
+		held, _ := procfs.SocketInodes(pid)
+		for _, ino := range held {
+			owner[uint32(ino)] = pid
+		}
+	}
+	if len(m.tcpPorts) == 0 || len(owner) == 0 {
+		return counts
+	}
+	err := diagDump(m.tcpPorts, 1<<unix.BPF_TCP_ESTABLISHED, func(inode uint32) {
+		if pid, ok := owner[inode]; ok {
+			counts[pid]++
+		}
+	})
+	if err != nil {
+		m.log.Debug("cannot count the connections of the generations", "err", err)
+		for pid := range counts {
+			counts[pid] = -1
+		}
+	}
+	return counts
+}
+
+// listenerPorts are the ports of the TCP sockets among socks.
+func listenerPorts(socks []*socket) map[uint16]bool {
+	ports := map[uint16]bool{}
+	for _, s := range socks {
+		if _, p, err := net.SplitHostPort(s.tcp); err == nil {
+			if n, err := strconv.ParseUint(p, 10, 16); err == nil {
+				ports[uint16(n)] = true
+			}
+		}
+	}
+	return ports
 }

@@ -40,11 +40,15 @@ type masterState struct {
 	Crashes    []time.Time `json:"crashes,omitempty"`
 	Restarts   int         `json:"restarts,omitempty"`
 	DrainKills int         `json:"drain_kills,omitempty"`
-	ControlIno uint64      `json:"control_ino,omitempty"`
-	Control    int         `json:"control_fd"`
-	Answer     int         `json:"answer_fd"` // -1 for none
-	Sockets    []sockState `json:"sockets"`
-	Gens       []genState  `json:"generations"`
+	// What Status counts besides.
+	LimitKills int          `json:"limit_kills,omitempty"`
+	Upgrades   UpgradeStats `json:"upgrades"`
+	Drains     DrainStats   `json:"drains"`
+	ControlIno uint64       `json:"control_ino,omitempty"`
+	Control    int          `json:"control_fd"`
+	Answer     int          `json:"answer_fd"` // -1 for none
+	Sockets    []sockState  `json:"sockets"`
+	Gens       []genState   `json:"generations"`
 }
 
 type sockState struct {
@@ -138,7 +142,8 @@ func (m *Master) execMaster(req execReq) error {
 		return errors.New("supervisor: the serving generation exited during the master's exec")
 	}
 	st := masterState{Started: m.started, Next: m.next, Reaped: m.reaper.Orphans(), Answer: -1,
-		Crashes: m.crashes, Restarts: m.restarts, DrainKills: m.drainKills, ControlIno: m.ctl.Inode()}
+		Crashes: m.crashes, Restarts: m.restarts, DrainKills: m.drainKills, ControlIno: m.ctl.Inode(),
+		LimitKills: m.limitKills, Upgrades: m.upgrades, Drains: m.drains}
 	if m.current != nil {
 		st.Current = m.current.n
 	}
@@ -241,6 +246,7 @@ func (m *Master) adoptState(js string) error {
 	m.adopted = &st
 	m.started, m.next = st.Started, st.Next
 	m.crashes, m.restarts, m.drainKills = st.Crashes, st.Restarts, st.DrainKills
+	m.limitKills, m.upgrades, m.drains = st.LimitKills, st.Upgrades, st.Drains
 	m.served = true // an exec is refused unless a generation serves
 	// ControlIno 0: from an image that did not pass it on; the file at
 	// the path is taken as ours.

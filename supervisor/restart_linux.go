@@ -22,6 +22,13 @@ func (m *Master) crashed(g *generation, why string) {
 		m.beginStop(fmt.Sprintf("%d failures of the worker within %v", n, m.cfg.RestartWindow))
 		return
 	}
+	if p := m.pending; p != nil && p.state == StateProbation {
+		// Its probation was meant to keep the old one as a fallback:
+		// there is none left, and it serves already.
+		m.log.Warn("the serving generation exited unexpectedly: the generation on probation takes over", "generation", g.n, "pid", g.pid, "why", why, "next", p.n)
+		m.promote(p)
+		return
+	}
 	if m.pending != nil {
 		m.log.Warn("the serving generation exited unexpectedly: the generation being started takes over", "generation", g.n, "pid", g.pid, "why", why, "next", m.pending.n)
 		return

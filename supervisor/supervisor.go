@@ -121,6 +121,42 @@ type Config struct {
 	// reads through a pipe to keep its last lines. Defaults to os.Stderr.
 	Stderr io.Writer
 
+	// Probation is how long a new generation, once ready, serves beside
+	// the one it replaces before that one is told to stop: both accept
+	// from the shared sockets meanwhile. If the new generation dies
+	// within the window, the old one simply serves on (it never stopped)
+	// and the reload fails, naming how long into its probation the new
+	// one died. The trade-off: two generations serve for that long, with
+	// twice the memory, and a client may be answered by either. The
+	// reload, its result and systemd's RELOADING=1 last until the window
+	// is over; a reload asked for meanwhile is refused with
+	// ErrReloadInProgress (a SIGHUP makes one more reload after it), as
+	// during any reload. Only a reload has a probation: neither the first
+	// generation nor the restart of a crashed one has anything beside it
+	// to fall back on. Defaults to 0: none, the old generation is told
+	// to stop as soon as the new one is ready.
+	Probation time.Duration
+
+	// MaxDraining bounds how many generations may be draining at once:
+	// when one more starts to drain, the oldest ones beyond the bound
+	// are killed at once (SIGKILL), and a log line names each, its pid,
+	// how long it drained and how many established connections it held.
+	// So at most MaxDraining+1 workers run between reloads (the draining
+	// ones and the serving one), and MaxDraining+2 during a reload (one
+	// more starting, or on probation). Defaults to 0: unbounded, since
+	// killing a generation drops the connections it holds, which only
+	// the operator can weigh against memory; DrainTimeout bounds each
+	// drain anyway.
+	MaxDraining int
+
+	// Metrics, if not empty, is the address the master serves its
+	// Prometheus metrics on (GET /metrics): HOST:PORT, or :PORT for
+	// 127.0.0.1:PORT — loopback unless a host is named, since the
+	// figures (pids, memory, failures) are nobody else's business by
+	// default. A host that is not a loopback address is allowed, and
+	// logged. Defaults to "": none.
+	Metrics string
+
 	// Logger, if not nil, receives what the master does.
 	Logger *slog.Logger
 }
@@ -152,10 +188,20 @@ type Status struct {
 	Listeners   []string           `json:"listeners"`
 	Generations []GenerationStatus `json:"generations"`
 	Reaped      int                `json:"orphans_reaped"`
+	// Name is the service's name (Config.Name).
+	Name string `json:"name"`
 	// Restarts counts the workers started after a crash; DrainKills the
 	// generations killed at their drain deadline.
 	Restarts   int `json:"restarts"`
 	DrainKills int `json:"drain_kills"`
+	// LimitKills counts the draining generations killed because more
+	// than Config.MaxDraining were draining.
+	LimitKills int `json:"limit_kills"`
+	// Upgrades counts the reloads that ended, by outcome.
+	Upgrades UpgradeStats `json:"upgrades"`
+	// Drains are the drains that ended: from the stop signal to the
+	// generation's exit, whatever ended it.
+	Drains DrainStats `json:"drains"`
 	// Goroutines is the master's number of goroutines: steady across
 	// reloads, or something leaks.
 	Goroutines int `json:"goroutines"`
@@ -176,6 +222,7 @@ const (
 	StateStopped    State = "stopped"    // the master, once Run has returned
 	StateDraining   State = "draining"   // a generation replaced by a newer one, told to drain
 	StateFailed     State = "failed"     // a generation that never served
+	StateProbation  State = "probation"  // a generation: ready, serving beside the one it replaces (Config.Probation)
 )
 
 func (s State) String() string { return string(s) }
@@ -188,6 +235,66 @@ type GenerationStatus struct {
 	Started       time.Time     `json:"started"`
 	ReadyAfter    time.Duration `json:"ready_after_ns,omitempty"`
 	DrainingSince time.Time     `json:"draining_since,omitzero"`
+	// Age is how long it has run.
+	Age time.Duration `json:"age_ns"`
+	// Connections is how many established TCP connections the process
+	// holds on the master's TCP listeners' ports (its children's are not
+	// counted); -1 when the kernel would not say.
+	Connections int `json:"connections"`
+	// RSS is its resident memory (VmRSS), in bytes; 0 when unknown.
+	RSS int64 `json:"rss_bytes"`
+}
+
+// UpgradeStats counts reloads: a generation started while another served.
+// One that failed (before it was ready, or during its probation) left the
+// old one serving.
+type UpgradeStats struct {
+	OK          int       `json:"ok"`
+	Failed      int       `json:"failed"`
+	LastError   string    `json:"last_error,omitempty"`
+	LastErrorAt time.Time `json:"last_error_at,omitzero"`
+}
+
+// DrainBuckets are the upper bounds of DrainStats.Buckets: from a drain
+// that had nothing to wait for to one cut at DefaultDrainTimeout or
+// later.
+var DrainBuckets = []time.Duration{
+	100 * time.Millisecond, 500 * time.Millisecond, time.Second, 2500 * time.Millisecond,
+	5 * time.Second, 10 * time.Second, 30 * time.Second, time.Minute, 5 * time.Minute,
+}
+
+// DrainStats sums up the drains that ended. Count and Sum give a rate and
+// a mean; Buckets[i] counts the drains that took at most DrainBuckets[i]
+// (not cumulative); those longer than the last bound count only in
+// Count.
+type DrainStats struct {
+	Count   int           `json:"count"`
+	Sum     time.Duration `json:"sum_ns"`
+	Last    time.Duration `json:"last_ns"`
+	Buckets []int         `json:"buckets"`
+}
+
+// add records one drain of d.
+func (s *DrainStats) add(d time.Duration) {
+	if len(s.Buckets) != len(DrainBuckets) {
+		s.Buckets = make([]int, len(DrainBuckets))
+	}
+	s.Count++
+	s.Sum += d
+	s.Last = d
+	for i, le := range DrainBuckets {
+		if d <= le {
+			s.Buckets[i]++
+			break
+		}
+	}
+}
+
+// clone is s with Buckets of its own: a Status must not share the run
+// loop's slice.
+func (s DrainStats) clone() DrainStats {
+	s.Buckets = append([]int(nil), s.Buckets...)
+	return s
 }
 
 // DefaultControlPath is where the control socket of the service name is

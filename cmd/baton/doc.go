@@ -109,6 +109,7 @@
 //	baton run [--listen [NAME=]SCHEME://ADDRESS]... [--ready notify|tcp|URL]
 //	          [--upgrade-timeout D] [--drain-timeout D] [--stop-signal SIG]
 //	          [--restart-limit N] [--restart-window D] [--watch PATH]...
+//	          [--probation D] [--max-draining N] [--metrics ADDR]
 //	          [--control PATH | --name NAME] -- PROGRAM [ARGS...]
 //
 // A stable master (package supervisor): it opens the sockets once and runs
@@ -163,6 +164,20 @@
 //	                     every 500ms, and only once the change has settled
 //	                     for one more look; a removed file is not a change
 //	                     (repeatable)
+//	--probation D        after a new generation is ready, the old one serves
+//	                     beside it for D before it is told to stop; if the
+//	                     new one dies meanwhile, the old one serves on and
+//	                     the reload fails ("died N ms into probation"),
+//	                     baton reload exits 1; two generations serve, and
+//	                     hold memory, for D (0: none)
+//	--max-draining N     at most N generations draining at once: the oldest
+//	                     beyond it is killed (SIGKILL), logged with the
+//	                     connections it held; at most N+1 workers between
+//	                     reloads, N+2 during one (0: unbounded, since a
+//	                     kill drops connections)
+//	--metrics ADDR       serve Prometheus metrics (GET /metrics, text format
+//	                     0.0.4) on HOST:PORT; :PORT is 127.0.0.1:PORT; a
+//	                     host that is not loopback is allowed, and logged
 //	--control PATH       the control socket (default below)
 //	--name NAME          the service's name, for the default control socket
 //	                     $XDG_RUNTIME_DIR/baton/NAME/control.sock, or
@@ -222,10 +237,17 @@
 // (exit 0) or has failed (exit 1; the reason and its last lines of stderr
 // are printed, and the old generation still serves); --json prints the
 // generation, the old and new pids, the duration and, on failure, the
-// error and the stderr lines. status prints the master and each
-// generation: pid, state (starting, serving, draining, stopping, failed),
-// when it started, how long it took to be ready, since when it drains.
-// stop returns once every generation has exited. All three exit 3 when no
+// error and the stderr lines; with --probation, reload returns once the
+// probation is over, and fails if the new generation died on it. status
+// prints the master and each generation: pid, state (starting, probation,
+// serving, draining, stopping, failed), when it started, its age, how long
+// it took to be ready, since when it drains, its established connections
+// and its resident memory; then the reloads that succeeded and failed
+// (with the last error and when), the restarts, the generations killed
+// (at the drain deadline, beyond --max-draining) and the drains (count,
+// mean, last). --json prints supervisor.Status: the same, with a
+// histogram of the drain durations. stop returns once every generation
+// has exited. All three exit 3 when no
 // master answers.
 //
 // reload --master upgrades the master itself: it execs its new binary (the

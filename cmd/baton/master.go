@@ -33,6 +33,12 @@ More than -restart-limit failures within -restart-window, and the master
 gives up and exits with the worker's status. A worker that exits 0 by
 itself stops the master.
 
+With -probation, the old generation serves beside the new one for that
+long before it drains: if the new one dies meanwhile, the old one serves on
+and the reload fails. -max-draining bounds the generations draining at once
+(the oldest beyond it is killed). "baton status" shows each generation's
+connections and memory, and -metrics serves them to Prometheus.
+
 The master reaps every child (it can be PID 1 of a container), forwards
 SIGUSR1, SIGUSR2 and SIGWINCH to the serving worker, stops everything on
 SIGINT or SIGTERM and exits with the worker's status.
@@ -91,6 +97,9 @@ func runMaster(ctx context.Context, u ui, args []string) int {
 	stopSignal := fs.String("stop-signal", "TERM", "`signal` that tells a generation to drain and exit")
 	restartLimit := fs.Int("restart-limit", supervisor.DefaultRestartLimit, "restart a serving worker that fails (exits non-zero or is killed) at most `N` times within -restart-window, then exit with its status; -1: never restart")
 	restartWindow := fs.Duration("restart-window", supervisor.DefaultRestartWindow, "the `period` over which -restart-limit counts failures")
+	probation := fs.Duration("probation", 0, "after a new generation is ready, let the old one serve beside it for `duration` before it drains; if the new one dies meanwhile, the old one serves on and the reload fails (default 0: no probation)")
+	maxDraining := fs.Int("max-draining", 0, "at most `N` generations draining at once: beyond it the oldest is killed (SIGKILL), its connections dropped (default 0: unbounded)")
+	metrics := fs.String("metrics", "", "serve Prometheus metrics on GET /metrics at `addr`ess HOST:PORT; :PORT is 127.0.0.1:PORT (default: none)")
 	var watch stringsFlag
 	fs.Var(&watch, "watch", "reload when the file at `path` changes, e.g. the program's binary or its config (repeatable)")
 	control, name := controlFlags(fs)
@@ -123,6 +132,10 @@ func runMaster(ctx context.Context, u ui, args []string) int {
 		u.errorf("-restart-limit must be -1 (never) or more than 0, -restart-window more than 0")
 		return exitUsage
 	}
+	if *probation < 0 || *maxDraining < 0 {
+		u.errorf("-probation and -max-draining must not be negative")
+		return exitUsage
+	}
 	sig, ok := signalByName(*stopSignal)
 	if !ok {
 		u.errorf("-stop-signal %q: unknown signal", *stopSignal)
@@ -139,6 +152,9 @@ func runMaster(ctx context.Context, u ui, args []string) int {
 		StopSignal:     sig,
 		RestartLimit:   *restartLimit,
 		RestartWindow:  *restartWindow,
+		Probation:      *probation,
+		MaxDraining:    *maxDraining,
+		Metrics:        *metrics,
 		Control:        *control,
 		Name:           *name,
 		Stderr:         u.stderr,
@@ -151,7 +167,7 @@ func runMaster(ctx context.Context, u ui, args []string) int {
 		case errors.Is(err, supervisor.ErrControlInUse):
 			u.hint(`stop it first ("baton stop"), or give this one its own -name or -control`)
 		case errors.Is(err, syscall.EADDRINUSE):
-			u.hint("another process listens there (a worker left by a master that was killed?): stop it, or pick another address")
+			u.hint("another process listens there (a worker left by a master that was killed?): stop it, or pick another address (-listen or -metrics)")
 		case errors.As(err, &cerr):
 			return exitUsage
 		}
@@ -308,7 +324,9 @@ With -master, upgrades the master itself instead: it execs its new binary
 (the path it was started as), keeping its pid, its sockets and its workers.
 `,
 	supervisor.CmdStatus: `Prints the master and each of its generations: pid, state, when it started,
-how long it took to be ready, since when it drains.
+how long it took to be ready, since when it drains, its established
+connections and resident memory; and the reloads that succeeded and failed
+(with the last error), the restarts, the generations killed, the drains.
 `,
 	supervisor.CmdStop: `Stops the master: every generation is told to drain, and the command returns
 once they have all exited.
@@ -337,14 +355,30 @@ func printStatus(u ui, st *supervisor.Status) {
 		fmt.Fprintf(w, "listen      %s\n", l)
 	}
 	for _, g := range st.Generations {
-		fmt.Fprintf(w, "gen %-7d pid %d  %-9s started %s", g.Gen, g.PID, g.State, g.Started.Format(time.TimeOnly))
+		fmt.Fprintf(w, "gen %-7d pid %d  %-9s started %s  age %v", g.Gen, g.PID, g.State, g.Started.Format(time.TimeOnly), g.Age.Round(time.Second))
 		if g.ReadyAfter > 0 {
 			fmt.Fprintf(w, "  ready after %v", g.ReadyAfter.Round(time.Millisecond))
 		}
 		if !g.DrainingSince.IsZero() {
 			fmt.Fprintf(w, "  draining since %s", g.DrainingSince.Format(time.TimeOnly))
 		}
+		if g.Connections >= 0 {
+			fmt.Fprintf(w, "  %d conns", g.Connections)
+		}
+		if g.RSS > 0 {
+			fmt.Fprintf(w, "  rss %.1f MiB", float64(g.RSS)/(1<<20))
+		}
 		fmt.Fprintln(w)
+	}
+	up := st.Upgrades
+	fmt.Fprintf(w, "reloads     %d ok, %d failed", up.OK, up.Failed)
+	if up.LastError != "" {
+		fmt.Fprintf(w, "; last failure at %s: %s", up.LastErrorAt.Format(time.DateTime), up.LastError)
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintf(w, "restarts    %d; killed %d at the drain deadline, %d beyond -max-draining\n", st.Restarts, st.DrainKills, st.LimitKills)
+	if d := st.Drains; d.Count > 0 {
+		fmt.Fprintf(w, "drains      %d, mean %v, last %v\n", d.Count, (d.Sum / time.Duration(d.Count)).Round(time.Millisecond), d.Last.Round(time.Millisecond))
 	}
 	if st.Reaped > 0 {
 		fmt.Fprintf(w, "orphans     %d reaped\n", st.Reaped)

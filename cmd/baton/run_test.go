@@ -5,9 +5,12 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -100,7 +103,8 @@ hang) exec sleep 600;;
 esac
 exec %s demo-server -listen %s -drain 5s -idle-grace 1s
 `, mode, os.Args[0], addr)), 0o755)
-	p := batonRun(t, control, "--listen", "tcp://"+addr, "--upgrade-timeout", "5s", "--", script)
+	metrics := loopbackAddr(t)
+	p := batonRun(t, control, "--listen", "tcp://"+addr, "--upgrade-timeout", "5s", "--metrics", metrics, "--", script)
 
 	code, out, errs := batonIn("status", "--control", control)
 	if code != exitOK || !strings.Contains(out, "gen 1") || !strings.Contains(out, "serving") || !strings.Contains(out, "listen      tcp://"+addr) {
@@ -111,6 +115,26 @@ exec %s demo-server -listen %s -drain 5s -idle-grace 1s
 	code, _, errs = batonIn("reload", "--control", control)
 	if code != exitFailed || !strings.Contains(errs, "reload failed") || !strings.Contains(errs, "config error: line 3") || !strings.Contains(errs, "still serves") {
 		t.Errorf("baton reload of a failing worker = %d\n%s\nwant exit 1 with the reason, the stderr lines and a hint", code, errs)
+	}
+	// The failure is counted, in the status and in the metrics.
+	code, out, errs = batonIn("status", "--json", "--control", control)
+	var st supervisor.Status
+	if err := json.Unmarshal([]byte(out), &st); code != exitOK || err != nil || st.Upgrades.Failed != 1 || st.Upgrades.OK != 0 ||
+		!strings.Contains(st.Upgrades.LastError, "exited before it was ready") || len(st.Generations) != 1 || st.Generations[0].RSS <= 0 {
+		t.Errorf("baton status --json = %d, %v\n%s%s\nwant 1 failed upgrade with its error, one generation with its RSS", code, err, out, errs)
+	}
+	code, out, _ = batonIn("status", "--control", control)
+	if code != exitOK || !strings.Contains(out, "reloads     0 ok, 1 failed; last failure at") {
+		t.Errorf("baton status = %d\n%s\nwant the failed reload counted", code, out)
+	}
+	resp, err := (&http.Client{Timeout: 10 * time.Second}).Get("http://" + metrics + "/metrics")
+	if err != nil {
+		t.Fatalf("GET /metrics: %v", err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.Header.Get("Content-Type") != supervisor.MetricsContentType || !strings.Contains(string(body), `baton_upgrades_total{result="failed"} 1`+"\n") {
+		t.Errorf("GET /metrics: %s, %q\n%s\nwant the failed upgrade counted", resp.Status, resp.Header.Get("Content-Type"), body)
 	}
 
 	// One reload hangs; another asked meanwhile is refused at once, by
