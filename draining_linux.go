@@ -7,6 +7,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/batonhq/baton/internal/procfs"
+	"github.com/batonhq/baton/internal/sockdiag"
 )
 
 // boundSupported: Linux has /proc, where a generation is named for good.
@@ -75,7 +76,7 @@ func establishedConns(pid int) int {
 	if err != nil {
 		return -1
 	}
-	local, err := procfs.UnixSockets()
+	local, err := sockdiag.UnixInodes()
 	if err != nil {
 		return -1
 	}

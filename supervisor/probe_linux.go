@@ -2,19 +2,15 @@ package supervisor
 
 import (
 	"bufio"
-	"encoding/binary"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
-	"os"
 	"slices"
 	"strconv"
-	"syscall"
 	"time"
 
 	"github.com/batonhq/baton/internal/procfs"
-	"golang.org/x/sys/unix"
+	"github.com/batonhq/baton/internal/sockdiag"
 )
 
 // The probes (Config.Ready "tcp" or an http:// URL) must tell whether the
@@ -35,15 +31,13 @@ import (
 // probeIOTimeout, a health check's usual bound. Once connected, the
 // connection must be accepted within acceptWait, looked for every
 // acceptPoll (the kernel does not say when a queued connection is
-// accepted: the probe asks it again). A sock_diag answer comes at once,
-// or within sockDiagTimeout on a machine that cannot schedule.
+// accepted: the probe asks it again).
 const (
 	probePause       = 20 * time.Millisecond
 	probeDialTimeout = time.Second
 	probeIOTimeout   = 2 * time.Second
 	acceptWait       = time.Second
 	acceptPoll       = 5 * time.Millisecond
-	sockDiagTimeout  = time.Second
 )
 
 func (m *Master) probe(g *generation) {
@@ -116,12 +110,14 @@ func acceptedBy(c *net.TCPConn, pid int, stop <-chan struct{}) (bool, error) {
 	client, server := c.LocalAddr().(*net.TCPAddr), c.RemoteAddr().(*net.TCPAddr)
 	deadline := time.Now().Add(acceptWait)
 	for {
-		inode, err := socketInode(server, client)
+		// The exact lookup of one socket: no dump of a table that
+		// holds every TIME_WAIT connection. Inode 0: still queued.
+		sock, err := sockdiag.LookupTCP(server.AddrPort(), client.AddrPort())
 		if err != nil {
 			return false, err
 		}
-		if inode != 0 {
-			return holds(pid, uint64(inode)), nil
+		if sock.Inode != 0 {
+			return holds(pid, sock.Inode), nil
 		}
 		if time.Now().After(deadline) {
 			return false, fmt.Errorf("probe connection from %v not accepted within %v", client, acceptWait)
@@ -131,99 +127,6 @@ func acceptedBy(c *net.TCPConn, pid int, stop <-chan struct{}) (bool, error) {
 			return false, nil
 		case <-time.After(acceptPoll):
 		}
-	}
-}
-
-// socketInode asks the kernel (sock_diag, the exact lookup of one TCP
-// socket: no dump of a table that holds every TIME_WAIT connection) for
-// the inode of the socket bound to local and connected to remote: 0
-// while it waits in the accept queue.
-func socketInode(local, remote *net.TCPAddr) (uint32, error) {
-	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, unix.NETLINK_SOCK_DIAG)
-	if err != nil {
-		return 0, os.NewSyscallError("socket(NETLINK_SOCK_DIAG)", err)
-	}
-	defer unix.Close(fd)
-	tv := unix.NsecToTimeval(sockDiagTimeout.Nanoseconds())
-	unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
-	families := []uint8{unix.AF_INET6}
-	if local.IP.To4() != nil {
-		// A dual-stack listener has AF_INET6 sockets with mapped addresses.
-		families = []uint8{unix.AF_INET, unix.AF_INET6}
-	}
-	var last error
-	for _, fam := range families {
-		req := diagRequest(fam, local, remote)
-		if err := unix.Sendto(fd, req, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
-			return 0, os.NewSyscallError("sendto(sock_diag)", err)
-		}
-		buf := make([]byte, 8192)
-		n, _, err := unix.Recvfrom(fd, buf, 0)
-		if err != nil {
-			return 0, os.NewSyscallError("recvfrom(sock_diag)", err)
-		}
-		inode, err := diagInode(buf[:n])
-		if err == nil {
-			return inode, nil
-		}
-		last = err
-	}
-	return 0, last
-}
-
-// diagRequest is an nlmsghdr and an inet_diag_req_v2 for one socket.
-func diagRequest(family uint8, local, remote *net.TCPAddr) []byte {
-	const hdr, body = 16, 56
-	b := make([]byte, hdr+body)
-	ne := binary.NativeEndian
-	ne.PutUint32(b[0:], hdr+body)
-	ne.PutUint16(b[4:], unix.SOCK_DIAG_BY_FAMILY)
-	ne.PutUint16(b[6:], unix.NLM_F_REQUEST)
-	ne.PutUint32(b[8:], 1)
-	r := b[hdr:]
-	r[0], r[1] = family, unix.IPPROTO_TCP
-	ne.PutUint32(r[4:], 0xffffffff) // every state
-	binary.BigEndian.PutUint16(r[8:], uint16(local.Port))
-	binary.BigEndian.PutUint16(r[10:], uint16(remote.Port))
-	putIP(r[12:28], family, local.IP)
-	putIP(r[28:44], family, remote.IP)
-	ne.PutUint32(r[48:], 0xffffffff) // INET_DIAG_NOCOOKIE
-	ne.PutUint32(r[52:], 0xffffffff)
-	return b
-}
-
-func putIP(dst []byte, family uint8, ip net.IP) {
-	if family == unix.AF_INET {
-		copy(dst, ip.To4())
-	} else {
-		copy(dst, ip.To16())
-	}
-}
-
-// diagInode reads the inode out of a sock_diag answer: an inet_diag_msg,
-// or an error message (ENOENT: no such socket).
-func diagInode(b []byte) (uint32, error) {
-	ne := binary.NativeEndian
-	if len(b) < 16 {
-		return 0, errors.New("sock_diag: short answer")
-	}
-	switch typ := ne.Uint16(b[4:]); typ {
-	case unix.NLMSG_ERROR:
-		if len(b) >= 20 {
-			if e := int32(ne.Uint32(b[16:])); e != 0 {
-				return 0, fmt.Errorf("sock_diag: %w", unix.Errno(-e))
-			}
-		}
-		return 0, errors.New("sock_diag: error")
-	case unix.SOCK_DIAG_BY_FAMILY:
-		// inet_diag_msg: family, state, timer, retrans, sockid (48),
-		// expires, rqueue, wqueue, uid, inode.
-		if len(b) < 16+72 {
-			return 0, errors.New("sock_diag: short inet_diag_msg")
-		}
-		return ne.Uint32(b[16+68:]), nil
-	default:
-		return 0, fmt.Errorf("sock_diag: answer of type %d", typ)
 	}
 }
 
@@ -254,7 +157,7 @@ func holds(pid int, inode uint64) bool {
 // port is a listener's. Connections of its children, and over unix
 // sockets, are not counted; -1 if the kernel would not say.
 func (m *Master) connectionsOf(pid int) int {
-	return m.countConns(pid, heldStates)
+	return m.countConns(pid, sockdiag.Held)
 }
 
 // establishedOf is connectionsOf for the connections in state ESTABLISHED
@@ -262,20 +165,15 @@ func (m *Master) connectionsOf(pid int) int {
 // loop's, so any goroutine may call it: m.tcpPorts and m.log do not
 // change once New has returned (m.socks does, when Run ends).
 func (m *Master) establishedOf(pid int) int {
-	return m.countConns(pid, 1<<unix.BPF_TCP_ESTABLISHED)
+	return m.countConns(pid, sockdiag.Of(sockdiag.Established))
 }
 
-// heldStates are the TCP states of a connection that has a descriptor:
-// all but listening and TIME_WAIT.
-const heldStates = 1<<unix.BPF_TCP_ESTABLISHED | 1<<unix.BPF_TCP_SYN_RECV | 1<<unix.BPF_TCP_FIN_WAIT1 |
-	1<<unix.BPF_TCP_FIN_WAIT2 | 1<<unix.BPF_TCP_CLOSE_WAIT | 1<<unix.BPF_TCP_LAST_ACK | 1<<unix.BPF_TCP_CLOSING
-
-func (m *Master) countConns(pid int, states uint32) int {
+func (m *Master) countConns(pid int, states sockdiag.States) int {
 	ports := m.tcpPorts
-	inodes := map[uint32]bool{}
+	inodes := map[uint64]bool{}
 	held, _ := procfs.SocketInodes(pid)
 	for _, ino := range held {
-		inodes[uint32(ino)] = true
+		inodes[ino] = true
 	}
 	if len(ports) == 0 || len(inodes) == 0 {
 		return 0
@@ -288,14 +186,14 @@ func (m *Master) countConns(pid int, states uint32) int {
 	return n
 }
 
-// acceptedConns counts the TCP connections in states (a mask of
-// 1<<BPF_TCP_*) whose local port is in ports
+// acceptedConns counts the TCP connections in states whose local port is
+// in ports
 // and whose inode is in inodes: with a sock_diag dump filtered by state,
 // for /proc/net/tcp lists every TIME_WAIT connection of the host and
 // takes seconds to read on a busy one.
-func acceptedConns(ports map[uint16]bool, inodes map[uint32]bool, states uint32) (int, error) {
+func acceptedConns(ports map[uint16]bool, inodes map[uint64]bool, states sockdiag.States) (int, error) {
 	n := 0
-	err := diagDump(ports, states, func(inode uint32) {
+	err := diagDump(ports, states, func(inode uint64) {
 		if inodes[inode] {
 			n++
 		}
@@ -304,49 +202,15 @@ func acceptedConns(ports map[uint16]bool, inodes map[uint32]bool, states uint32)
 }
 
 // diagDump calls found with the inode of each TCP connection in states
-// whose local port is in ports, from one sock_diag dump per address
-// family.
-func diagDump(ports map[uint16]bool, states uint32, found func(inode uint32)) error {
-	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, unix.NETLINK_SOCK_DIAG)
+// whose local port is in ports, from one sock_diag dump.
+func diagDump(ports map[uint16]bool, states sockdiag.States, found func(inode uint64)) error {
+	socks, err := sockdiag.TCP(states)
 	if err != nil {
-		return os.NewSyscallError("socket(NETLINK_SOCK_DIAG)", err)
+		return err
 	}
-	defer unix.Close(fd)
-	tv := unix.NsecToTimeval(sockDiagTimeout.Nanoseconds())
-	unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
-	buf := make([]byte, 32<<10)
-	for _, fam := range []uint8{unix.AF_INET, unix.AF_INET6} {
-		req := diagRequest(fam, &net.TCPAddr{}, &net.TCPAddr{})
-		ne := binary.NativeEndian
-		ne.PutUint16(req[6:], unix.NLM_F_REQUEST|unix.NLM_F_DUMP)
-		ne.PutUint32(req[16+4:], states)
-		if err := unix.Sendto(fd, req, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
-			return os.NewSyscallError("sendto(sock_diag)", err)
-		}
-	read:
-		for {
-			got, _, err := unix.Recvfrom(fd, buf, 0)
-			if err != nil {
-				return os.NewSyscallError("recvfrom(sock_diag)", err)
-			}
-			msgs, err := syscall.ParseNetlinkMessage(buf[:got])
-			if err != nil {
-				return fmt.Errorf("sock_diag: %w", err)
-			}
-			for _, msg := range msgs {
-				switch msg.Header.Type {
-				case unix.NLMSG_DONE:
-					break read
-				case unix.NLMSG_ERROR:
-					return errors.New("sock_diag: error in a dump")
-				}
-				// inet_diag_msg: family, state, timer, retrans, then
-				// sockid (sport first, big-endian), ..., inode at 68.
-				d := msg.Data
-				if len(d) >= 72 && ports[binary.BigEndian.Uint16(d[4:])] {
-					found(ne.Uint32(d[68:]))
-				}
-			}
+	for _, s := range socks {
+		if ports[s.Local.Port()] {
+			found(s.Inode)
 		}
 	}
 	return nil
@@ -357,19 +221,19 @@ func diagDump(ports map[uint16]bool, states uint32, found func(inode uint32)) er
 // ports: a status costs one dump, however many generations drain. A pid
 // whose count the kernel would not give is -1.
 func (m *Master) establishedOfEach(pids []int) map[int]int {
-	owner := map[uint32]int{}
+	owner := map[uint64]int{}
 	counts := map[int]int{}
 	for _, pid := range pids {
 		counts[pid] = 0
 		held, _ := procfs.SocketInodes(pid)
 		for _, ino := range held {
-			owner[uint32(ino)] = pid
+			owner[ino] = pid
 		}
 	}
 	if len(m.tcpPorts) == 0 || len(owner) == 0 {
 		return counts
 	}
-	err := diagDump(m.tcpPorts, 1<<unix.BPF_TCP_ESTABLISHED, func(inode uint32) {
+	err := diagDump(m.tcpPorts, sockdiag.Of(sockdiag.Established), func(inode uint64) {
 		if pid, ok := owner[inode]; ok {
 			counts[pid]++
 		}
