@@ -227,12 +227,14 @@
 // passes its successor the generations still running (generation, pid and
 // process start time, in the reserved state "baton.generations"), and one
 // that starts draining and finds more than MaxDraining draining, itself
-// included, sends SIGTERM (through a pidfd, after checking the start
+// included, sends HurrySignal (through a pidfd, after checking the start
 // time, so a reused pid is never signalled) to the oldest beyond the
-// bound, logging how many connections each held. HandleSignals turns a
-// SIGTERM or SIGINT to a generation that is already stopping into Hurry:
-// "stop" to something stopping means "now", and the application cancels
-// its drain. Linux only; elsewhere the bound is ignored with a warning.
+// bound, logging how many connections each held. HandleSignals turns
+// HurrySignal (SIGRTMIN+6) into Hurry, and the application cancels its
+// drain. Not SIGTERM: a service manager's stop sends SIGTERM to every
+// process of the service, and a draining generation must then finish its
+// requests, not cut them. Linux only; elsewhere the bound is ignored with
+// a warning.
 //
 // What cannot be handed over (TLS and HTTP/2 connections, hijacked ones,
 // long responses) need not all close at the drain deadline, which makes

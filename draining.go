@@ -22,8 +22,12 @@ import (
 // (/proc/PID/stat), which together name a process for good — a pid is
 // reused, a (pid, start time) pair is not. When a generation starts
 // draining it looks which of those still run and, beyond
-// Options.MaxDraining, stops the oldest at once: SIGTERM, which to a
-// generation that is already draining means "stop now" (Hurry).
+// Options.MaxDraining, stops the oldest at once: it sends HurrySignal,
+// which HandleSignals turns into Hurry.
+//
+// Not SIGTERM: a service manager's stop sends SIGTERM to every process of
+// the service (systemd's KillMode=control-group), and a generation that
+// drains must then go on finishing its requests, not cut them.
 
 // lineageState is the reserved state blob that carries the lineage.
 const lineageState = reservedStatePrefix + "generations"
@@ -136,11 +140,11 @@ func (h *hurry) ch() chan struct{} {
 // Hurry returns a channel that is closed when this generation, while it
 // drains, must stop at once: cut what it still serves, and exit. A newer
 // generation asks for it when more than Options.MaxDraining generations
-// drain (it sends SIGTERM, which HandleSignals turns into this; "stop" to
-// a generation that is already stopping means "now"). The application
-// cancels its drain, or shortens its deadline to nothing, when it is
-// closed. Without HandleSignals, SIGTERM's default action ends the process
-// instead, which cuts the same connections less tidily.
+// drain: it sends HurrySignal, which HandleSignals turns into this (an
+// operator may send it too: kill -s RTMIN+6). The application cancels its
+// drain, or shortens its deadline to nothing, when it is closed. Without
+// HandleSignals the signal's default action ends the process instead,
+// which cuts the same connections less tidily.
 func (u *Upgrader) Hurry() <-chan struct{} { return u.hurry.ch() }
 
 // hurryNow closes Hurry, once.

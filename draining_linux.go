@@ -3,6 +3,7 @@ package baton
 import (
 	"errors"
 	"os"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 
@@ -12,6 +13,15 @@ import (
 
 // boundSupported: Linux has /proc, where a generation is named for good.
 const boundSupported = true
+
+// HurrySignal asks a draining generation to stop at once (Upgrader.Hurry):
+// SIGRTMIN+6, a real-time signal nothing else sends. (The kernel's
+// SIGRTMIN is 32; the C library keeps 32 and 33 for itself and calls 34
+// SIGRTMIN, so "kill -s RTMIN+6" from a shell sends 40.)
+const HurrySignal = syscall.Signal(40)
+
+// hurrySignals are what HandleSignals catches for Hurry.
+var hurrySignals = []os.Signal{HurrySignal}
 
 // thisGeneration names this process as generation gen.
 func thisGeneration(gen int) (genID, bool) {
@@ -32,7 +42,7 @@ func stillRuns(id genID) bool {
 // errGone: the generation exited (or its pid is another process's now).
 var errGone = errors.New("it is no longer running")
 
-// stopGeneration sends SIGTERM to the generation id, through a pidfd taken
+// stopGeneration sends HurrySignal to the generation id, through a pidfd taken
 // before its start time is checked, so that the signal cannot reach
 // another process that reused the pid in between.
 func stopGeneration(id genID) error {
@@ -46,7 +56,7 @@ func stopGeneration(id genID) error {
 		if !stillRuns(id) {
 			return errGone
 		}
-		return os.NewSyscallError("kill", unix.Kill(id.PID, unix.SIGTERM))
+		return os.NewSyscallError("kill", unix.Kill(id.PID, HurrySignal))
 	}
 	if err != nil {
 		return os.NewSyscallError("pidfd_open", err)
@@ -55,7 +65,7 @@ func stopGeneration(id genID) error {
 	if !stillRuns(id) {
 		return errGone
 	}
-	if err := unix.PidfdSendSignal(fd, unix.SIGTERM, nil, 0); err != nil {
+	if err := unix.PidfdSendSignal(fd, HurrySignal, nil, 0); err != nil {
 		return os.NewSyscallError("pidfd_send_signal", err)
 	}
 	return nil

@@ -3,6 +3,7 @@ package baton
 import (
 	"errors"
 	"os/exec"
+	"syscall"
 	"testing"
 	"time"
 
@@ -46,8 +47,11 @@ func TestStopGenerationChecksStartTime(t *testing.T) {
 	select {
 	case err := <-exited:
 		var ee *exec.ExitError
-		if !errors.As(err, &ee) || ee.Sys() == nil || ee.String() != "signal: terminated" {
-			t.Errorf("the generation ended with %v; want SIGTERM", err)
+		if !errors.As(err, &ee) {
+			t.Fatalf("the generation ended with %v; want HurrySignal", err)
+		}
+		if ws, ok := ee.Sys().(syscall.WaitStatus); !ok || !ws.Signaled() || ws.Signal() != HurrySignal {
+			t.Errorf("the generation ended with %v; want HurrySignal", err)
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("the generation did not end within 10s of stopGeneration")

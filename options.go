@@ -119,8 +119,8 @@ type Options struct {
 	// long-lived connections end, draining generations pile up, each
 	// with its memory and descriptors. With a bound, a generation that
 	// starts draining and finds more than MaxDraining draining, itself
-	// included, stops the oldest beyond the bound at once (SIGTERM: see
-	// Upgrader.Hurry), and logs how many connections each held. The
+	// included, stops the oldest beyond the bound at once (HurrySignal:
+	// see Upgrader.Hurry), and logs how many connections each held. The
 	// service then runs at most MaxDraining draining generations, the
 	// serving one, and during an upgrade the one starting: MaxDraining+2
 	// processes, besides those told to stop that have not exited yet

@@ -14,11 +14,12 @@ import (
 // generation keeps serving. A SIGHUP that arrives before Ready upgrades
 // once this generation is ready (any number of them, one upgrade): the
 // operator asked for the new binary, and this one was already starting.
-// Once Exit is closed this generation is stopping: a SIGHUP is then
-// ignored, not fatal, and a SIGTERM or SIGINT means "stop now": it closes
-// Hurry (Options.MaxDraining sends one to the oldest draining generation;
-// an operator may too). Call it before Ready, so an early SIGHUP cannot
-// kill the process with the default action. A SIGHUP to a successor on
+// Once Exit is closed this generation drains: SIGHUP, SIGTERM and SIGINT
+// are then ignored, not fatal (a service manager's stop sends SIGTERM to
+// every process of the service: a draining one finishes its requests),
+// and HurrySignal closes Hurry (Options.MaxDraining sends it to the oldest
+// draining generation; an operator may too). Call it before Ready, so an
+// early SIGHUP cannot kill the process with the default action. A SIGHUP to a successor on
 // probation (Options.Probation) upgrades once the probation passed.
 //
 // With Options.Control, under daemontools, runit or s6, SIGTERM restarts
@@ -34,6 +35,11 @@ import (
 func (u *Upgrader) HandleSignals() {
 	sigs := make(chan os.Signal, 8)
 	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT)
+	if len(hurrySignals) > 0 {
+		hs := make(chan os.Signal, 1)
+		signal.Notify(hs, hurrySignals...)
+		go u.hurryOnSignal(hs)
+	}
 	go func() {
 		for {
 			select {
@@ -67,12 +73,12 @@ func (u *Upgrader) HandleSignals() {
 					u.hangUp()
 				}
 			case <-u.exitC:
-				// Keep the signals caught: a late SIGHUP to a draining
-				// generation must not kill it mid-drain, and a SIGTERM
-				// or SIGINT stops it at once, through Hurry, rather than
-				// with the default action.
-				signal.Ignore(syscall.SIGHUP)
-				go u.hurryOnSignal(sigs)
+				// Keep the signals caught: a late SIGHUP or SIGTERM to a
+				// draining generation must not kill it mid-drain (a
+				// service manager's stop sends SIGTERM to every process
+				// of the service: this one finishes its requests).
+				signal.Ignore(syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT)
+				signal.Stop(sigs)
 				return
 			}
 		}
@@ -90,14 +96,17 @@ func (u *Upgrader) hangUp() {
 	}
 }
 
-// hurryOnSignal closes Hurry on the first SIGTERM or SIGINT to a
-// generation that is already stopping, and then goes on catching them for
-// the rest of the process's life (which is short: it drains and exits),
-// so that no later one kills it with the default action.
+// hurryOnSignal closes Hurry on HurrySignal to a generation that drains
+// (Exit is closed); before that the signal means nothing and is logged.
+// It catches the signal for the life of the process, so that none kills
+// it with the default action.
 func (u *Upgrader) hurryOnSignal(sigs <-chan os.Signal) {
-	for s := range sigs {
-		if s == syscall.SIGTERM || s == syscall.SIGINT { // not a SIGHUP queued before Ignore
-			u.hurryNow(s.String() + " while stopping")
+	for range sigs {
+		select {
+		case <-u.exitC:
+			u.hurryNow("asked to by a newer generation or an operator (HurrySignal)")
+		default:
+			u.log.Warn("ignoring HurrySignal: this generation does not drain", "generation", u.gen)
 		}
 	}
 }

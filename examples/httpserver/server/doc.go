@@ -38,7 +38,7 @@
 //	                        generation reads both files afresh
 //	-max-draining N         let at most N generations drain at once: a
 //	                        generation that starts draining and finds more
-//	                        stops the oldest at once (SIGTERM), cutting its
+//	                        stops the oldest at once (SIGRTMIN+6), cutting its
 //	                        long connections, and logs how many it held
 //	                        (0: no bound). Linux only
 //	-close-pace D           while draining, end what cannot be handed over
@@ -52,7 +52,8 @@
 //	SIGTERM, SIGINT         drain and stop (under a supervisor, with
 //	                        -control, SIGTERM restarts while the supervisor
 //	                        wants the service up); to a generation that is
-//	                        already draining or stopping: stop at once
+//	                        already draining: ignored, it goes on draining
+//	SIGRTMIN+6              to a draining generation: stop at once
 //	GET /                   200 "pid=<serving pid> gen=<generation>\n"
 //	GET /?delay=2s          the same, after sleeping that long (at most
 //	                        MaxDelay)

@@ -251,7 +251,7 @@ func Run(cfg Config, log *slog.Logger) error {
 	//
 	// Hurry is closed when this generation must stop now: a newer one
 	// found more than -max-draining generations draining, or an operator
-	// sent SIGTERM again. Cancelling the drain's context ends it at once,
+	// sent baton.HurrySignal. Cancelling the drain's context ends it at once,
 	// as its deadline would.
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.Drain)
 	defer cancel()
