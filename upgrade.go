@@ -89,11 +89,13 @@ func (u *Upgrader) handover(start startFunc, probation time.Duration) error {
 		u.log.Warn("telling systemd we reload", "err", err)
 	}
 	u.passLineage()
+	u.passStats()
 	c, err := u.upgrade(start, probation)
 	if err == nil && probation > 0 {
 		err = u.probation(c, probation)
 	}
 
+	u.countUpgrade(err)
 	u.mu.Lock()
 	u.upgrading = nil
 	close(done)

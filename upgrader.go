@@ -46,6 +46,8 @@ type Upgrader struct {
 	// hurry is closed when this draining generation must stop at once
 	// (draining.go).
 	hurry hurry
+	// stats: the service's upgrade counts, for Status (status.go).
+	stats stats
 
 	// The lifecycle, as events: each channel is closed exactly once.
 	readyC chan struct{} // by Ready, under mu, once this generation serves
@@ -139,6 +141,7 @@ func newUpgrader(opts Options) (*Upgrader, error) {
 				return nil, err
 			}
 			u.log.Info("took over from predecessor", "generation", u.gen, "predecessor", ppid, "fds", len(entries))
+			u.inheritStats()
 			return u, nil
 		}
 	}
@@ -162,6 +165,7 @@ func newUpgrader(opts Options) (*Upgrader, error) {
 	if err := u.preflight(); err != nil {
 		return nil, err
 	}
+	u.inheritStats()
 	return u, nil
 }
 
@@ -386,6 +390,11 @@ func (u *Upgrader) settle(tmp string, control *ownersock.Listener, ready bool) e
 	}
 	close(u.settledC)
 	u.mu.Unlock()
+	if u.parent != nil {
+		// A successor counts the handover that made it once it names
+		// the service; through the control socket, it was a restart.
+		u.countTakeover(!u.mgr.byUpgrade)
+	}
 	if u.parent != nil {
 		// Whoever waits for the PID file or the control socket to name
 		// us — a predecessor about to re-execute in place — hears it

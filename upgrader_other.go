@@ -59,3 +59,6 @@ func (u *Upgrader) SetState(name string, b []byte) error { return ErrNotSupporte
 
 // PredecessorState finds nothing on this system.
 func (u *Upgrader) PredecessorState(name string) ([]byte, bool) { return nil, false }
+
+// Status is empty on this system.
+func (u *Upgrader) Status() Status { return Status{} }

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // ErrNotSupported is returned by every reader on systems without a Linux
@@ -250,4 +251,28 @@ func parseHexAddrPort(s string) (netip.AddrPort, error) {
 		a = netip.AddrFrom16(raw)
 	}
 	return netip.AddrPortFrom(a, uint16(port)), nil
+}
+
+// ClockTicks is USER_HZ, the unit of the times in /proc/PID/stat: 100 on
+// every Linux ABI (the kernel converts to it whatever its own HZ).
+const ClockTicks = 100
+
+// ParseBootTime reads the boot time, the "btime" line (seconds since the
+// epoch), out of /proc/stat.
+func ParseBootTime(b []byte) (time.Time, error) {
+	for _, line := range strings.Split(string(b), "\n") {
+		v, ok := strings.CutPrefix(line, "btime ")
+		if !ok {
+			continue
+		}
+		if !decimal(v) {
+			return time.Time{}, fmt.Errorf("procfs: stat: btime %q: want a decimal number", v)
+		}
+		sec, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return time.Time{}, fmt.Errorf("procfs: stat: btime %q: %w", v, err)
+		}
+		return time.Unix(sec, 0), nil
+	}
+	return time.Time{}, errors.New("procfs: stat: no btime line")
 }

@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+	"time"
 )
 
 // A line as Linux 6.1 writes it for a sleeping process, from field 3 on.
@@ -223,4 +224,16 @@ func FuzzParseNetTCP(f *testing.F) {
 			t.Fatalf("ParseNetTCP(%q) = %v, %v; want %v", line, got, err, want)
 		}
 	})
+}
+
+func TestParseBootTime(t *testing.T) {
+	got, err := ParseBootTime([]byte("cpu  1 2 3\nintr 5\nbtime 1764900000\nprocesses 9\n"))
+	if err != nil || !got.Equal(time.Unix(1764900000, 0)) {
+		t.Errorf("ParseBootTime = %v, %v; want 1764900000", got, err)
+	}
+	for _, bad := range []string{"cpu 1\n", "btime \n", "btime 12x\n", "btime -\n"} {
+		if _, err := ParseBootTime([]byte(bad)); err == nil {
+			t.Errorf("ParseBootTime(%q) accepted it", bad)
+		}
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"time"
 )
 
 // root is where the kernel mounts proc.
@@ -168,4 +169,23 @@ func NetTCP() ([]TCPSocket, error) {
 		out = append(out, s...)
 	}
 	return out, nil
+}
+
+// BootTime is when the system booted, from /proc/stat.
+func BootTime() (time.Time, error) {
+	b, err := os.ReadFile(root + "stat")
+	if err != nil {
+		return time.Time{}, err
+	}
+	return ParseBootTime(b)
+}
+
+// Started is when the process of st started: the boot time plus its
+// start time in clock ticks.
+func Started(st Stat) (time.Time, error) {
+	boot, err := BootTime()
+	if err != nil {
+		return time.Time{}, err
+	}
+	return boot.Add(time.Duration(st.StartTime) * time.Second / ClockTicks), nil
 }

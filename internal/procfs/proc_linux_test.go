@@ -168,3 +168,24 @@ func TestFDCount(t *testing.T) {
 		t.Errorf("VmRSS(self) = %d, %v; want a size", kib, err)
 	}
 }
+
+// A process that runs this test started before now, and since the machine
+// booted.
+func TestStarted(t *testing.T) {
+	st, err := ReadStat(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	started, err := Started(st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	boot, err := BootTime()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Ticks are hundredths of a second; btime is whole seconds.
+	if now := time.Now(); started.After(now.Add(time.Second)) || started.Before(boot) {
+		t.Errorf("Started = %v; want between the boot (%v) and now (%v)", started, boot, now)
+	}
+}

@@ -2,6 +2,8 @@
 
 package procfs
 
+import "time"
+
 // The readers, where there is no Linux /proc: each says so.
 
 func ReadStat(pid int) (Stat, error) { return Stat{}, ErrNotSupported }
@@ -23,3 +25,7 @@ func SocketFDs(pid int, inodes map[uint64]bool) (int, error) { return 0, ErrNotS
 func VmRSS(pid int) (kib int64, err error) { return 0, ErrNotSupported }
 
 func NetTCP() ([]TCPSocket, error) { return nil, ErrNotSupported }
+
+func BootTime() (time.Time, error) { return time.Time{}, ErrNotSupported }
+
+func Started(st Stat) (time.Time, error) { return time.Time{}, ErrNotSupported }

@@ -61,6 +61,10 @@
 //	                        the drain asks the stream to end (at its turn
 //	                        with -close-pace), then "end pid=<pid> n=<n>"
 //	                        and a complete chunked body
+//	GET /status             [baton.Upgrader.Status] as JSON: this generation
+//	                        and the older ones still running (pid, state,
+//	                        age, connections, RSS), upgrades ok and failed
+//	                        with the last error, restarts
 //
 // With -tls-cert and -tls-key the same paths answer over HTTPS (HTTP/1.1
 // and HTTP/2). The session ticket keys travel from each generation to the

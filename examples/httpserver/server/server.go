@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -194,7 +195,7 @@ func Run(cfg Config, log *slog.Logger) error {
 	// the shared socket too, so connections are served either way; after
 	// Ready it stops, and we must already be accepting.
 	srv := httpdrain.New(&http.Server{
-		Handler: Handler(upg.Generation()),
+		Handler: Handler(upg.Generation(), upg.Status),
 		// A client that never finishes its headers must not hold a
 		// connection, and so a retiring generation, until the drain
 		// deadline. A handed connection starts afresh with it too.
@@ -295,12 +296,25 @@ const StreamInterval = 100 * time.Millisecond
 // served the request, so a client can see the upgrade happen; ?delay=D
 // sleeps D first (at most MaxDelay), to show that a slow request started
 // before an upgrade still gets its full response. GET /stream is a
-// long-lived response (see Stream).
-func Handler(gen int) http.Handler {
+// long-lived response (see Stream). GET /status is status() as JSON —
+// Upgrader.Status: this generation and the older ones still draining
+// (pid, state, age, connections, memory) and the service's upgrade counts.
+func Handler(gen int, status func() baton.Status) http.Handler {
 	pid := os.Getpid()
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/stream" {
+		switch r.URL.Path {
+		case "/stream":
 			Stream(w, r)
+			return
+		case "/status":
+			if status == nil {
+				http.NotFound(w, r)
+				return
+			}
+			w.Header().Set("Content-Type", "application/json")
+			enc := json.NewEncoder(w)
+			enc.SetIndent("", "  ")
+			enc.Encode(status())
 			return
 		}
 		if r.URL.Path != "/" {

@@ -3,6 +3,7 @@ package server
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -68,7 +69,8 @@ func TestFlags(t *testing.T) {
 
 func TestHandler(t *testing.T) {
 	t.Parallel()
-	srv := httptest.NewServer(Handler(7))
+	st := baton.Status{Generations: []baton.GenerationStatus{{Generation: 7, PID: os.Getpid(), State: baton.GenServing}}, Upgrades: baton.UpgradeStats{OK: 6, Failed: 1}}
+	srv := httptest.NewServer(Handler(7, func() baton.Status { return st }))
 	defer srv.Close()
 	for _, tc := range []struct {
 		path   string
@@ -81,6 +83,7 @@ func TestHandler(t *testing.T) {
 		{"/?delay=-1s", 400, ""},
 		{"/?delay=2m", 400, ""},
 		{"/other", 404, ""},
+		{"/status", 200, ""},
 	} {
 		resp, err := http.Get(srv.URL + tc.path)
 		if err != nil {
@@ -90,6 +93,12 @@ func TestHandler(t *testing.T) {
 		resp.Body.Close()
 		if resp.StatusCode != tc.status || (tc.body != "" && string(b) != tc.body) {
 			t.Errorf("GET %s = %d %q; want %d %q", tc.path, resp.StatusCode, b, tc.status, tc.body)
+		}
+		if tc.path == "/status" {
+			var got baton.Status
+			if err := json.Unmarshal(b, &got); err != nil || len(got.Generations) != 1 || got.Generations[0].Generation != 7 || got.Upgrades != st.Upgrades {
+				t.Errorf("GET /status = %s (%v); want %+v", b, err, st)
+			}
 		}
 	}
 }
@@ -102,7 +111,7 @@ func TestStreamEndsWhenTheDrainAsks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hs := httpdrain.New(&http.Server{Handler: Handler(3)}, httpdrain.Options{})
+	hs := httpdrain.New(&http.Server{Handler: Handler(3, nil)}, httpdrain.Options{})
 	go hs.Serve(ln)
 	resp, err := http.Get("http://" + ln.Addr().String() + "/stream")
 	if err != nil {
