@@ -84,12 +84,16 @@ func TestStatusDuringUpgrades(t *testing.T) {
 	proctest.Start(t, "reference-server", nil, "-listen", addr, "-pid-file", pidFile,
 		"-drain", "2m", "-close-pace", "1m")
 	gen1 := waitPIDFile(t, pidFile, 0)
-	// Every generation is stopped at the end, and waited for: SIGTERM to
-	// a draining one means "at once" (Hurry).
+	// Every generation is stopped at the end, and waited for: the serving
+	// one with SIGTERM, the draining ones at once (HurrySignal).
 	var gens []int
 	defer func() {
-		for _, pid := range gens {
-			syscall.Kill(pid, syscall.SIGTERM)
+		for i, pid := range gens {
+			sig := baton.HurrySignal
+			if i == len(gens)-1 {
+				sig = syscall.SIGTERM
+			}
+			syscall.Kill(pid, sig)
 		}
 		for _, pid := range gens {
 			if !waitFor(30*time.Second, func() bool { return !procfs.Alive(pid) }) {
