@@ -354,7 +354,7 @@ func TestReloadUnderLoad(t *testing.T) {
 					// about one run of three; never with keep-alive
 					// clients, never with the notify worker, never on a
 					// quiet machine in 8 runs. Bounded and said, not
-					// hidden: an open finding (see the tracker).
+					// hidden: an open finding, reported in the closing notes.
 					t.Logf("%s worker, fresh connections: %s (bounded at %d; see the comment)", w.name, rep.Verdict(), maxProbeStrays)
 					problems = nil
 				}
