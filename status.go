@@ -35,8 +35,9 @@ const (
 )
 
 // Status is what Upgrader.Status returns. Its JSON is meant for a status
-// endpoint; the figures read from /proc are -1 where the system does not
-// say (not Linux, or the process is gone).
+// endpoint, and has the shape of "baton status --json"'s generations and
+// upgrades; where the system does not say (not Linux, or the process is
+// gone) connections are -1 and RSS 0, as there.
 type Status struct {
 	// Generations: this one first, then the older generations still
 	// running, newest first.
@@ -59,7 +60,8 @@ type GenerationStatus struct {
 	// only for this generation, which knows it.
 	DrainingSince time.Time `json:"draining_since,omitzero"`
 	// Connections counts the TCP connections the process holds (not its
-	// listeners); RSS is its resident memory in bytes.
+	// listeners), -1 if unknown; RSS is its resident memory in bytes, 0 if
+	// unknown.
 	Connections int   `json:"connections"`
 	RSS         int64 `json:"rss_bytes"`
 }

@@ -10,6 +10,6 @@ func (u *Upgrader) olderGenerations() []GenerationStatus { return nil }
 
 func observe(gens []GenerationStatus) {
 	for i := range gens {
-		gens[i].Connections, gens[i].RSS = -1, -1
+		gens[i].Connections, gens[i].RSS = -1, 0
 	}
 }

@@ -50,7 +50,7 @@ func observe(gens []GenerationStatus) {
 	owner := map[uint64]int{}
 	for i := range gens {
 		g := &gens[i]
-		g.Connections, g.RSS = -1, -1
+		g.Connections, g.RSS = -1, 0
 		if kib, err := procfs.VmRSS(g.PID); err == nil {
 			g.RSS = kib << 10
 		}
