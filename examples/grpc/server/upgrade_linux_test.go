@@ -598,3 +598,54 @@ func BenchmarkDrain(b *testing.B) {
 		})
 	}
 }
+
+// SIGTERM drains and stops: a stream longer than the drain ends at the
+// deadline with grpcdrain's status (its client would resume it wherever
+// the service comes back), every message before it delivered; the process
+// exits and the final stop removes the PID file.
+func TestStopEndsStreams(t *testing.T) {
+	srv := startServer(t, "grpc")
+	cc := dial(t, srv.addr)
+	defer cc.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), upgradeStep)
+	defer cancel()
+	cs, err := cc.NewStream(ctx, CountDesc, CountMethod)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cs.SendMsg(CountRequest(MaxCount, 7, streamInterval)); err != nil {
+		t.Fatal(err)
+	}
+	cs.CloseSend()
+	if err := cs.RecvMsg(new(structpb.Struct)); err != nil {
+		t.Fatalf("first message: %v", err)
+	}
+	if err := syscall.Kill(srv.current(), syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	stopped := time.Now()
+	next := 8
+	for {
+		m := new(structpb.Struct)
+		if err = cs.RecvMsg(m); err != nil {
+			break
+		}
+		if tick, err := ParseTick(m); err != nil || tick.Seq != next {
+			t.Fatalf("message %v (%v); want seq %d", m, err, next)
+		}
+		next++
+	}
+	took := time.Since(stopped)
+	if r, ok := grpcdrain.Resumption(err, cs.Trailer()); !ok || r != strconv.Itoa(next) {
+		t.Errorf("stream ended with %v, trailer %v; want grpcdrain's status resuming at %d", err, cs.Trailer(), next)
+	}
+	if took < drainDeadline-100*time.Millisecond {
+		t.Errorf("stream ended %v after SIGTERM; want the drain deadline, %v, first", took, drainDeadline)
+	}
+	if _, err := srv.p.Wait(upgradeStep); err != nil {
+		t.Fatalf("the server did not exit: %v", err)
+	}
+	if _, err := os.Stat(srv.pidFile); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("pid file after the final stop: %v; want it removed", err)
+	}
+}
