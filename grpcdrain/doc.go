@@ -17,6 +17,12 @@
 //   - As the drain begins, the health service (grpc.health.v1, from
 //     google.golang.org/grpc/health) reports NOT_SERVING for every service,
 //     so a load balancer or a watcher stops sending here.
+//   - It stops accepting, and waits (up to AcceptSettle) for grpc-go to
+//     take in the connections accepted last: GracefulStop closes, without
+//     a byte, a connection whose serving goroutine had not started yet,
+//     and its client fails the calls it queued ("error reading server
+//     preface"; measured here with clients that connect for every call).
+//     Then GracefulStop: GOAWAY on every connection.
 //   - Unary calls and streams in progress go on and finish.
 //   - At the deadline (Drain's context ends, or Options.Hurry is closed)
 //     every call still running is told to wrap up: [WrapUp] on its context
@@ -59,9 +65,8 @@
 //
 // A handler that ignores WrapUp is cut by Stop after Options.Grace, as
 // with the plain timer; so is a health Watch stream whose client did not
-// leave on GOAWAY (grpc-go's own health checking does). A connection the
-// old generation accepted in the very instant GracefulStop began is
-// closed by grpc-go before its first frame (grpc.Server.handleRawConn);
-// clients that connect once and reconnect on GOAWAY, as grpc-go's do,
-// reconnect after the listener is closed and never meet it.
+// leave on GOAWAY (grpc-go's own health checking does). Knowing when
+// grpc-go has taken a connection in takes a stats.Handler (TagConn), so
+// NewServer installs one; grpc-go then reports every call's events to it,
+// a small cost per call.
 package grpcdrain

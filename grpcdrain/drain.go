@@ -26,8 +26,9 @@ func (e *DeadlineError) Error() string {
 
 func (e *DeadlineError) Unwrap() error { return e.Err }
 
-// Drain retires the server: health NOT_SERVING, GOAWAY, no more accepting;
-// calls in progress finish. It returns nil once they all have and the
+// Drain retires the server: health NOT_SERVING, no more accepting (once
+// the connections accepted last are taken in, within AcceptSettle),
+// GOAWAY; calls in progress finish. It returns nil once they all have and the
 // server has stopped. If ctx ends first, or Options.Hurry is closed, the
 // calls still running are told to wrap up (WrapUp), Stop is called once
 // they returned or after Options.Grace, and Drain returns a
@@ -41,6 +42,9 @@ func (s *Server) drain(ctx context.Context) error {
 	// Before GOAWAY, so that a health watcher hears NOT_SERVING while
 	// its stream is still open.
 	s.health.Shutdown()
+	// Then stop accepting, and let grpc-go take in what we accepted last,
+	// before GracefulStop would close it unanswered.
+	s.stopAccepting(ctx)
 
 	stopped := make(chan struct{})
 	go func() {

@@ -38,9 +38,10 @@ type Options struct {
 	Logger *slog.Logger
 }
 
-// Server is a grpc.Server that can drain. Register services on it and
-// Serve as on a grpc.Server (its methods are promoted); call Drain, not
-// GracefulStop, when the generation retires.
+// Server is a grpc.Server that can drain. Register services on it as on a
+// grpc.Server (its methods are promoted); Serve through it, so that the
+// drain knows the connections it accepted; call Drain, not GracefulStop,
+// when the generation retires.
 type Server struct {
 	*grpc.Server
 	health *health.Server
@@ -48,9 +49,13 @@ type Server struct {
 	hurry  <-chan struct{}
 	log    *slog.Logger
 
-	mu       sync.Mutex
-	calls    map[*call]struct{} // running handlers
-	wrapping bool               // the deadline has passed: new calls wrap up at once
+	mu        sync.Mutex
+	calls     map[*call]struct{}   // running handlers
+	wrapping  bool                 // the deadline has passed: new calls wrap up at once
+	listeners []*listener          // passed to Serve
+	closing   bool                 // the drain closed them
+	pending   map[string]time.Time // accepted connections (by remote address) grpc-go has not taken in yet, and when
+	settled   chan struct{}        // closed when pending empties, while a drain waits for it
 
 	once sync.Once
 	err  error // Drain's result
@@ -63,11 +68,12 @@ type Server struct {
 // still runs before them (grpc-go puts it outermost).
 func NewServer(o Options, opt ...grpc.ServerOption) *Server {
 	s := &Server{
-		health: o.Health,
-		grace:  o.Grace,
-		hurry:  o.Hurry,
-		log:    o.Logger,
-		calls:  make(map[*call]struct{}),
+		health:  o.Health,
+		grace:   o.Grace,
+		hurry:   o.Hurry,
+		log:     o.Logger,
+		calls:   make(map[*call]struct{}),
+		pending: make(map[string]time.Time),
 	}
 	if s.grace <= 0 {
 		s.grace = DefaultGrace
@@ -75,6 +81,7 @@ func NewServer(o Options, opt ...grpc.ServerOption) *Server {
 	opts := append([]grpc.ServerOption{
 		grpc.ChainUnaryInterceptor(s.unary),
 		grpc.ChainStreamInterceptor(s.stream),
+		grpc.StatsHandler(connTracker{s}),
 	}, opt...)
 	s.Server = grpc.NewServer(opts...)
 	if s.health == nil {

@@ -55,6 +55,7 @@ const upgradeStep = 30 * time.Second
 // the retiring generation; both happen at every upgrade.
 const (
 	unaryClients   = 16
+	freshClients   = 4                    // of unaryClients, those that connect anew for every call
 	unaryPace      = 5 * time.Millisecond // between one client's calls: ~3,000 calls/s in all, which two cores keep up with under -race
 	streamClients  = 8
 	streamLen      = 100
@@ -211,10 +212,14 @@ func echo(ctx context.Context, cc *grpc.ClientConn, msg string) (int, error) {
 	return pid, nil
 }
 
-// unaryClient calls Echo in a loop on its own connection.
+// unaryClient calls Echo in a loop on its own connection, or, if fresh,
+// each time on a new one: that is the client a connection accepted by a
+// retiring generation in its last instant meets.
 type unaryClient struct {
 	id      int
 	cc      *grpc.ClientConn
+	addr    string
+	fresh   bool
 	calls   int
 	failed  int
 	errs    []error
@@ -232,7 +237,17 @@ func (c *unaryClient) run(stop <-chan struct{}) {
 		case <-time.After(unaryPace):
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), upgradeStep)
-		pid, err := echo(ctx, c.cc, fmt.Sprintf("c%d-%d", c.id, k))
+		cc := c.cc
+		if c.fresh {
+			var err error
+			if cc, err = grpc.NewClient(c.addr, grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithDisableRetry()); err != nil {
+				panic(err) // a constant target: cannot fail
+			}
+		}
+		pid, err := echo(ctx, cc, fmt.Sprintf("c%d-%d", c.id, k))
+		if c.fresh {
+			cc.Close()
+		}
 		cancel()
 		c.calls++
 		if err != nil {
@@ -416,7 +431,7 @@ func runUpgrades(tb testing.TB, helper string, upgrades int) figures {
 		}
 	}()
 	for i := range unary {
-		unary[i] = &unaryClient{id: i, cc: dial(tb, srv.addr)}
+		unary[i] = &unaryClient{id: i, cc: dial(tb, srv.addr), addr: srv.addr, fresh: i < freshClients}
 		conns = append(conns, unary[i].cc)
 	}
 	for i := range streams {

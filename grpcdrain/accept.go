@@ -1,0 +1,162 @@
+package grpcdrain
+
+import (
+	"context"
+	"net"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/stats"
+)
+
+// AcceptSettle bounds the wait, as a drain begins, for connections accepted
+// just before it to be taken in by grpc-go. grpc.Server closes, without a
+// byte, a connection whose serving goroutine starts after GracefulStop
+// began (grpc.Server.handleRawConn): its client sees "error reading server
+// preface" and fails the calls it queued for it. That goroutine starts
+// within microseconds of the accept, and the client's preface comes
+// within a round trip: a second covers both on a loaded machine, and a
+// client that accepted but says nothing (a TCP probe) costs the drain at
+// most that.
+const AcceptSettle = time.Second
+
+// listener records each connection it accepts as pending until grpc-go has
+// taken it in (connTracker sees it), so that a drain can wait for them
+// before GracefulStop.
+type listener struct {
+	net.Listener
+	s      *Server
+	once   sync.Once
+	err    error
+	served chan struct{} // closed when grpc.Server.Serve on it returned
+}
+
+func (l *listener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err == nil {
+		l.s.accepted(c.RemoteAddr())
+	}
+	return c, err
+}
+
+// Close closes once: the drain closes it first, grpc.Server again.
+func (l *listener) Close() error {
+	l.once.Do(func() { l.err = l.Listener.Close() })
+	return l.err
+}
+
+// Serve accepts connections on lis, as grpc.Server.Serve does, and returns
+// nil once the drain closed lis.
+func (s *Server) Serve(lis net.Listener) error {
+	l := &listener{Listener: lis, s: s, served: make(chan struct{})}
+	defer close(l.served)
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		lis.Close()
+		return grpc.ErrServerStopped
+	}
+	s.listeners = append(s.listeners, l)
+	s.mu.Unlock()
+	err := s.Server.Serve(l)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing {
+		return nil
+	}
+	return err
+}
+
+// accepted notes a new connection as pending. Connections that never
+// reach grpc-go's transport (the client left during the handshake) stay
+// in the map: entries older than AcceptSettle are swept once it grows, as
+// no drain waits for them.
+func (s *Server) accepted(addr net.Addr) {
+	now := time.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.pending) >= pendingSweep {
+		for k, t := range s.pending {
+			if now.Sub(t) > AcceptSettle {
+				delete(s.pending, k)
+			}
+		}
+	}
+	s.pending[addr.String()] = now
+}
+
+// pendingSweep is the size of the pending map past which accepted sweeps
+// it: far more than the connections accepted within AcceptSettle by a
+// server whose clients keep their connections, few enough that a sweep
+// costs nothing.
+const pendingSweep = 256
+
+// taken notes that grpc-go serves the connection from addr.
+func (s *Server) taken(addr net.Addr) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.pending, addr.String())
+	if s.settled != nil && len(s.pending) == 0 {
+		close(s.settled)
+		s.settled = nil
+	}
+}
+
+// stopAccepting closes every listener, waits for Serve on each to return
+// (every connection it accepted is then recorded), then for those accepted
+// within AcceptSettle to be taken in by grpc-go, or ctx.
+func (s *Server) stopAccepting(ctx context.Context) {
+	s.mu.Lock()
+	s.closing = true
+	ls := s.listeners
+	s.mu.Unlock()
+	for _, l := range ls {
+		l.Close()
+	}
+	for _, l := range ls {
+		select {
+		case <-l.served:
+		case <-ctx.Done():
+			return
+		}
+	}
+
+	s.mu.Lock()
+	var last time.Time
+	for k, t := range s.pending {
+		if time.Since(t) > AcceptSettle {
+			delete(s.pending, k)
+		} else if t.After(last) {
+			last = t
+		}
+	}
+	if len(s.pending) == 0 {
+		s.mu.Unlock()
+		return
+	}
+	settled := make(chan struct{})
+	s.settled = settled
+	s.mu.Unlock()
+	t := time.NewTimer(time.Until(last.Add(AcceptSettle)))
+	defer t.Stop()
+	select {
+	case <-settled:
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}
+
+// connTracker is the stats.Handler through which grpc-go tells that it
+// serves a connection: TagConn comes once the connection is in its
+// transport, so GracefulStop will drain it rather than close it.
+type connTracker struct{ s *Server }
+
+func (t connTracker) TagConn(ctx context.Context, info *stats.ConnTagInfo) context.Context {
+	t.s.taken(info.RemoteAddr)
+	return ctx
+}
+
+func (connTracker) HandleConn(context.Context, stats.ConnStats)                     {}
+func (connTracker) TagRPC(ctx context.Context, _ *stats.RPCTagInfo) context.Context { return ctx }
+func (connTracker) HandleRPC(context.Context, stats.RPCStats)                       {}
