@@ -16,9 +16,9 @@ import (
 // began (grpc.Server.handleRawConn): its client sees "error reading server
 // preface" and fails the calls it queued for it. That goroutine starts
 // within microseconds of the accept, and the client's preface comes
-// within a round trip: a second covers both on a loaded machine, and a
-// client that accepted but says nothing (a TCP probe) costs the drain at
-// most that.
+// within a round trip: a second covers both on a loaded machine. A client
+// still silent after it (a TCP probe) is closed: grpc-go's GracefulStop
+// and Stop would both wait for its handshake to time out.
 const AcceptSettle = time.Second
 
 // listener records each connection it accepts as pending until grpc-go has
@@ -35,7 +35,7 @@ type listener struct {
 func (l *listener) Accept() (net.Conn, error) {
 	c, err := l.Listener.Accept()
 	if err == nil {
-		l.s.accepted(c.RemoteAddr())
+		l.s.accepted(c)
 	}
 	return c, err
 }
@@ -68,26 +68,32 @@ func (s *Server) Serve(lis net.Listener) error {
 	return err
 }
 
+// pendingConn is a connection accepted and not yet taken in by grpc-go.
+type pendingConn struct {
+	c  net.Conn
+	at time.Time
+}
+
 // accepted notes a new connection as pending. Connections that never
-// reach grpc-go's transport (the client left during the handshake) stay
-// in the map: entries older than AcceptSettle are swept once it grows, as
-// no drain waits for them.
-func (s *Server) accepted(addr net.Addr) {
+// reach grpc-go's transport (the client left or was silent during the
+// handshake) stay in the map until the map grows past pendingSweep: then
+// those older than the handshake timeout, which grpc-go has closed, go.
+func (s *Server) accepted(c net.Conn) {
 	now := time.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if len(s.pending) >= pendingSweep {
-		for k, t := range s.pending {
-			if now.Sub(t) > AcceptSettle {
+		for k, p := range s.pending {
+			if now.Sub(p.at) > s.handshake {
 				delete(s.pending, k)
 			}
 		}
 	}
-	s.pending[addr.String()] = now
+	s.pending[c.RemoteAddr().String()] = pendingConn{c: c, at: now}
 }
 
 // pendingSweep is the size of the pending map past which accepted sweeps
-// it: far more than the connections accepted within AcceptSettle by a
+// it: far more than the connections in their handshake at once on a
 // server whose clients keep their connections, few enough that a sweep
 // costs nothing.
 const pendingSweep = 256
@@ -124,27 +130,37 @@ func (s *Server) stopAccepting(ctx context.Context) {
 
 	s.mu.Lock()
 	var last time.Time
-	for k, t := range s.pending {
-		if time.Since(t) > AcceptSettle {
-			delete(s.pending, k)
-		} else if t.After(last) {
-			last = t
+	for k, p := range s.pending {
+		if time.Since(p.at) > s.handshake {
+			delete(s.pending, k) // grpc-go has closed it
+		} else if p.at.After(last) {
+			last = p.at
 		}
 	}
-	if len(s.pending) == 0 {
+	if len(s.pending) > 0 {
+		settled := make(chan struct{})
+		s.settled = settled
 		s.mu.Unlock()
-		return
+		t := time.NewTimer(time.Until(last.Add(AcceptSettle)))
+		select {
+		case <-settled:
+		case <-t.C:
+		case <-ctx.Done():
+		}
+		t.Stop()
+		s.mu.Lock()
 	}
-	settled := make(chan struct{})
-	s.settled = settled
+	// What is left has been silent for AcceptSettle, or its handshake
+	// failed and grpc-go closed it (closing it again is harmless).
+	// GracefulStop, and Stop too, wait for every handshake in progress,
+	// up to the handshake timeout: close them, or a silent client
+	// would hold the drain past its deadline.
+	for k, p := range s.pending {
+		p.c.Close()
+		delete(s.pending, k)
+	}
+	s.settled = nil
 	s.mu.Unlock()
-	t := time.NewTimer(time.Until(last.Add(AcceptSettle)))
-	defer t.Stop()
-	select {
-	case <-settled:
-	case <-t.C:
-	case <-ctx.Done():
-	}
 }
 
 // connTracker is the stats.Handler through which grpc-go tells that it

@@ -289,3 +289,28 @@ func TestWrapUpOutsideACall(t *testing.T) {
 		t.Errorf("WrapUp(Background) = %v; want nil", c)
 	}
 }
+
+// A connection accepted just before the drain that never says a word (a
+// TCP probe) holds the drain at most AcceptSettle: Drain returns, and
+// Serve returns nil.
+func TestSilentConnectionAtDrain(t *testing.T) {
+	srv, cc := start(t, grpcdrain.Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), step)
+	defer cancel()
+	// A call first, so that the listener's address is known to serve.
+	if err := cc.Invoke(ctx, "/grpcdrain.test.Feed/Wait", durationpb.New(0), new(emptypb.Empty)); err != nil {
+		t.Fatal(err)
+	}
+	silent, err := net.Dial("tcp", cc.Target())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	began := time.Now()
+	if err := srv.Drain(ctx); err != nil {
+		t.Errorf("Drain: %v; want nil", err)
+	}
+	if d := time.Since(began); d > step {
+		t.Errorf("Drain took %v", d)
+	}
+}

@@ -16,6 +16,13 @@ import (
 // letting a deaf handler hold the generation much past its deadline.
 const DefaultGrace = time.Second
 
+// DefaultHandshakeTimeout is Options.HandshakeTimeout's default. grpc-go's
+// own is 120 s; a drain closes the connections still in their handshake
+// anyway, so the bound matters only for the memory of connections that
+// never finished it, and a client on any network sends its preface
+// within a few seconds.
+const DefaultHandshakeTimeout = 10 * time.Second
+
 // Options configures a Server. The zero value works.
 type Options struct {
 	// Health is the health service whose statuses turn NOT_SERVING as the
@@ -27,6 +34,11 @@ type Options struct {
 	// Grace bounds the wait, after the deadline, for the handlers told to
 	// wrap up. Defaults to DefaultGrace.
 	Grace time.Duration
+
+	// HandshakeTimeout bounds a new connection's handshake (the client's
+	// HTTP/2 preface, TLS if any): grpc.ConnectionTimeout, which NewServer
+	// sets (do not pass it in opt). Defaults to DefaultHandshakeTimeout.
+	HandshakeTimeout time.Duration
 
 	// Hurry, when closed, ends the drain as its deadline would, at once:
 	// pass baton.Upgrader.Hurry(), closed when too many generations drain
@@ -44,18 +56,19 @@ type Options struct {
 // when the generation retires.
 type Server struct {
 	*grpc.Server
-	health *health.Server
-	grace  time.Duration
-	hurry  <-chan struct{}
-	log    *slog.Logger
+	health    *health.Server
+	grace     time.Duration
+	handshake time.Duration
+	hurry     <-chan struct{}
+	log       *slog.Logger
 
 	mu        sync.Mutex
-	calls     map[*call]struct{}   // running handlers
-	wrapping  bool                 // the deadline has passed: new calls wrap up at once
-	listeners []*listener          // passed to Serve
-	closing   bool                 // the drain closed them
-	pending   map[string]time.Time // accepted connections (by remote address) grpc-go has not taken in yet, and when
-	settled   chan struct{}        // closed when pending empties, while a drain waits for it
+	calls     map[*call]struct{}     // running handlers
+	wrapping  bool                   // the deadline has passed: new calls wrap up at once
+	listeners []*listener            // passed to Serve
+	closing   bool                   // the drain closed them
+	pending   map[string]pendingConn // accepted connections (by remote address) grpc-go has not taken in yet
+	settled   chan struct{}          // closed when pending empties, while a drain waits for it
 
 	once sync.Once
 	err  error // Drain's result
@@ -73,15 +86,19 @@ func NewServer(o Options, opt ...grpc.ServerOption) *Server {
 		hurry:   o.Hurry,
 		log:     o.Logger,
 		calls:   make(map[*call]struct{}),
-		pending: make(map[string]time.Time),
+		pending: make(map[string]pendingConn),
 	}
 	if s.grace <= 0 {
 		s.grace = DefaultGrace
+	}
+	if s.handshake <= 0 {
+		s.handshake = DefaultHandshakeTimeout
 	}
 	opts := append([]grpc.ServerOption{
 		grpc.ChainUnaryInterceptor(s.unary),
 		grpc.ChainStreamInterceptor(s.stream),
 		grpc.StatsHandler(connTracker{s}),
+		grpc.ConnectionTimeout(s.handshake),
 	}, opt...)
 	s.Server = grpc.NewServer(opts...)
 	if s.health == nil {
