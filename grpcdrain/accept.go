@@ -120,11 +120,13 @@ func (s *Server) stopAccepting(ctx context.Context) {
 	for _, l := range ls {
 		l.Close()
 	}
+wait:
 	for _, l := range ls {
 		select {
 		case <-l.served:
 		case <-ctx.Done():
-			return
+			// Past the deadline: on to closing what is pending.
+			break wait
 		}
 	}
 

@@ -28,8 +28,8 @@ func (e *DeadlineError) Unwrap() error { return e.Err }
 
 // Drain retires the server: health NOT_SERVING, no more accepting (once
 // the connections accepted last are taken in, within AcceptSettle),
-// GOAWAY; calls in progress finish. It returns nil once they all have and the
-// server has stopped. If ctx ends first, or Options.Hurry is closed, the
+// GOAWAY; calls in progress finish. It returns nil once they all have and
+// the server has stopped. If ctx ends first, or Options.Hurry is closed, the
 // calls still running are told to wrap up (WrapUp), Stop is called once
 // they returned or after Options.Grace, and Drain returns a
 // *DeadlineError. Calls after the first wait for it and return its result.
@@ -63,7 +63,7 @@ func (s *Server) drain(ctx context.Context) error {
 
 	n := s.wrapUpAll()
 	if s.log != nil {
-		s.log.Warn("grpc drain at its deadline: calls told to wrap up", "calls", n, "cause", cause)
+		s.log.Info("grpc drain at its deadline: calls told to wrap up", "calls", n, "cause", cause)
 	}
 	// GracefulStop returns when every call has ended and every connection
 	// has been closed after its last frame: so the statuses End wrote have

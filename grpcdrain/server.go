@@ -45,8 +45,8 @@ type Options struct {
 	// or an operator sent baton.HurrySignal. nil: never.
 	Hurry <-chan struct{}
 
-	// Logger receives a line when the drain reaches its deadline. nil:
-	// silent.
+	// Logger receives a line when the drain reaches its deadline (as
+	// long streams do at every drain: Info). nil: silent.
 	Logger *slog.Logger
 }
 
@@ -81,12 +81,13 @@ type Server struct {
 // still runs before them (grpc-go puts it outermost).
 func NewServer(o Options, opt ...grpc.ServerOption) *Server {
 	s := &Server{
-		health:  o.Health,
-		grace:   o.Grace,
-		hurry:   o.Hurry,
-		log:     o.Logger,
-		calls:   make(map[*call]struct{}),
-		pending: make(map[string]pendingConn),
+		health:    o.Health,
+		grace:     o.Grace,
+		handshake: o.HandshakeTimeout,
+		hurry:     o.Hurry,
+		log:       o.Logger,
+		calls:     make(map[*call]struct{}),
+		pending:   make(map[string]pendingConn),
 	}
 	if s.grace <= 0 {
 		s.grace = DefaultGrace
