@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/batonhq/baton"
 	"github.com/batonhq/baton/grpcdrain"
 	"github.com/batonhq/baton/internal/proctest"
 	"google.golang.org/grpc"
@@ -89,6 +90,11 @@ type server struct {
 
 func startServer(tb testing.TB, helper string) *server {
 	tb.Helper()
+	return startServerDrain(tb, helper, drainDeadline)
+}
+
+func startServerDrain(tb testing.TB, helper string, drain time.Duration) *server {
+	tb.Helper()
 	pidFile := filepath.Join(tb.TempDir(), "grpc.pid")
 	var env []string
 	if os.Getenv("GORACE") == "" {
@@ -97,7 +103,7 @@ func startServer(tb testing.TB, helper string) *server {
 		// checked for reports).
 		env = append(env, "GORACE=atexit_sleep_ms=0")
 	}
-	p := proctest.Start(tb, helper, env, "-listen", "127.0.0.1:0", "-pid-file", pidFile, "-drain", drainDeadline.String())
+	p := proctest.Start(tb, helper, env, "-listen", "127.0.0.1:0", "-pid-file", pidFile, "-drain", drain.String())
 	s := &server{tb: tb, p: p, pidFile: pidFile}
 	tb.Cleanup(func() {
 		if strings.Contains(p.Output(), "WARNING: DATA RACE") {
@@ -663,4 +669,73 @@ func TestStopEndsStreams(t *testing.T) {
 	if _, err := os.Stat(srv.pidFile); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("pid file after the final stop: %v; want it removed", err)
 	}
+}
+
+// baton.HurrySignal to a draining generation (what Options.MaxDraining
+// sends the oldest) ends its drain at once, long before its deadline: its
+// stream ends with grpcdrain's status, and the client resumes it on the
+// successor without a gap.
+func TestHurryEndsDrain(t *testing.T) {
+	const longDrain = 10 * time.Minute // never reached: Hurry ends it
+	srv := startServerDrain(t, "grpc", longDrain)
+	cc := dial(t, srv.addr)
+	defer cc.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), upgradeStep)
+	defer cancel()
+	cs, err := cc.NewStream(ctx, CountDesc, CountMethod)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cs.SendMsg(CountRequest(MaxCount, 0, streamInterval)); err != nil {
+		t.Fatal(err)
+	}
+	cs.CloseSend()
+	if err := cs.RecvMsg(new(structpb.Struct)); err != nil {
+		t.Fatalf("first message: %v", err)
+	}
+	old := srv.current()
+	srv.upgrade()
+	// The old generation drains, its stream still running; a message
+	// after the upgrade shows it is still served there.
+	if err := cs.RecvMsg(new(structpb.Struct)); err != nil {
+		t.Fatalf("a message while draining: %v", err)
+	}
+	if err := syscall.Kill(old, baton.HurrySignal); err != nil {
+		t.Fatal(err)
+	}
+	next := 2
+	for {
+		m := new(structpb.Struct)
+		if err = cs.RecvMsg(m); err != nil {
+			break
+		}
+		if tick, err := ParseTick(m); err != nil || tick.Seq != next || tick.PID != old {
+			t.Fatalf("message %v (%v); want seq %d from %d", m, err, next, old)
+		}
+		next++
+	}
+	r, ok := grpcdrain.Resumption(err, cs.Trailer())
+	if !ok || r != strconv.Itoa(next) {
+		t.Fatalf("stream ended with %v, trailer %v; want grpcdrain's status resuming at %d", err, cs.Trailer(), next)
+	}
+	if err := proctest.Reap(old, upgradeStep); err != nil {
+		t.Fatalf("the hurried generation did not exit: %v", err)
+	}
+	// Resumed on the successor, from where it stopped.
+	cs, err = cc.NewStream(ctx, CountDesc, CountMethod)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cs.SendMsg(CountRequest(next+1, next, streamInterval)); err != nil {
+		t.Fatal(err)
+	}
+	cs.CloseSend()
+	m := new(structpb.Struct)
+	if err := cs.RecvMsg(m); err != nil {
+		t.Fatal(err)
+	}
+	if tick, err := ParseTick(m); err != nil || tick.Seq != next || tick.PID != srv.current() {
+		t.Errorf("resumed stream: %v (%v); want seq %d from %d", m, err, next, srv.current())
+	}
+	srv.stop()
 }
