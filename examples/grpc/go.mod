@@ -1,0 +1,22 @@
+module github.com/batonhq/baton/examples/grpc
+
+go 1.26.0
+
+replace (
+	github.com/batonhq/baton => ../..
+	github.com/batonhq/baton/grpcdrain => ../../grpcdrain
+)
+
+require (
+	github.com/batonhq/baton v0.0.0
+	github.com/batonhq/baton/grpcdrain v0.0.0
+	google.golang.org/grpc v1.85.0
+	google.golang.org/protobuf v1.36.12
+)
+
+require (
+	golang.org/x/net v0.60.0 // indirect
+	golang.org/x/sys v0.49.0 // indirect
+	golang.org/x/text v0.42.0 // indirect
+	google.golang.org/genproto/googleapis/rpc v0.0.0-20260817212433-ac3dfec99bb1 // indirect
+)
