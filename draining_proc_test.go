@@ -89,7 +89,7 @@ func TestBoundedGenerationsUnderReloads(t *testing.T) {
 		// Above the stalls of a -race process on a shared machine: a
 		// load client frozen that long looks idle to a drain.
 		"-idle-grace", "2s")
-	first := waitPIDFile(t, pidFile, 0)
+	first := proctest.WaitPIDFile(t, pidFile, 0, time.Minute)
 
 	// Watch the service from /proc for the whole run.
 	sampler := startServiceSampler(t, proc.Out, proc.Pid())
@@ -129,7 +129,7 @@ func TestBoundedGenerationsUnderReloads(t *testing.T) {
 				}
 			}
 			lastHUP = time.Now()
-			pid := readPIDFile(pidFile)
+			pid := proctest.ReadPIDFile(pidFile)
 			if err := syscall.Kill(pid, syscall.SIGHUP); err != nil {
 				// The generation named may have just handed over and
 				// exited: the next reload goes to its successor.
@@ -152,7 +152,7 @@ func TestBoundedGenerationsUnderReloads(t *testing.T) {
 	// end the streams from the client side and stop the service.
 	time.Sleep(time.Second)
 	streams.stop()
-	final := readPIDFile(pidFile)
+	final := proctest.ReadPIDFile(pidFile)
 	if err := syscall.Kill(final, syscall.SIGTERM); err != nil {
 		t.Errorf("SIGTERM to the serving generation %d: %v", final, err)
 	}
@@ -324,32 +324,6 @@ func freeAddr(t *testing.T) string {
 	}
 	defer l.Close()
 	return l.Addr().String()
-}
-
-func readPIDFile(path string) int {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return 0
-	}
-	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
-	return pid
-}
-
-// waitPIDFile waits up to a minute for the PID file to name a pid other
-// than old. The file is written by another process, which tells us
-// nothing: we look.
-func waitPIDFile(t *testing.T, path string, old int) int {
-	t.Helper()
-	deadline := time.Now().Add(time.Minute)
-	for {
-		if pid := readPIDFile(path); pid != 0 && pid != old {
-			return pid
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the PID file %s named no new pid in a minute", path)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 // stoppedAtOnce is one "stopping generation G (pid P) at once" log line.
@@ -738,7 +712,7 @@ func TestMaxDrainingStopsTheOldestAtOnce(t *testing.T) {
 	// no other before the test ends.
 	proc := proctest.Start(t, "reference-server", env, "-listen", addr, "-pid-file", pidFile,
 		"-drain", drain.String(), "-max-draining", "1", "-close-pace", "1h")
-	gen1 := waitPIDFile(t, pidFile, 0)
+	gen1 := proctest.WaitPIDFile(t, pidFile, 0, time.Minute)
 
 	open := func() (*bufio.Reader, int) {
 		c, err := net.Dial("tcp", addr)
@@ -767,7 +741,7 @@ func TestMaxDrainingStopsTheOldestAtOnce(t *testing.T) {
 	}
 
 	syscall.Kill(gen1, syscall.SIGHUP)
-	gen2 := waitPIDFile(t, pidFile, gen1)
+	gen2 := proctest.WaitPIDFile(t, pidFile, gen1, time.Minute)
 	proctest.Track(t, gen2, drain+10*time.Second)
 	// The first turn: one of the two streams ends cleanly at once.
 	held := streamB
@@ -795,7 +769,7 @@ func TestMaxDrainingStopsTheOldestAtOnce(t *testing.T) {
 	}
 
 	syscall.Kill(gen2, syscall.SIGHUP)
-	gen3 := waitPIDFile(t, pidFile, gen2)
+	gen3 := proctest.WaitPIDFile(t, pidFile, gen2, time.Minute)
 	proctest.Track(t, gen3, drain+10*time.Second)
 	begin := time.Now()
 	select {

@@ -15,18 +15,6 @@ import (
 	"github.com/batonhq/baton/internal/proctest"
 )
 
-// pidFileNames returns the pid the PID file at path names, 0 if it
-// cannot be read (it is replaced by rename, so it never reads half
-// written).
-func pidFileNames(path string) int {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return 0
-	}
-	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
-	return pid
-}
-
 // goroutinesOf asks the serving generation of s how many goroutines it
 // runs.
 func goroutinesOf(t *testing.T, s *server) int {
@@ -56,7 +44,7 @@ func TestProbationPasses(t *testing.T) {
 	pidFile := filepath.Join(dir, "server.pid")
 	s := startServer(t, serverConfig{Dir: dir, PIDFile: pidFile, Probation: window, HandleSignals: true})
 	incumbent := s.pid
-	if got := pidFileNames(pidFile); got != incumbent {
+	if got := proctest.ReadPIDFile(pidFile); got != incumbent {
 		t.Fatalf("PID file names %d; want generation 1 (%d)", got, incumbent)
 	}
 	s.get("/")
@@ -80,7 +68,7 @@ func TestProbationPasses(t *testing.T) {
 	answered := map[int]int{}
 	var switched time.Time
 	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); {
-		pid := pidFileNames(pidFile)
+		pid := proctest.ReadPIDFile(pidFile)
 		if pid == successor {
 			switched = time.Now()
 			break
@@ -118,7 +106,7 @@ func TestProbationPasses(t *testing.T) {
 	// The SIGHUP the successor got during its probation: carried out
 	// once it passed.
 	s.waitReady(3)
-	if got := pidFileNames(pidFile); got == incumbent {
+	if got := proctest.ReadPIDFile(pidFile); got == incumbent {
 		t.Errorf("generation 3 was ready while the PID file still named generation 1")
 	}
 	if d := time.Since(sent); d < window {
@@ -132,8 +120,8 @@ func TestProbationPasses(t *testing.T) {
 	}
 	// The successor renames it in when told that it passed, which is
 	// when its predecessor drains: either may come first.
-	if !waitFor(10*time.Second, func() bool { return pidFileNames(pidFile) == s.pid }) {
-		t.Errorf("after generation 3's probation the PID file names %d; want %d", pidFileNames(pidFile), s.pid)
+	if !waitFor(10*time.Second, func() bool { return proctest.ReadPIDFile(pidFile) == s.pid }) {
+		t.Errorf("after generation 3's probation the PID file names %d; want %d", proctest.ReadPIDFile(pidFile), s.pid)
 	}
 	if _, err := s.proc.WaitLine("exit gen=2 ", 30*time.Second); err != nil {
 		t.Fatal(err)
@@ -173,7 +161,7 @@ func TestProbationStop(t *testing.T) {
 	s := startServer(t, serverConfig{Dir: dir, PIDFile: pidFile, Probation: time.Minute, HandleSignals: true})
 	incumbent := s.pid
 	s.mustUpgrade()
-	if got := pidFileNames(pidFile); got != incumbent {
+	if got := proctest.ReadPIDFile(pidFile); got != incumbent {
 		t.Fatalf("on probation, the PID file names %d; want the incumbent %d", got, incumbent)
 	}
 	if err := syscall.Kill(incumbent, syscall.SIGTERM); err != nil {
@@ -182,8 +170,8 @@ func TestProbationStop(t *testing.T) {
 	if _, err := s.proc.WaitLine("draining gen=1 ", 30*time.Second); err != nil {
 		t.Fatalf("SIGTERM during the probation: the incumbent did not drain: %v", err)
 	}
-	if !waitFor(10*time.Second, func() bool { return pidFileNames(pidFile) == s.pid }) {
-		t.Errorf("after the incumbent's stop the PID file names %d; want the successor %d", pidFileNames(pidFile), s.pid)
+	if !waitFor(10*time.Second, func() bool { return proctest.ReadPIDFile(pidFile) == s.pid }) {
+		t.Errorf("after the incumbent's stop the PID file names %d; want the successor %d", proctest.ReadPIDFile(pidFile), s.pid)
 	}
 	if _, err := s.proc.WaitLine("exit gen=1 ", 30*time.Second); err != nil {
 		t.Fatal(err)
@@ -218,8 +206,8 @@ func TestProbationIncumbentSilent(t *testing.T) {
 	}
 	// Resumed whatever happens, so that the test's cleanup can stop it.
 	defer syscall.Kill(incumbent, syscall.SIGCONT)
-	if !waitFor(30*time.Second, func() bool { return pidFileNames(pidFile) == s.pid }) {
-		t.Fatalf("with the incumbent stopped, the PID file still names %d; want the successor %d", pidFileNames(pidFile), s.pid)
+	if !waitFor(30*time.Second, func() bool { return proctest.ReadPIDFile(pidFile) == s.pid }) {
+		t.Fatalf("with the incumbent stopped, the PID file still names %d; want the successor %d", proctest.ReadPIDFile(pidFile), s.pid)
 	}
 	// A deliberate delay, so a lower bound: not before the window and
 	// the timeout (less the time the upgrade itself took before SIGSTOP).

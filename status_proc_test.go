@@ -83,7 +83,7 @@ func TestStatusDuringUpgrades(t *testing.T) {
 	// and keeps the rest for the test's length.
 	proctest.Start(t, "reference-server", nil, "-listen", addr, "-pid-file", pidFile,
 		"-drain", "2m", "-close-pace", "1m")
-	gen1 := waitPIDFile(t, pidFile, 0)
+	gen1 := proctest.WaitPIDFile(t, pidFile, 0, time.Minute)
 	// Every generation is stopped at the end, and waited for: the serving
 	// one with SIGTERM, the draining ones at once (HurrySignal).
 	var gens []int
@@ -123,7 +123,7 @@ func TestStatusDuringUpgrades(t *testing.T) {
 
 	// Upgrade 1 works.
 	syscall.Kill(gen1, syscall.SIGHUP)
-	gen2 := waitPIDFile(t, pidFile, gen1)
+	gen2 := proctest.WaitPIDFile(t, pidFile, gen1, time.Minute)
 	gens = append(gens, gen2)
 	holdStreams(t, addr, held)
 	st = getStatus(t, addr)
@@ -169,7 +169,7 @@ func TestStatusDuringUpgrades(t *testing.T) {
 	// Upgrade 3 works: generation 3 knows of all three and of the
 	// failure generation 2 saw.
 	syscall.Kill(gen2, syscall.SIGHUP)
-	gen3 := waitPIDFile(t, pidFile, gen2)
+	gen3 := proctest.WaitPIDFile(t, pidFile, gen2, time.Minute)
 	gens = append(gens, gen3)
 	st = getStatus(t, addr)
 	var pids []int

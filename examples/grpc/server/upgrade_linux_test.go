@@ -140,16 +140,7 @@ func (s *server) waitLog(substr string) string {
 // is how an operator's tooling sees an upgrade too.
 func (s *server) waitPID(old int) int {
 	s.tb.Helper()
-	deadline := time.Now().Add(upgradeStep)
-	for time.Now().Before(deadline) {
-		b, err := os.ReadFile(s.pidFile)
-		if pid, _ := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && pid > 0 && pid != old {
-			return pid
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	s.tb.Fatalf("pid file %s still names %d after %v", s.pidFile, old, upgradeStep)
-	return 0
+	return proctest.WaitPIDFile(s.tb, s.pidFile, old, upgradeStep)
 }
 
 func (s *server) current() int { return s.gens[len(s.gens)-1] }
