@@ -204,7 +204,10 @@
 // name the old generation. The successor knows it is on probation from
 // the ack: its Ready returns there and it serves, but it names itself
 // only when the passed frame comes, or when the old generation is gone
-// (EOF: nobody else serves), and says serving then. Meanwhile its
+// (EOF: nobody else serves), and says serving then. The old generation
+// tells systemd (MAINPID, READY=1) only once it heard serving, so when
+// "systemctl reload" returns the PID file names the successor; one that
+// dies in between leaves the old generation serving, named again. Meanwhile its
 // Upgrade returns ErrOnProbation; a SIGHUP (HandleSignals) is carried
 // out once the probation passed. Stop during the window (SIGTERM to the
 // old generation) ends it early as passed, unless the successor is

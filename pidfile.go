@@ -75,3 +75,19 @@ func (p pidFile) removeIfOurs(pid int) {
 	}
 	os.Remove(p.path)
 }
+
+// renamePIDFile writes this process's pid into the PID file again, if
+// there is one: after a successor that named itself died. Best effort,
+// logged: this generation serves whether or not it can be named.
+func (u *Upgrader) renamePIDFile() {
+	if u.pid.path == "" {
+		return
+	}
+	tmp, err := u.pid.prepare(os.Getpid())
+	if err == nil {
+		err = u.pid.commit(tmp)
+	}
+	if err != nil {
+		u.log.Error("PID file: cannot name this generation again", "pid_file", u.pid.path, "err", err)
+	}
+}

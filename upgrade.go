@@ -172,14 +172,27 @@ func (u *Upgrader) probation(c *child, window time.Duration) error {
 		return failed(c.link.err)
 	default:
 	}
-	u.handOverMainPID(c.proc.Pid)
 	if err := c.link.passed(); err != nil {
-		u.takeBackMainPID()
 		if c.waitExited(time.Second) {
 			err = fmt.Errorf("%w (%v)", err, c.exitError())
 		}
 		return failed(fmt.Errorf("telling it the probation passed: %w", err))
 	}
+	// Told it passed, the successor names itself (PID file, control
+	// socket) and says serving; only then are systemd and s6 told, so
+	// that whoever acts on "systemctl reload" returning — kill -HUP
+	// $(cat pidfile) — finds the successor named, not this generation,
+	// which is about to drain and would drop the SIGHUP.
+	if err := c.waitServing(time.Now().Add(u.opts.upgradeTimeout())); err != nil {
+		if c.waitExited(time.Second) {
+			err = fmt.Errorf("%w (%v)", err, c.exitError())
+		}
+		// It may have renamed its PID file in before it died: name
+		// this generation again, which serves on.
+		u.renamePIDFile()
+		return failed(fmt.Errorf("after it was told the probation passed: %w", err))
+	}
+	u.handOverMainPID(c.proc.Pid)
 	u.log.Info("successor passed its probation", "generation", u.gen, "successor", c.proc.Pid, "after", ended.Round(time.Millisecond))
 	return nil
 }
