@@ -18,9 +18,10 @@ import (
 // are then ignored, not fatal (a service manager's stop sends SIGTERM to
 // every process of the service: a draining one finishes its requests),
 // and HurrySignal closes Hurry (Options.MaxDraining sends it to the oldest
-// draining generation; an operator may too). Call it before Ready, so an
-// early SIGHUP cannot kill the process with the default action. A SIGHUP to a successor on
-// probation (Options.Probation) upgrades once the probation passed.
+// draining generation; an operator may too). A SIGHUP to a successor on
+// probation (Options.Probation) upgrades once the probation passed. Call
+// it before Ready, so an early SIGHUP cannot kill the process with the
+// default action.
 //
 // With Options.Control, under daemontools, runit or s6, SIGTERM restarts
 // when the supervisor still wants the service up (svc -t, sv restart,
