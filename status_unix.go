@@ -20,7 +20,8 @@ type stats struct {
 	drainingSince time.Time
 }
 
-// inherit takes the predecessor's counts over, if it passed any.
+// inheritStats notes when this process started and takes the
+// predecessor's counts over, if it passed any.
 func (u *Upgrader) inheritStats() {
 	u.stats.started = processStart()
 	if u.parent == nil {
