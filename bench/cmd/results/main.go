@@ -16,6 +16,12 @@
 //	    <handoff-runs> times (each run alternates the libraries, and the
 //	    page shows the median of the runs)
 //	-test.bench '^BenchmarkUpgradeUnderLoad$' -test.benchtime <upgrades>x
+//	-test.bench '^BenchmarkPausingClients$' -test.benchtime <pausing-upgrades>x
+//
+// and the gRPC example's benchmark, built from ../examples/grpc (a module
+// of its own) and run in its server directory:
+//
+//	-test.bench '^BenchmarkDrain$' -test.benchtime <grpc-upgrades>x
 //
 // The benchmarks' output passes through to stderr as they run. The page
 // is written even if a benchmark fails, with a note that says which; the
@@ -34,6 +40,8 @@
 //	-handoff-large-upgrades N
 //	                     upgrades per size above 1,000 sockets (default 5)
 //	-idle N              idle processes measured per kind (default 10)
+//	-pausing-upgrades N  upgrades per server with pausing clients (default 20)
+//	-grpc-upgrades N     upgrades per gRPC drain (default 20)
 package main
 
 import (
@@ -65,10 +73,11 @@ func run(args []string, stderr io.Writer) int {
 	handoffLargeUpgrades := fs.Int("handoff-large-upgrades", 5, "upgrades per size above 1,000 sockets in each handoff run")
 	idle := fs.Int("idle", 10, "idle processes measured per kind")
 	pausing := fs.Int("pausing-upgrades", 20, "upgrades per server with pausing keep-alive clients")
+	grpcUpgrades := fs.Int("grpc-upgrades", 20, "upgrades per gRPC drain")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	if fs.NArg() > 0 || *upgrades < 1 || *handoffRuns < 1 || *handoffUpgrades < 1 || *handoffLargeUpgrades < 1 || *idle < 1 || *pausing < 1 {
+	if fs.NArg() > 0 || *upgrades < 1 || *handoffRuns < 1 || *handoffUpgrades < 1 || *handoffLargeUpgrades < 1 || *idle < 1 || *pausing < 1 || *grpcUpgrades < 1 {
 		fmt.Fprintln(stderr, "results: flags only, each count at least 1")
 		fs.Usage()
 		return 2
@@ -84,7 +93,7 @@ func run(args []string, stderr io.Writer) int {
 	start := time.Now()
 	p := &page{
 		command: "cd bench && go run ./cmd/results " + strings.Join(args, " "),
-		build:   "go test -c -o bench.test .",
+		build:   "go test -c -o bench.test .\n(cd ../examples/grpc && go test -c -o grpc.test ./server)",
 	}
 	p.command = strings.TrimSpace(p.command)
 	p.machine = describe("..")
@@ -103,29 +112,43 @@ func run(args []string, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "results: go test -c:", err)
 		return 1
 	}
+	grpcBin := filepath.Join(tmp, "grpc.test")
+	build = exec.CommandContext(ctx, "go", "test", "-c", "-o", grpcBin, "./server")
+	build.Dir = grpcDir
+	build.Stdout, build.Stderr = stderr, stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(stderr, "results: go test -c in", grpcDir+":", err)
+		return 1
+	}
 
+	// A plan runs bin in dir ("" for bench/).
 	type plan struct {
-		what string
-		args []string
+		what     string
+		bin, dir string
+		args     []string
 	}
 	bench := func(pattern string, n int) []string {
 		return []string{"-test.run", "^$", "-test.bench", pattern, "-test.benchtime", strconv.Itoa(n) + "x", "-test.timeout", "30m"}
 	}
-	plans := []plan{{"idle", bench("^BenchmarkIdle", *idle)}}
+	plans := []plan{{"idle", bin, "", bench("^BenchmarkIdle", *idle)}}
 	for range *handoffRuns {
 		plans = append(plans,
-			plan{"handoff", bench(handoffSmall, *handoffUpgrades)},
-			plan{"handoff", bench(handoffLarge, *handoffLargeUpgrades)})
+			plan{"handoff", bin, "", bench(handoffSmall, *handoffUpgrades)},
+			plan{"handoff", bin, "", bench(handoffLarge, *handoffLargeUpgrades)})
 	}
-	plans = append(plans, plan{"load", bench("^BenchmarkUpgradeUnderLoad$", *upgrades)})
-	plans = append(plans, plan{"pausing", bench("^BenchmarkPausingClients$", *pausing)})
+	plans = append(plans, plan{"load", bin, "", bench("^BenchmarkUpgradeUnderLoad$", *upgrades)})
+	plans = append(plans, plan{"pausing", bin, "", bench("^BenchmarkPausingClients$", *pausing)})
+	plans = append(plans, plan{"grpc", grpcBin, grpcServerDir, bench("^BenchmarkDrain$", *grpcUpgrades)})
 
 	clock := readCPU()
 	failed := false
 	for i, pl := range plans {
-		cmd := "./bench.test " + quoteArgs(pl.args)
+		cmd := "./" + filepath.Base(pl.bin) + " " + quoteArgs(pl.args)
+		if pl.dir != "" {
+			cmd = "(cd " + pl.dir + " && ../" + filepath.Base(pl.bin) + " " + quoteArgs(pl.args) + ")"
+		}
 		fmt.Fprintf(stderr, "results: [%d/%d] %s\n", i+1, len(plans), cmd)
-		r := execBench(ctx, bin, pl.args, stderr)
+		r := execBench(ctx, pl.bin, pl.dir, pl.args, stderr)
 		if ctx.Err() != nil {
 			fmt.Fprintln(stderr, "results: interrupted; no page written")
 			return 1
@@ -161,6 +184,13 @@ func run(args []string, stderr io.Writer) int {
 	return 0
 }
 
+// The gRPC example, a module of its own: built in grpcDir, its benchmark
+// run in grpcServerDir (the package's directory, as go test runs it).
+const (
+	grpcDir       = "../examples/grpc"
+	grpcServerDir = "../examples/grpc/server"
+)
+
 // The handoff benchmark runs in two parts: up to 1,000 sockets a handoff
 // takes milliseconds, above it (thousands of sockets) up to a second on 2
 // cores, so those get fewer upgrades. A -test.bench pattern has one
@@ -170,14 +200,16 @@ const (
 	handoffLarge = "^BenchmarkHandoff$/^lib=/^sockets=([2-9]|[1-9][0-9])[0-9]{3}$"
 )
 
-// execBench runs the benchmark binary with args in the current directory,
+// execBench runs the benchmark binary with args in dir ("": the current
+// directory),
 // its output passed on to log as it comes and parsed: results from its
 // standard output, SKIP lines from its standard error. Apart, because the
 // testing package prints a benchmark's name before it runs and its numbers
 // after, and a line on stderr in between would split the result line.
-func execBench(ctx context.Context, bin string, args []string, log io.Writer) benchRun {
+func execBench(ctx context.Context, bin, dir string, args []string, log io.Writer) benchRun {
 	var stdout, stderr bytes.Buffer
 	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.Dir = dir
 	cmd.Stdout = io.MultiWriter(&stdout, log)
 	cmd.Stderr = io.MultiWriter(&stderr, log)
 	start := time.Now()

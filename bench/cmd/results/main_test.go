@@ -30,6 +30,8 @@ BenchmarkUpgradeUnderLoad/drain=httpdrain/lib=baton-2         	     100	        
 BenchmarkPausingClients/drain=idle/lib=baton-2         	      20	         0 failed-slow	         0 failed-upgrades	  12000000 drain-ns	   3000000 ns/upgrade	        36.00 pausing-connections	        12.00 pausing-eof	        12.00 pausing-failed	        20.00 pausing-reconnects	      1500 pausing-requests	        20.00 upgrades
 BenchmarkPausingClients/drain=shutdown/lib=tableflip-2 	      20	         0 failed-slow	         0 failed-upgrades	 900000000 drain-ns	   3000000 ns/upgrade	       336.0 pausing-connections	       300.0 pausing-eof	         2.000 pausing-reset	       302.0 pausing-failed	       320.0 pausing-reconnects	      1400 pausing-requests	        20.00 upgrades
 BenchmarkUpgradeUnderLoad/drain=httpdrain/lib=reuseport-2     	     100	         0 failed-slow	         0 failed-upgrades	        54.00 fresh-failed	    107841 fresh-requests	        54.00 fresh-reset	         0 keepalive-failed	    143638 keepalive-requests	   1044890 near-p50-ns	   4223459 near-p99-ns	  12121546 ns/upgrade	   1076046 steady-p50-ns	   8205732 steady-p99-ns	        99.00 upgrades	 1.000 failed-upgrades
+BenchmarkDrain/drain=grpcdrain-2 	      20	1090848317 ns/op	         0 broken-streams	        50513 calls	       974.0 drain-ms	         0 failed-calls	         0 lost-msgs	        80.00 resumed	        88.00 streams	        20.00 upgrades
+BenchmarkDrain/drain=plain-2     	      20	1118969437 ns/op	       160.0 broken-streams	        52544 calls	      1001 drain-ms	         1.000 failed-calls	      7840 lost-msgs	         0 resumed	       168.0 streams	        20.00 upgrades
 PASS
 ok  	github.com/batonhq/baton/bench	33.086s
 `
@@ -87,8 +89,8 @@ func TestParseBench(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(rs) != 12 {
-		t.Errorf("parseBench(sample): %d results, want 12", len(rs))
+	if len(rs) != 14 {
+		t.Errorf("parseBench(sample): %d results, want 14", len(rs))
 	}
 	if want := []string{"BenchmarkHandoff/lib=tableflip/sockets=10000: 10000 sockets need about 30100 descriptors per process"}; !reflect.DeepEqual(skips, want) {
 		t.Errorf("parseBench(sample): skips %q, want %q", skips, want)
@@ -125,7 +127,7 @@ func testPage(t *testing.T, others float64) *page {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var load, handoff, idle, pausing []result
+	var load, handoff, idle, pausing, grpc []result
 	for _, r := range rs {
 		switch r.bench {
 		case "UpgradeUnderLoad":
@@ -134,6 +136,8 @@ func testPage(t *testing.T, others float64) *page {
 			pausing = append(pausing, r)
 		case "Handoff":
 			handoff = append(handoff, r)
+		case "Drain":
+			grpc = append(grpc, r)
 		default:
 			idle = append(idle, r)
 		}
@@ -154,6 +158,7 @@ func testPage(t *testing.T, others float64) *page {
 			{what: "handoff", cmd: "./bench.test -test.bench '^BenchmarkHandoff$'", skips: skips, err: "exit status 1", took: time.Second},
 			{what: "load", cmd: "./bench.test -test.bench '^BenchmarkUpgradeUnderLoad$'", results: load, took: time.Minute},
 			{what: "pausing", cmd: "./bench.test -test.bench '^BenchmarkPausingClients$'", results: pausing, took: time.Minute},
+			{what: "grpc", cmd: "(cd ../examples/grpc/server && ../grpc.test -test.bench '^BenchmarkDrain$')", results: grpc, took: time.Minute},
 		},
 	}
 }
@@ -196,6 +201,10 @@ func TestRender(t *testing.T) {
 		// Section 5: failures, per 100 upgrades, reconnects per upgrade.
 		"| baton, httpdrain without handoff (IdleGrace 500 ms) | 20 | 12 / 1,500 | 60.0 | 1.0 | 12.0 ms | 12 eof |",
 		"| tableflip, plain Shutdown | 20 | 302 / 1,400 | 1510.0 | 16.0 | 900 ms | 2 reset, 300 eof |",
+		// Section 6: gRPC.
+		"| 20 | 0 / 50,513 | 88 | 80 | 0 | 0 | 974 ms |",
+		"| plain GracefulStop, Stop at the deadline | 20 | 1 / 52,544 | 168 | 0 | 160 | 7,840 | 1001 ms |",
+		"(cd ../examples/grpc/server && ../grpc.test -test.bench '^BenchmarkDrain$')   # grpc, 1m0s",
 		// Commands and skips, each skip once.
 		"go test -c -o bench.test .\n./bench.test -test.bench '^BenchmarkIdle'   # idle, 5s\n",
 		"- BenchmarkHandoff/lib=tableflip/sockets=10000: 10000 sockets need about 30100 descriptors per process\n",
@@ -226,8 +235,8 @@ func TestRenderNothing(t *testing.T) {
 	if err := render(&b, &page{machine: machine{others: -1, loadStart: "0.10 0.10 0.10"}}); err != nil {
 		t.Fatal(err)
 	}
-	if n := strings.Count(b.String(), "Not measured."); n != 5 {
-		t.Errorf("render of an empty page: %d sections say \"Not measured.\", want 5\n%s", n, b.String())
+	if n := strings.Count(b.String(), "Not measured."); n != 6 {
+		t.Errorf("render of an empty page: %d sections say \"Not measured.\", want 6\n%s", n, b.String())
 	}
 }
 

@@ -84,6 +84,7 @@ func render(w io.Writer, p *page) error {
 	renderLatency(&b, p.results("load"))
 	renderMemory(&b, p.results("idle"))
 	renderPausing(&b, p.results("pausing"))
+	renderGRPC(&b, p.results("grpc"))
 	renderCommands(&b, p)
 	_, err := io.WriteString(w, b.String())
 	return err
@@ -549,5 +550,50 @@ func renderPausing(b *strings.Builder, rs []result) {
 			fmt.Sprintf("%s / %s", count(failed), count(reqs)), per100(failed, ups), perUpgrade, drain, strings.Join(ks, ", ")})
 	}
 	table(b, []string{"server", "upgrades", "failed / requests", "per 100 upgrades", "reconnects per upgrade", "old generation's drain", "kinds of failure"}, "lrrrrrl", rows)
+	b.WriteString("\n")
+}
+
+// grpcDrains are the rows of section 6, as their drain parameter.
+var grpcDrains = []struct{ drain, name string }{
+	{"grpcdrain", "grpcdrain (health NOT_SERVING, GOAWAY; at the deadline streams end with a status to resume from)"},
+	{"plain", "plain GracefulStop, Stop at the deadline"},
+}
+
+// renderGRPC writes section 6: a gRPC server's unary calls and long
+// streams through upgrades (examples/grpc, BenchmarkDrain).
+func renderGRPC(b *strings.Builder, rs []result) {
+	b.WriteString("## 6. gRPC: unary calls and long streams through upgrades\n\n")
+	ds := find(rs, "Drain", nil)
+	if len(ds) == 0 {
+		b.WriteString("Not measured.\n\n")
+		return
+	}
+	b.WriteString("The gRPC example (examples/grpc) on baton, upgraded by SIGHUP while 16 clients make unary calls\n")
+	b.WriteString("(4 of them on a new connection each) and 8 clients run server-streaming calls of 2 s that\n")
+	b.WriteString("cross the upgrades; a drain deadline of 1 s; clients never retry (grpc-go's transparent retry\n")
+	b.WriteString("of calls the server never processed stays: it is part of the protocol). A stream ended by the\n")
+	b.WriteString("drain is *resumed* when its status says where to resume from, and the client goes on from there;\n")
+	b.WriteString("otherwise it is *broken* and the messages it had still to send are *lost*.\n\n")
+	var rows [][]string
+	for _, d := range grpcDrains {
+		r := find(ds, "Drain", map[string]string{"drain": d.drain})
+		if len(r) == 0 {
+			continue
+		}
+		ups, _ := sum(r, "upgrades")
+		calls, _ := sum(r, "calls")
+		failed, _ := sum(r, "failed-calls")
+		streams, _ := sum(r, "streams")
+		broken, _ := sum(r, "broken-streams")
+		lost, _ := sum(r, "lost-msgs")
+		resumed, _ := sum(r, "resumed")
+		drain := "–"
+		if v, ok := mean(r, "drain-ms"); ok {
+			drain = fmt.Sprintf("%.0f ms", v)
+		}
+		rows = append(rows, []string{d.name, fmt.Sprintf("%.0f", ups), fmt.Sprintf("%s / %s", count(failed), count(calls)),
+			count(streams), count(resumed), count(broken), count(lost), drain})
+	}
+	table(b, []string{"drain", "upgrades", "failed / unary calls", "streams", "resumed", "broken", "messages lost", "mean drain"}, "lrrrrrrr", rows)
 	b.WriteString("\n")
 }

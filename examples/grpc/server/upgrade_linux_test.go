@@ -591,9 +591,13 @@ func TestUpgradesKeepCalls(t *testing.T) {
 // the mean drain time. Run it with a count of upgrades:
 //
 //	go test -run '^$' -bench Drain -benchtime 20x ./server
+//
+// The sub-benchmarks are named drain=grpcdrain and drain=plain, the form
+// bench/cmd/results reads for docs/RESULTS.md.
 func BenchmarkDrain(b *testing.B) {
-	for _, helper := range []string{"grpc", "grpc-plain"} {
-		b.Run(helper, func(b *testing.B) {
+	for _, d := range []struct{ name, helper string }{{"grpcdrain", "grpc"}, {"plain", "grpc-plain"}} {
+		helper := d.helper
+		b.Run("drain="+d.name, func(b *testing.B) {
 			f := runUpgrades(b, helper, b.N)
 			b.Logf("%s: %v", helper, f)
 			var total time.Duration
@@ -607,6 +611,9 @@ func BenchmarkDrain(b *testing.B) {
 			b.ReportMetric(float64(f.broken), "broken-streams")
 			b.ReportMetric(float64(f.lost), "lost-msgs")
 			b.ReportMetric(float64(f.resumed), "resumed")
+			b.ReportMetric(float64(f.calls), "calls")
+			b.ReportMetric(float64(f.streams), "streams")
+			b.ReportMetric(float64(f.upgrades), "upgrades")
 		})
 	}
 }
