@@ -21,6 +21,9 @@ type Relay interface {
 	Exit() <-chan struct{}
 	RelayPacket(channel string, gen int, from netip.AddrPort, b []byte) error
 	RelayedPackets(channel string) <-chan baton.RelayedPacket
+	// Status says, once Exit is closed, whether a successor took over
+	// (GenDraining) or this is the final stop.
+	Status() baton.Status
 }
 
 // DefaultChannel is the relay channel a Router uses unless told otherwise.
@@ -65,7 +68,7 @@ type Stats struct {
 // to the socket, which every generation holds: an old generation answers
 // its clients from its own copy.
 //
-// Once Exit is closed (a successor serves) the Router stops reading the
+// Once Exit is closed and a successor serves, the Router stops reading the
 // socket, since every process that reads a shared UDP socket takes
 // datagrams from the same queue, and lives on what the newer generations
 // relay to it; a new connection's datagram it read in that race goes to
@@ -82,6 +85,7 @@ type Router struct {
 	closed   chan struct{}              // closed by Close
 	readDone chan struct{}              // closed when the reader returns
 	once     sync.Once
+	retired  atomic.Bool // a successor took over: the socket is its to read
 
 	dlMu     sync.Mutex
 	deadline time.Time     // the read deadline; zero: none
@@ -153,22 +157,23 @@ func (r *Router) Stats() Stats {
 
 // watchExit stops the reader when a successor takes over: the deadline
 // unblocks its read at once. It is this process's deadline on its own
-// descriptor; the other generations' reads go on.
+// descriptor; the other generations' reads go on. On the final stop
+// nobody else reads the socket, and the reader goes on until Close, for
+// the drain.
 func (r *Router) watchExit() {
 	select {
 	case <-r.relay.Exit():
-		r.conn.SetReadDeadline(time.Now())
 	case <-r.closed:
+		return
 	}
-}
-
-func (r *Router) exited() bool {
-	select {
-	case <-r.relay.Exit():
-		return true
-	default:
-		return false
+	// Status reads /proc for the older generations: once, here, to learn
+	// why Exit was closed.
+	st := r.relay.Status()
+	if len(st.Generations) == 0 || st.Generations[0].State != baton.GenDraining {
+		return
 	}
+	r.retired.Store(true)
+	r.conn.SetReadDeadline(time.Now())
 }
 
 // read is the one reader of the socket in this process.
@@ -185,7 +190,7 @@ func (r *Router) read() {
 				return
 			default:
 			}
-			if r.exited() {
+			if r.retired.Load() {
 				r.log.Debug("quicroute: a successor serves: no longer reading the socket")
 				return
 			}
@@ -198,9 +203,9 @@ func (r *Router) read() {
 			r.readErrors.Add(1)
 			continue
 		}
-		exited := r.exited()
-		r.route(buf[:n], from, exited)
-		if exited {
+		retired := r.retired.Load()
+		r.route(buf[:n], from, retired)
+		if retired {
 			// The read that raced with Exit is routed; the rest are
 			// the successor's to read.
 			return
@@ -210,12 +215,12 @@ func (r *Router) read() {
 
 // route passes one datagram read from the socket to quic-go or to the
 // generation it belongs to.
-func (r *Router) route(b []byte, from netip.AddrPort, exited bool) {
+func (r *Router) route(b []byte, from netip.AddrPort, retired bool) {
 	route, gen := Classify(b, CIDLen)
 	to := r.gen
 	switch route {
 	case Newest:
-		if exited {
+		if retired {
 			// A new connection, read after a successor took over: it
 			// is the successor's, which is at least r.gen+1, and passes
 			// it on if newer ones exist.

@@ -34,6 +34,7 @@ type gen struct {
 	links *links
 	n     int
 	exit  chan struct{}
+	final bool // Exit means the final stop
 	in    chan baton.RelayedPacket
 }
 
@@ -48,7 +49,21 @@ func (l *links) add(n int) *gen {
 	return g
 }
 
-func (g *gen) Generation() int       { return g.n }
+func (g *gen) Generation() int { return g.n }
+
+// Status: Exit closed means a successor took over, unless final is set.
+func (g *gen) Status() baton.Status {
+	state := baton.GenServing
+	select {
+	case <-g.exit:
+		state = baton.GenDraining
+		if g.final {
+			state = baton.GenStopped
+		}
+	default:
+	}
+	return baton.Status{Generations: []baton.GenerationStatus{{Generation: g.n, State: state}}}
+}
 func (g *gen) Exit() <-chan struct{} { return g.exit }
 func (g *gen) RelayedPackets(channel string) <-chan baton.RelayedPacket {
 	return g.in
@@ -305,4 +320,44 @@ func tlsSetup(t *testing.T) (string, string, *x509.CertPool, *tls.Config) {
 		t.Fatal(err)
 	}
 	return certFile, keyFile, roots, &tls.Config{Certificates: []tls.Certificate{cert}}
+}
+
+// TestRouterFinalStop: when Exit closes without a successor, the Router
+// goes on reading the socket, which nobody else reads, so that the drain
+// hears its clients: requests go on until GOAWAY, and the client's close
+// arrives.
+func TestRouterFinalStop(t *testing.T) {
+	t.Setenv("QUIC_GO_DISABLE_RECEIVE_BUFFER_WARNING", "true")
+	_, _, roots, tlsConf := tlsSetup(t)
+	keys, err := Keys(&state{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sock, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sock.Close()
+	url := "https://" + sock.LocalAddr().String() + "/"
+	var l links
+	g := l.add(1)
+	g.final = true
+	s := serve(t, g, sock, tlsConf, keys)
+	c := newClient(roots)
+	defer c.h3.Close()
+	if got := c.get(t, url); got != "gen=1" {
+		t.Fatalf("GET / = %q, want gen=1", got)
+	}
+	close(g.exit)
+	if got := c.get(t, url+"?delay=10ms"); got != "gen=1" {
+		t.Fatalf("GET / after the final Exit = %q, want gen=1", got)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if res, err := s.conns.Drain(ctx, s.srv, s.ln); err != nil || res.AtDeadline != 0 {
+		t.Fatalf("Drain = %+v, %v; want a drain before the deadline", res, err)
+	}
+	if st := s.router.Stats(); st.Relayed != 0 || st.Own == 0 {
+		t.Errorf("router: %+v, want every datagram its own", st)
+	}
 }
