@@ -141,12 +141,23 @@ func (c *Conns) Drain(ctx context.Context, srv *http3.Server, ln io.Closer) (Dra
 	var res DrainResult
 	res.Conns, _ = c.Live()
 	c.wait(ctx, func(_, handshaking int) bool { return handshaking == 0 })
-	err := srv.Shutdown(ctx)
-	live, handshaking := c.Live()
-	res.Refused = handshaking
-	if err != nil {
+	// Shutdown closes the connections left at ctx's deadline itself;
+	// run it on a context of its own to count them first.
+	sctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Shutdown(sctx) }()
+	var err error
+	select {
+	case err = <-errc:
+	case <-ctx.Done():
+		live, handshaking := c.Live()
 		res.AtDeadline = live - handshaking
+		cancel()
+		<-errc
+		err = ctx.Err()
 	}
+	_, res.Refused = c.Live()
 	ln.Close()
 	if c.wait(ctx, func(live, _ int) bool { return live == 0 }) {
 		return res, err

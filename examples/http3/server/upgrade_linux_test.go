@@ -1,0 +1,480 @@
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/batonhq/baton/internal/proctest"
+	"github.com/quic-go/quic-go"
+	"github.com/quic-go/quic-go/http3"
+)
+
+// The server runs as this test binary re-executed: every generation,
+// successors included, is a real process with a real UDP socket.
+func init() {
+	proctest.Register("http3", func() { os.Exit(Main("http3", os.Args[1:], os.Stderr)) })
+}
+
+func TestMain(m *testing.M) { proctest.Main(m) }
+
+// upgradeStep bounds each step of an upgrade as the test sees it, and each
+// request: generous for a race-instrumented binary on two busy cores; a
+// healthy step takes well under a second.
+const upgradeStep = 30 * time.Second
+
+// The load: 32 clients, each on its own long-lived QUIC connection (one
+// http3.Transport each), every fourth request slow so that requests are
+// in flight at every handover.
+const (
+	clients   = 32
+	pace      = 10 * time.Millisecond // between one client's requests: ~2,000 requests/s in all at most, which two cores serve under -race
+	slowEvery = 4                     // every slowEvery-th request asks ?delay=slowDelay
+	slowDelay = 100 * time.Millisecond
+	// steadyGap is the quiet time after each upgrade (every client
+	// answered by the new generation) before the next: the steady
+	// state the latency during upgrades is compared with.
+	steadyGap     = 300 * time.Millisecond
+	drainDeadline = 5 * time.Second
+	// clientIdle is the clients' QUIC idle timeout: short, so that a
+	// connection left without its server (no routing) shows as an idle
+	// timeout within the run instead of after quic-go's 30 s.
+	clientIdle = 5 * time.Second
+	// loadLimit bounds every load loop in time, whatever happens to
+	// the test's own control flow.
+	loadLimit = 10 * time.Minute
+)
+
+func envInt(tb testing.TB, name string, def int) int {
+	v := os.Getenv(name)
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n <= 0 {
+		tb.Fatalf("%s=%q: want a positive number", name, v)
+	}
+	return n
+}
+
+// server is one run of the example: its generations in order.
+type server struct {
+	tb      testing.TB
+	p       *proctest.Proc
+	pidFile string
+	addr    string
+	roots   *x509.CertPool
+	gens    []int
+}
+
+func startServer(tb testing.TB, route bool) *server {
+	tb.Helper()
+	dir := tb.TempDir()
+	certFile, keyFile, roots := proctest.TLSCert(tb, dir)
+	pidFile := filepath.Join(dir, "http3.pid")
+	env := []string{"QUIC_GO_DISABLE_RECEIVE_BUFFER_WARNING=true"}
+	if os.Getenv("GORACE") == "" {
+		// A race-instrumented process sleeps a second at exit by
+		// default; its races are caught all the same (the output is
+		// checked for reports).
+		env = append(env, "GORACE=atexit_sleep_ms=0")
+	}
+	p := proctest.Start(tb, "http3", env, "-listen", "127.0.0.1:0", "-pid-file", pidFile, "-drain", drainDeadline.String(),
+		"-tls-cert", certFile, "-tls-key", keyFile, "-route="+strconv.FormatBool(route))
+	s := &server{tb: tb, p: p, pidFile: pidFile, roots: roots}
+	tb.Cleanup(func() {
+		if strings.Contains(p.Output(), "WARNING: DATA RACE") {
+			tb.Error("a generation of the server reported a data race")
+		}
+	})
+	s.addr = proctest.Field(s.waitLog("msg=serving"), "addr")
+	s.gens = []int{proctest.WaitPIDFile(tb, pidFile, 0, upgradeStep)}
+	if s.gens[0] != p.Pid() {
+		tb.Fatalf("pid file names %d; want the first generation, %d", s.gens[0], p.Pid())
+	}
+	return s
+}
+
+func (s *server) waitLog(substr string) string {
+	s.tb.Helper()
+	deadline := time.Now().Add(upgradeStep)
+	for time.Now().Before(deadline) {
+		for _, l := range strings.Split(s.p.Output(), "\n") {
+			if strings.Contains(l, substr) {
+				return l
+			}
+		}
+		if st, _ := s.p.Wait(10 * time.Millisecond); st != nil {
+			s.tb.Fatalf("the server exited (%v) before logging %q", st, substr)
+		}
+	}
+	s.tb.Fatalf("no log line with %q within %v", substr, upgradeStep)
+	return ""
+}
+
+func (s *server) current() int { return s.gens[len(s.gens)-1] }
+
+// upgrade sends SIGHUP to the generation the pid file names and waits for
+// its successor to be named there. The old generation drains meanwhile;
+// it is reaped at the end.
+func (s *server) upgrade() int {
+	s.tb.Helper()
+	old := s.current()
+	if err := syscall.Kill(old, syscall.SIGHUP); err != nil {
+		s.tb.Fatalf("SIGHUP to %d: %v", old, err)
+	}
+	pid := proctest.WaitPIDFile(s.tb, s.pidFile, old, upgradeStep)
+	proctest.Track(s.tb, pid, upgradeStep)
+	s.gens = append(s.gens, pid)
+	return pid
+}
+
+// stop sends SIGTERM to the serving generation and waits for every
+// generation to be gone.
+func (s *server) stop() {
+	s.tb.Helper()
+	if err := syscall.Kill(s.current(), syscall.SIGTERM); err != nil {
+		s.tb.Fatalf("SIGTERM to %d: %v", s.current(), err)
+	}
+	for _, pid := range s.gens {
+		var err error
+		if pid == s.p.Pid() {
+			_, err = s.p.Wait(upgradeStep)
+		} else {
+			err = proctest.Reap(pid, upgradeStep)
+		}
+		if err != nil {
+			s.tb.Fatalf("generation %d did not exit: %v", pid, err)
+		}
+	}
+}
+
+// sample is one request as its client saw it.
+type sample struct {
+	start time.Time
+	took  time.Duration
+	slow  bool
+}
+
+// client makes requests in a loop on one http3.Transport, which keeps one
+// QUIC connection at a time to the server, and records every connection
+// it opens. No retries: a failed request shows. quic-go's http3 client
+// still sends a request again, once, on a new connection when the server
+// said it never processed it (a stream opened after GOAWAY, refused with
+// H3_REQUEST_REJECTED, or a connection closed before the stream opened):
+// that is part of HTTP/3 (RFC 9114 §5.2, §8.1), not an application retry,
+// and no client can turn it off.
+type client struct {
+	id       int
+	url      string
+	h3       *http3.Transport
+	mu       sync.Mutex
+	conns    []*quic.Conn
+	samples  []sample
+	failed   int
+	errs     []error
+	lastPID  atomic.Int64
+	requests int
+}
+
+func newClient(id int, addr string, roots *x509.CertPool) *client {
+	c := &client{id: id, url: "https://" + addr + "/"}
+	c.h3 = &http3.Transport{
+		TLSClientConfig: &tls.Config{RootCAs: roots},
+		QUICConfig:      &quic.Config{MaxIdleTimeout: clientIdle},
+		Dial: func(ctx context.Context, addr string, tlsConf *tls.Config, conf *quic.Config) (*quic.Conn, error) {
+			conn, err := quic.DialAddrEarly(ctx, addr, tlsConf, conf)
+			if err == nil {
+				c.mu.Lock()
+				c.conns = append(c.conns, conn)
+				c.mu.Unlock()
+			}
+			return conn, err
+		},
+	}
+	return c
+}
+
+func (c *client) run(stop <-chan struct{}) {
+	limit := time.After(loadLimit)
+	for k := 0; ; k++ {
+		select {
+		case <-stop:
+			return
+		case <-limit:
+			return
+		case <-time.After(pace):
+		}
+		slow := k%slowEvery == c.id%slowEvery
+		start := time.Now()
+		pid, err := c.get(slow)
+		took := time.Since(start)
+		c.mu.Lock()
+		c.requests++
+		if err != nil {
+			c.failed++
+			if len(c.errs) < 3 {
+				c.errs = append(c.errs, err)
+			}
+		} else {
+			c.samples = append(c.samples, sample{start: start, took: took, slow: slow})
+		}
+		c.mu.Unlock()
+		if err == nil {
+			c.lastPID.Store(int64(pid))
+		}
+	}
+}
+
+// get makes one request and returns the pid that answered.
+func (c *client) get(slow bool) (int, error) {
+	url := c.url
+	if slow {
+		url += "?delay=" + slowDelay.String()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), upgradeStep)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return 0, err
+	}
+	rsp, err := c.h3.RoundTrip(req)
+	if err != nil {
+		return 0, err
+	}
+	defer rsp.Body.Close()
+	b, err := io.ReadAll(rsp.Body)
+	if err != nil {
+		return 0, fmt.Errorf("reading the body: %w", err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSuffix(strings.TrimPrefix(string(b), "pid="), "\n"))
+	if rsp.StatusCode != http.StatusOK || err != nil || !strings.HasPrefix(string(b), "pid=") {
+		return 0, fmt.Errorf("GET %s: %s %q; want 200 \"pid=PID\"", url, rsp.Status, b)
+	}
+	return pid, nil
+}
+
+// figures are one run's counts.
+type figures struct {
+	upgrades                int
+	requests, failed        int
+	handshakes              int
+	graceful, idle, resets  int
+	otherEnds               int
+	open                    int
+	relayed, received       int
+	relayDropped, queueDrop int
+	atDeadline, refused     int
+	p99Steady, p99Upgrade   time.Duration
+	nSteady, nUpgrade       int
+	elapsed                 time.Duration
+}
+
+func (f figures) String() string {
+	return fmt.Sprintf("%d upgrades in %v: requests %d, failed %d; QUIC handshakes %d; connections ended gracefully %d, by idle timeout %d, by stateless reset %d, otherwise %d, never ended %d; datagrams relayed %d, received by old generations %d, relay dropped %d, queue dropped %d; drains: connections closed at the deadline %d, handshakes refused %d; p99 of fast requests steady %v (%d), during upgrades %v (%d)",
+		f.upgrades, f.elapsed.Round(time.Millisecond), f.requests, f.failed, f.handshakes, f.graceful, f.idle, f.resets, f.otherEnds, f.open,
+		f.relayed, f.received, f.relayDropped, f.queueDrop, f.atDeadline, f.refused, f.p99Steady, f.nSteady, f.p99Upgrade, f.nUpgrade)
+}
+
+// window is a stretch of an upgrade: from SIGHUP until every client was
+// answered by the new generation.
+type window struct{ from, to time.Time }
+
+// runUpgrades serves the load through upgrades and returns the counts.
+func runUpgrades(tb testing.TB, route bool, upgrades int) figures {
+	srv := startServer(tb, route)
+	start := time.Now()
+
+	cs := make([]*client, clients)
+	for i := range cs {
+		cs[i] = newClient(i, srv.addr, srv.roots)
+	}
+	defer func() {
+		for _, c := range cs {
+			c.h3.Close()
+		}
+	}()
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for _, c := range cs {
+		wg.Go(func() { c.run(stop) })
+	}
+	stopClients := sync.OnceFunc(func() { close(stop); wg.Wait() })
+	defer stopClients()
+
+	// Every client must have been answered by the serving generation
+	// before the next upgrade: so each went through every GOAWAY. Polled:
+	// the clients' progress is theirs, not an event of ours.
+	waitAnswered := func(pid int) {
+		deadline := time.Now().Add(upgradeStep)
+		for _, c := range cs {
+			for c.lastPID.Load() != int64(pid) {
+				if time.Now().After(deadline) {
+					stopClients()
+					tb.Fatalf("client %d: no answer from generation %d within %v (errors %v)", c.id, pid, upgradeStep, c.errs)
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+		}
+	}
+	waitAnswered(srv.current())
+	var windows []window
+	for range upgrades {
+		time.Sleep(steadyGap)
+		w := window{from: time.Now()}
+		pid := srv.upgrade()
+		waitAnswered(pid)
+		w.to = time.Now()
+		windows = append(windows, w)
+	}
+	stopClients()
+	srv.stop()
+
+	f := figures{upgrades: upgrades, elapsed: time.Since(start)}
+	var steady, during []time.Duration
+	for _, c := range cs {
+		c.mu.Lock()
+		f.requests += c.requests
+		f.failed += c.failed
+		for _, err := range c.errs {
+			tb.Logf("client %d: %v", c.id, err)
+		}
+		for _, s := range c.samples {
+			if s.slow {
+				continue
+			}
+			if slices.ContainsFunc(windows, func(w window) bool { return !s.start.Before(w.from) && s.start.Before(w.to) }) {
+				during = append(during, s.took)
+			} else {
+				steady = append(steady, s.took)
+			}
+		}
+		conns := c.conns
+		c.mu.Unlock()
+		f.handshakes += len(conns)
+		for _, conn := range conns {
+			// Every generation drained (the last one on SIGTERM), each
+			// with GOAWAY: every connection has ended or ends now.
+			select {
+			case <-conn.Context().Done():
+			case <-time.After(upgradeStep):
+				f.open++
+				continue
+			}
+			switch cause := context.Cause(conn.Context()); {
+			case isGraceful(cause):
+				f.graceful++
+			case errors.As(cause, new(*quic.IdleTimeoutError)):
+				f.idle++
+			case errors.As(cause, new(*quic.StatelessResetError)):
+				f.resets++
+			default:
+				f.otherEnds++
+				if f.otherEnds <= 3 {
+					tb.Logf("client %d: a connection ended with %v", c.id, cause)
+				}
+			}
+		}
+	}
+	f.p99Steady, f.nSteady = p99(steady), len(steady)
+	f.p99Upgrade, f.nUpgrade = p99(during), len(during)
+	for _, l := range strings.Split(srv.p.Output(), "\n") {
+		if !strings.Contains(l, "msg=drained ") {
+			continue
+		}
+		n := func(k string) int { v, _ := strconv.Atoi(proctest.Field(l, k)); return v }
+		f.relayed += n("relayed")
+		f.received += n("received")
+		f.relayDropped += n("relay_dropped")
+		f.queueDrop += n("queue_dropped")
+		f.atDeadline += n("at_deadline")
+		f.refused += n("refused")
+	}
+	return f
+}
+
+// isGraceful: the connection was closed with H3_NO_ERROR, by the client
+// once GOAWAY came and its requests were done, or by the server at its
+// drain deadline.
+func isGraceful(err error) bool {
+	var ae *quic.ApplicationError
+	return errors.As(err, &ae) && ae.ErrorCode == quic.ApplicationErrorCode(http3.ErrCodeNoError)
+}
+
+func p99(d []time.Duration) time.Duration {
+	if len(d) == 0 {
+		return 0
+	}
+	slices.Sort(d)
+	return d[(len(d)*99)/100]
+}
+
+// 32 clients on long-lived QUIC connections make requests (a quarter of
+// them slow, so that requests cross every handover) through 20 upgrades
+// (BATON_HTTP3_UPGRADES): no request fails, and every connection ends
+// gracefully, by H3_NO_ERROR after GOAWAY — never by an idle timeout or a
+// stateless reset, which is how a connection whose datagrams reach the
+// wrong generation ends.
+func TestUpgradesUnderLoad(t *testing.T) {
+	f := runUpgrades(t, true, envInt(t, "BATON_HTTP3_UPGRADES", 20))
+	t.Logf("route=on: %v", f)
+	if f.failed != 0 {
+		t.Errorf("%d of %d requests failed; want 0", f.failed, f.requests)
+	}
+	if f.idle != 0 || f.resets != 0 || f.otherEnds != 0 || f.open != 0 {
+		t.Errorf("of %d connections, %d ended by idle timeout, %d by stateless reset, %d otherwise, %d never; want all %d graceful",
+			f.handshakes, f.idle, f.resets, f.otherEnds, f.open, f.handshakes)
+	}
+	// Slow requests were in flight at the handovers: the old
+	// generations must have been reached through the relay.
+	if f.relayed == 0 || f.received == 0 {
+		t.Errorf("%d datagrams relayed, %d received by old generations; want the routing at work", f.relayed, f.received)
+	}
+}
+
+// BenchmarkUpgrades runs the load through b.N upgrades with quicroute's
+// routing and without it (every generation reading the socket, the old
+// one shut down by http3.Server.Shutdown: what quic-go servers do today),
+// and reports for each the requests, the failed ones, the QUIC handshakes,
+// how connections ended, the datagrams relayed and the p99 latency of
+// fast requests in steady state and during upgrades. Run it with a count
+// of upgrades:
+//
+//	go test -run '^$' -bench Upgrades -benchtime 20x ./server
+//
+// The sub-benchmarks are named route=on and route=off.
+func BenchmarkUpgrades(b *testing.B) {
+	for _, route := range []bool{true, false} {
+		name := "route=on"
+		if !route {
+			name = "route=off"
+		}
+		b.Run(name, func(b *testing.B) {
+			f := runUpgrades(b, route, b.N)
+			b.Logf("%s: %v", name, f)
+			b.ReportMetric(float64(f.requests), "requests")
+			b.ReportMetric(float64(f.failed), "failed")
+			b.ReportMetric(float64(f.handshakes), "handshakes")
+			b.ReportMetric(float64(f.idle), "idle-timeouts")
+			b.ReportMetric(float64(f.resets), "resets")
+			b.ReportMetric(float64(f.upgrades), "upgrades")
+			b.ReportMetric(float64(f.relayed), "relayed")
+			b.ReportMetric(float64(f.p99Steady.Microseconds())/1000, "p99-steady-ms")
+			b.ReportMetric(float64(f.p99Upgrade.Microseconds())/1000, "p99-upgrade-ms")
+		})
+	}
+}
