@@ -69,7 +69,7 @@ func TestRelayMessageCodec(t *testing.T) {
 		{"cut in the address", good[:4+1+1+1+3]},
 		{"cut in the port", good[:4+1+1+1+4+1]},
 		{"no datagram", good[:4+1+1+1+4+2]},
-		{"bad channel", append(append([]byte{0, 0, 0, 2, 1, ':'}, good[6:]...))},
+		{"bad channel", append([]byte{0, 0, 0, 2, 1, ':'}, good[6:]...)},
 		{"oversized datagram", append(append([]byte{}, good...), make([]byte, MaxRelayedPacket)...)},
 	} {
 		if m, err := parseRelayed(tc.b); err == nil {
