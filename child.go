@@ -39,10 +39,15 @@ type child struct {
 	// link is the generation link once the successor has taken over
 	// (startLink): the one reader of conn from then on.
 	link *successorLink
+
+	// relay is the relay socket the successor passed with ready, until
+	// the relay adopts it once ready is acknowledged.
+	relay *net.UnixConn
 }
 
 type handshakeResult struct {
 	ready readyMsg
+	relay *net.UnixConn // the relay socket the successor passed with ready
 	err   error
 }
 
@@ -139,14 +144,14 @@ func peerChild(conn *net.UnixConn, pid int, generation int, fds *fdSnapshot, dea
 func (c *child) start(generation int, fds *fdSnapshot, deadline time.Time) {
 	c.conn.SetDeadline(deadline)
 	go func() {
-		m, err := c.handshake(generation, fds)
-		c.result <- handshakeResult{m, err}
+		m, relay, err := c.handshake(generation, fds)
+		c.result <- handshakeResult{m, relay, err}
 	}()
 }
 
 // handshake sends hello and the descriptors, then reads the successor's
 // answer.
-func (c *child) handshake(generation int, fds *fdSnapshot) (readyMsg, error) {
+func (c *child) handshake(generation int, fds *fdSnapshot) (readyMsg, *net.UnixConn, error) {
 	body, err := encodeHello(helloMsg{
 		Version:    protocolVersion,
 		Generation: generation,
@@ -154,14 +159,14 @@ func (c *child) handshake(generation int, fds *fdSnapshot) (readyMsg, error) {
 		Fds:        fds.len(),
 	})
 	if err != nil {
-		return readyMsg{}, err
+		return readyMsg{}, nil, err
 	}
 	hello, err := encodeFrame(frameHello, body)
 	if err != nil {
-		return readyMsg{}, err
+		return readyMsg{}, nil, err
 	}
 	if err := sendFrame(c.conn, hello, nil); err != nil {
-		return readyMsg{}, c.sendFailed("sending hello", err)
+		return readyMsg{}, nil, c.sendFailed("sending hello", err)
 	}
 	for i := 0; i < fds.len(); {
 		n := min(fds.len()-i, maxFdsPerFrame)
@@ -182,45 +187,53 @@ func (c *child) handshake(generation int, fds *fdSnapshot) (readyMsg, error) {
 			return sendErr
 		})
 		if sendErr != nil {
-			return readyMsg{}, c.sendFailed("sending descriptors", sendErr)
+			return readyMsg{}, nil, c.sendFailed("sending descriptors", sendErr)
 		}
 		if err != nil {
-			return readyMsg{}, err
+			return readyMsg{}, nil, err
 		}
 		i += n
 	}
 	body, err = encodeState(fds.state)
 	if err != nil {
-		return readyMsg{}, err
+		return readyMsg{}, nil, err
 	}
 	state, err := encodeFrame(frameState, body)
 	if err != nil {
-		return readyMsg{}, err
+		return readyMsg{}, nil, err
 	}
 	if err := sendFrame(c.conn, state, nil); err != nil {
-		return readyMsg{}, c.sendFailed("sending the state", err)
+		return readyMsg{}, nil, c.sendFailed("sending the state", err)
 	}
 	typ, body, extra, err := recvFrame(c.conn)
-	if len(extra) > 0 {
-		closeFds(extra)
-		return readyMsg{}, protoErrorf("successor sent descriptors")
-	}
 	if err != nil {
 		// ECONNRESET: the successor exited without reading all we sent
 		// (a script, a crash before New). Either way it is gone.
 		if errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) {
-			return readyMsg{}, errors.New("handoff socket closed before ready")
+			return readyMsg{}, nil, errors.New("handoff socket closed before ready")
 		}
-		return readyMsg{}, err
+		return readyMsg{}, nil, err
 	}
-	switch typ {
-	case frameReady:
-		return parseReady(body)
-	case frameAbort:
-		return readyMsg{}, &refusedError{parseAbort(body).Reason}
-	default:
-		return readyMsg{}, protoErrorf("unexpected %q frame from successor", typ)
+	switch {
+	case typ == frameAbort && len(extra) == 0:
+		return readyMsg{}, nil, &refusedError{parseAbort(body).Reason}
+	case typ != frameReady:
+		closeFds(extra)
+		return readyMsg{}, nil, protoErrorf("unexpected %q frame with %d descriptors from successor", typ, len(extra))
 	}
+	m, err := parseReady(body)
+	if err == nil && len(extra) != 1 {
+		err = protoErrorf("ready frame with %d descriptors, want 1 (the relay socket)", len(extra))
+	}
+	if err != nil {
+		closeFds(extra)
+		return readyMsg{}, nil, err
+	}
+	relay, err := relayConn(extra[0])
+	if err != nil {
+		return readyMsg{}, nil, err
+	}
+	return m, relay, nil
 }
 
 // sendFailed explains a failed send. A successor that refuses the handoff
@@ -284,6 +297,9 @@ func (c *child) ack(probation time.Duration) error {
 func (c *child) kill() {
 	c.proc.Kill()
 	c.conn.Close()
+	if c.relay != nil {
+		c.relay.Close()
+	}
 	<-c.exited
 }
 

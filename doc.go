@@ -52,7 +52,9 @@
 //	                                    SCM_RIGHTS on the frame's first byte,
 //	                                    until all are sent
 //	incumbent → successor   state  'V'  the named state blobs (SetState)
-//	successor → incumbent   ready  'R'   or   abort 'X'
+//	successor → incumbent   ready  'R'  with exactly one descriptor:
+//	                                    the relay socket (below)
+//	                   or   abort  'X'
 //	incumbent → successor   ack    'A'  the successor serves; without a
 //	                                    probation the incumbent has
 //	                                    committed and drains
@@ -71,7 +73,7 @@
 // Integers are unsigned and big-endian; a string is a u16 length and that
 // many bytes; a blob is a u32 length and that many bytes. The bodies:
 //
-//	hello   version u16 (3), generation u32 (≥ 1), incumbent pid u32,
+//	hello   version u16 (4), generation u32 (≥ 1), incumbent pid u32,
 //	        number of descriptors to follow u32 (at most 1<<20)
 //	fds     count u16 (1 to 128, the descriptors attached), then per
 //	        descriptor: kind u8 (1 listener, 2 packet, 3 conn, 4 file),
@@ -104,8 +106,9 @@
 // characters, invalid UTF-8 replaced. The version leads the hello so that
 // any later layout is told apart from this one: version 2 added the state
 // frame and the link, version 3 the ack's probation and the passed frame,
-// and an incumbent or successor of version 1 or 2 is refused at the hello
-// with an error naming both versions (the successor aborts; the incumbent
+// version 4 the relay socket on the ready frame, and an incumbent or
+// successor of an earlier version is refused at the hello with an error
+// naming both versions (the successor aborts; the incumbent
 // reports the abort and serves on). A passed frame without a probation, a
 // second one, or a conn during the probation breaks the protocol.
 //
@@ -174,6 +177,40 @@
 // successor once a read is shown to have consumed nothing of its next
 // request, and the old generation exits as soon as its requests in flight
 // are answered.
+//
+// # Relayed datagrams
+//
+// A protocol that keeps its connections in user space over a shared UDP
+// socket — QUIC — needs more than the socket: once the successor serves,
+// the draining generation stops reading the socket (or it would take the
+// successor's datagrams), and a datagram of one of its connections must
+// reach it from whichever generation read it. Each generation's ready
+// frame passes its predecessor one end of a relay socket, a Unix
+// socketpair that keeps message boundaries (SOCK_SEQPACKET on Linux,
+// SOCK_DGRAM on macOS), and the two relay over it for as long as both
+// live, a probation included:
+//
+//	err := upg.RelayPacket("quic", gen, from, datagram) // to generation gen
+//	q, err := upg.RelayedPackets("quic")                // relayed to us
+//
+// The application says which generation a datagram belongs to (package
+// quicroute reads it from the QUIC connection ID, which names the
+// generation that issued it). A datagram for a generation further away
+// travels from neighbour to neighbour, each hop strictly toward it; a
+// generation drops one that came from the wrong side, so none loops.
+// Nothing waits on the way: a datagram that finds a relay socket full, no
+// neighbour in its direction (its generation is gone), or its queue (1024)
+// full or never asked for, is dropped and counted (RelayStats), as the
+// network drops one. Each relay message is one datagram:
+//
+//	generation u32 (≥ 1), channel (u8 length, 1 to 255 bytes, a name as
+//	a state name), address family u8 (4 or 6), address (4 or 16 bytes),
+//	port u16, then the datagram itself (1 to MaxRelayedPacket bytes)
+//
+// parsed as strictly as the frames. A generation relays only between its
+// neighbours: if a middle generation exits while an older one still
+// serves connections, datagrams for the older one are dropped from then
+// on.
 //
 // The link works in all three topologies that have one: Upgrade's child,
 // the interim generation of a supervised restart, and a new instance that

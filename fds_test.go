@@ -1491,7 +1491,7 @@ func TestUpgradeAfterListenerClosed(t *testing.T) {
 	before := openFds()
 	ls[2].Close()
 	c := &child{conn: a}
-	_, err = c.handshake(2, snap)
+	_, _, err = c.handshake(2, snap)
 	if !errors.Is(err, errClosedByApp) || !strings.Contains(err.Error(), ls[2].Addr().String()) {
 		t.Errorf("handshake with a listener closed after the snapshot = %v; want an error naming %s that wraps errClosedByApp", err, ls[2].Addr())
 	}
@@ -1537,7 +1537,7 @@ func TestCloseDuringSend(t *testing.T) {
 	snap := u.reg.snapshot()
 	sent := make(chan error, 1)
 	go func() {
-		_, err := (&child{conn: a}).handshake(2, snap)
+		_, _, err := (&child{conn: a}).handshake(2, snap)
 		a.Close() // as the incumbent does when it kills a failed successor
 		sent <- err
 	}()

@@ -43,11 +43,13 @@ import (
 const (
 	// protocolVersion 2 added the state frame to the handoff and the
 	// generation link after the ack (conn, connAck, connRefuse); 3 gave
-	// the ack a body, the probation, and added the passed frame. A peer
-	// of another version is refused at the hello, by either end: a
-	// version 2 successor would refuse the ack's body and, taking the
-	// ack as the incumbent's commitment, name itself while on probation.
-	protocolVersion = 3
+	// the ack a body, the probation, and added the passed frame; 4 made
+	// the ready frame carry the relay socket (relay.go). A peer of
+	// another version is refused at the hello, by either end: a version 2
+	// successor would refuse the ack's body and, taking the ack as the
+	// incumbent's commitment, name itself while on probation; a version 3
+	// one would send ready without the relay socket.
+	protocolVersion = 4
 
 	frameHello = 'H'
 	frameFds   = 'F'

@@ -148,49 +148,50 @@ func TestSuccessorRefusesMalformedHandoff(t *testing.T) {
 	}{
 		{"garbage", []func(*net.UnixConn) error{write([]byte("GARBAGE IN\r\n"))}, "unknown frame type 'G'"},
 		{"oversized hello", []func(*net.UnixConn) error{write([]byte("H\x00\x20\x00\x00{}"))}, "H frame of 2097152 bytes exceeds the limit of 1048576"},
-		{"hello cut short", []func(*net.UnixConn) error{write(wireFrame('H', string(wireHello(3, 2, me, 0)[5:5+13])))}, "H frame of 13 bytes, want 14"},
-		{"hello with a byte too many", []func(*net.UnixConn) error{write(wireFrame('H', string(wireHello(3, 2, me, 0)[5:])+"\x00"))}, "H frame of 15 bytes, want 14"},
+		{"hello cut short", []func(*net.UnixConn) error{write(wireFrame('H', string(wireHello(4, 2, me, 0)[5:5+13])))}, "H frame of 13 bytes, want 14"},
+		{"hello with a byte too many", []func(*net.UnixConn) error{write(wireFrame('H', string(wireHello(4, 2, me, 0)[5:])+"\x00"))}, "H frame of 15 bytes, want 14"},
 		// An incumbent from before the binary encoding sends JSON; the
 		// first two bytes, '{"', read as a version.
-		{"hello in JSON", []func(*net.UnixConn) error{write(wireFrame('H', fmt.Sprintf(`{"version":1,"generation":2,"pid":%d,"fds":0}`, me)))}, "incumbent speaks version 31522, this binary speaks 3"},
-		{"version 99", []func(*net.UnixConn) error{write(wireHello(99, 2, me, 0))}, "incumbent speaks version 99, this binary speaks 3"},
+		{"hello in JSON", []func(*net.UnixConn) error{write(wireFrame('H', fmt.Sprintf(`{"version":1,"generation":2,"pid":%d,"fds":0}`, me)))}, "incumbent speaks version 31522, this binary speaks 4"},
+		{"version 99", []func(*net.UnixConn) error{write(wireHello(99, 2, me, 0))}, "incumbent speaks version 99, this binary speaks 4"},
 		// An incumbent from before the generation link: refused by name,
 		// both versions said.
-		{"version 1", []func(*net.UnixConn) error{write(wireHello(1, 2, me, 0))}, "incumbent speaks version 1, this binary speaks 3"},
-		{"version 2", []func(*net.UnixConn) error{write(wireHello(2, 2, me, 0))}, "incumbent speaks version 2, this binary speaks 3"},
-		{"no state after the descriptors", []func(*net.UnixConn) error{write(wireHello(3, 2, me, 0)), write(wireFrame('R', "\x00\x00\x00\x01"))}, `want the state, got 'R' frame`},
-		{"state out of order", []func(*net.UnixConn) error{write(wireHello(3, 2, me, 0)), write(wireFrame('V', "\x00\x02\x00\x01b\x00\x00\x00\x00\x00\x01a\x00\x00\x00\x00"))}, `state blob 1: name "a" after "b"`},
-		{"hello from another pid", []func(*net.UnixConn) error{write(wireHello(3, 2, me+1, 0))}, fmt.Sprintf("hello from pid %d, but the parent is %d", me+1, me)},
+		{"version 1", []func(*net.UnixConn) error{write(wireHello(1, 2, me, 0))}, "incumbent speaks version 1, this binary speaks 4"},
+		{"version 2", []func(*net.UnixConn) error{write(wireHello(2, 2, me, 0))}, "incumbent speaks version 2, this binary speaks 4"},
+		{"version 3", []func(*net.UnixConn) error{write(wireHello(3, 2, me, 0))}, "incumbent speaks version 3, this binary speaks 4"},
+		{"no state after the descriptors", []func(*net.UnixConn) error{write(wireHello(4, 2, me, 0)), write(wireFrame('R', "\x00\x00\x00\x01"))}, `want the state, got 'R' frame`},
+		{"state out of order", []func(*net.UnixConn) error{write(wireHello(4, 2, me, 0)), write(wireFrame('V', "\x00\x02\x00\x01b\x00\x00\x00\x00\x00\x01a\x00\x00\x00\x00"))}, `state blob 1: name "a" after "b"`},
+		{"hello from another pid", []func(*net.UnixConn) error{write(wireHello(4, 2, me+1, 0))}, fmt.Sprintf("hello from pid %d, but the parent is %d", me+1, me)},
 		{"descriptors before hello", []func(*net.UnixConn) error{withFds(wireFds(file("n")), 1)}, "want hello first, got 'F' frame with 1 descriptors"},
-		{"two descriptors announced, then EOF", []func(*net.UnixConn) error{write(wireHello(3, 2, me, 2)), hangUp}, "0 of 2 descriptors"},
+		{"two descriptors announced, then EOF", []func(*net.UnixConn) error{write(wireHello(4, 2, me, 2)), hangUp}, "0 of 2 descriptors"},
 		{
 			"metadata disagrees with the descriptors",
-			[]func(*net.UnixConn) error{write(wireHello(3, 2, me, 1)), withFds(wireFds(file("a"), file("b")), 1)},
+			[]func(*net.UnixConn) error{write(wireHello(4, 2, me, 1)), withFds(wireFds(file("a"), file("b")), 1)},
 			"fds frame describes 2 descriptors but carried 1",
 		},
 		{
 			"more descriptors than announced",
-			[]func(*net.UnixConn) error{write(wireHello(3, 2, me, 1)), withFds(wireFds(file("a"), file("b")), 2)},
+			[]func(*net.UnixConn) error{write(wireHello(4, 2, me, 1)), withFds(wireFds(file("a"), file("b")), 2)},
 			"received 2 descriptors, hello announced 1",
 		},
 		{
 			"bad descriptor metadata",
-			[]func(*net.UnixConn) error{write(wireHello(3, 2, me, 1)), withFds(wireFds(wireMeta{kind: 1, network: "udp"}), 1)},
+			[]func(*net.UnixConn) error{write(wireHello(4, 2, me, 1)), withFds(wireFds(wireMeta{kind: 1, network: "udp"}), 1)},
 			`descriptor 0: listener on unknown network "udp"`,
 		},
 		{
 			"unknown kind code",
-			[]func(*net.UnixConn) error{write(wireHello(3, 2, me, 1)), withFds(wireFds(wireMeta{kind: 7, name: "x"}), 1)},
+			[]func(*net.UnixConn) error{write(wireHello(4, 2, me, 1)), withFds(wireFds(wireMeta{kind: 7, name: "x"}), 1)},
 			"descriptor 0: unknown kind code 7",
 		},
 		{
 			"trailing bytes after the descriptors",
-			[]func(*net.UnixConn) error{write(wireHello(3, 2, me, 1)), withFds(wireFrame('F', string(wireFds(file("a"))[5:])+"zz"), 1)},
+			[]func(*net.UnixConn) error{write(wireHello(4, 2, me, 1)), withFds(wireFrame('F', string(wireFds(file("a"))[5:])+"zz"), 1)},
 			"F frame: 2 bytes after the last descriptor",
 		},
 		{
 			"a name used in two frames",
-			[]func(*net.UnixConn) error{write(wireHello(3, 2, me, 3)), withFds(wireFds(file("a"), file("b")), 2), withFds(wireFds(file("a")), 1)},
+			[]func(*net.UnixConn) error{write(wireHello(4, 2, me, 3)), withFds(wireFds(file("a"), file("b")), 2), withFds(wireFds(file("a")), 1)},
 			`descriptor 2: name "a" already used by descriptor 0`,
 		},
 	}
@@ -237,7 +238,7 @@ func TestHandoffFromNonParentIgnored(t *testing.T) {
 	p, c := startSuccessor(t, notParent)
 	// Everything an incumbent would say: were the helper to take it, it
 	// would come up as generation 7.
-	if _, err := c.Write(wireHello(3, 7, notParent, 0)); err != nil {
+	if _, err := c.Write(wireHello(4, 7, notParent, 0)); err != nil {
 		t.Fatal(err)
 	}
 	line, err := p.WaitLine("ready gen=", 20*time.Second)

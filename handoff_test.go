@@ -152,7 +152,7 @@ func mustFrame(t testing.TB, typ byte, body []byte, err error) []byte {
 
 func TestReadFrame(t *testing.T) {
 	t.Parallel()
-	hello := frame('H', helloBody(3, 2, 10, 1))
+	hello := frame('H', helloBody(4, 2, 10, 1))
 	fds := frame('F', fdsBody(1, metaBody(codeFile, "f", "", "", "")))
 	type want struct {
 		typ  byte
@@ -221,7 +221,7 @@ func TestReadFrame(t *testing.T) {
 // stream socket may, and pass the reader's own errors on.
 func TestReadFrameReaders(t *testing.T) {
 	t.Parallel()
-	hello := helloBody(3, 2, 3, 0)
+	hello := helloBody(4, 2, 3, 0)
 	stream := append(frame('H', hello), frame('A', "")...)
 	r := iotest.OneByteReader(bytes.NewReader(stream))
 	for _, want := range []string{hello, ""} {
@@ -274,7 +274,7 @@ func TestEncode(t *testing.T) {
 	}
 
 	body, err := encodeHello(hello)
-	if got, err := parseHello(roundTrip(frameHello, body, err, helloBody(3, 3, 1234, 130))); err != nil || got != hello {
+	if got, err := parseHello(roundTrip(frameHello, body, err, helloBody(4, 3, 1234, 130))); err != nil || got != hello {
 		t.Errorf("hello round trip: %+v, %v; want %+v", got, err, hello)
 	}
 	body, err = encodeFds(metas)
@@ -330,7 +330,7 @@ func TestEncode(t *testing.T) {
 	} else if got, err := parseFds(body, 1); err != nil || !reflect.DeepEqual(got, big) {
 		t.Errorf("parseFds(encodeFds(descriptors at every limit)) = %v; want them back", err)
 	}
-	limits := helloMsg{Version: 3, Generation: math.MaxInt32, PID: math.MaxInt32, Fds: maxFds}
+	limits := helloMsg{Version: 4, Generation: math.MaxInt32, PID: math.MaxInt32, Fds: maxFds}
 	if body, err := encodeHello(limits); err != nil {
 		t.Errorf("encodeHello(%+v): %v", limits, err)
 	} else if got, err := parseHello(body); err != nil || got != limits {
@@ -369,17 +369,18 @@ func TestEncodeRefuses(t *testing.T) {
 		err  error
 		want string
 	}{
-		{"hello version 1", hello(1, 1, 1, 0), "proto:incumbent speaks version 1, this binary speaks 3"},
-		{"hello version 2", hello(2, 1, 1, 0), "proto:incumbent speaks version 2, this binary speaks 3"},
-		{"hello version 4", hello(4, 1, 1, 0), "proto:incumbent speaks version 4, this binary speaks 3"},
+		{"hello version 1", hello(1, 1, 1, 0), "proto:incumbent speaks version 1, this binary speaks 4"},
+		{"hello version 2", hello(2, 1, 1, 0), "proto:incumbent speaks version 2, this binary speaks 4"},
+		{"hello version 3", hello(3, 1, 1, 0), "proto:incumbent speaks version 3, this binary speaks 4"},
+		{"hello version 5", hello(5, 1, 1, 0), "proto:incumbent speaks version 5, this binary speaks 4"},
 		{"hello version 65537", hello(1<<16+1, 1, 1, 0), "proto:incumbent speaks version 65537"},
-		{"hello generation 0", hello(3, 0, 1, 0), "proto:bad generation 0"},
-		{"hello generation over 31 bits", hello(3, 1<<31, 1, 0), "proto:bad generation 2147483648"},
-		{"hello generation over 32 bits", hello(3, 1<<32+1, 1, 0), "proto:bad generation 4294967297"},
-		{"hello pid 0", hello(3, 1, 0, 0), "proto:bad incumbent pid 0"},
-		{"hello pid -1", hello(3, 1, -1, 0), "proto:bad incumbent pid -1"},
-		{"hello fds -1", hello(3, 1, 1, -1), "proto:bad descriptor count -1"},
-		{"hello fds over the limit", hello(3, 1, 1, maxFds+1), "proto:bad descriptor count 1048577"},
+		{"hello generation 0", hello(4, 0, 1, 0), "proto:bad generation 0"},
+		{"hello generation over 31 bits", hello(4, 1<<31, 1, 0), "proto:bad generation 2147483648"},
+		{"hello generation over 32 bits", hello(4, 1<<32+1, 1, 0), "proto:bad generation 4294967297"},
+		{"hello pid 0", hello(4, 1, 0, 0), "proto:bad incumbent pid 0"},
+		{"hello pid -1", hello(4, 1, -1, 0), "proto:bad incumbent pid -1"},
+		{"hello fds -1", hello(4, 1, 1, -1), "proto:bad descriptor count -1"},
+		{"hello fds over the limit", hello(4, 1, 1, maxFds+1), "proto:bad descriptor count 1048577"},
 		{"no descriptors", fds(), "proto:fds frame with 0 descriptors (want 1 to 128)"},
 		{"too many descriptors", fds(slices.Repeat([]fdMeta{{Kind: kindListener, Network: "tcp"}}, maxFdsPerFrame+1)...), "proto:fds frame with 129 descriptors"},
 		{"kind without a code", fds(fdMeta{Name: "x", Kind: "pipe"}), `proto:descriptor 0: unknown kind "pipe"`},
@@ -399,43 +400,45 @@ func TestEncodeRefuses(t *testing.T) {
 
 func TestParseHello(t *testing.T) {
 	t.Parallel()
-	valid := helloBody(3, 2, 100, 3)
+	valid := helloBody(4, 2, 100, 3)
 	cases := []struct {
 		name string
 		body string
 		want helloMsg
 		err  string
 	}{
-		{"valid", valid, helloMsg{3, 2, 100, 3}, ""},
-		{"smallest", helloBody(3, 1, 1, 0), helloMsg{3, 1, 1, 0}, ""},
-		{"largest", helloBody(3, math.MaxInt32, math.MaxInt32, maxFds), helloMsg{3, math.MaxInt32, math.MaxInt32, maxFds}, ""},
+		{"valid", valid, helloMsg{4, 2, 100, 3}, ""},
+		{"smallest", helloBody(4, 1, 1, 0), helloMsg{4, 1, 1, 0}, ""},
+		{"largest", helloBody(4, math.MaxInt32, math.MaxInt32, maxFds), helloMsg{4, math.MaxInt32, math.MaxInt32, maxFds}, ""},
 
-		{"version 99", helloBody(99, 2, 100, 3), helloMsg{}, "proto:incumbent speaks version 99, this binary speaks 3"},
+		{"version 99", helloBody(99, 2, 100, 3), helloMsg{}, "proto:incumbent speaks version 99, this binary speaks 4"},
 		{"version 0", helloBody(0, 2, 100, 3), helloMsg{}, "proto:incumbent speaks version 0"},
 		// The version is judged before the length: a later incumbent's
 		// hello may be longer or shorter, and must be reported as such.
-		{"version 4, longer", helloBody(4, 2, 100, 3) + "more", helloMsg{}, "proto:incumbent speaks version 4, this binary speaks 3"},
-		{"version 4, shorter", u16(4) + u32(2), helloMsg{}, "proto:incumbent speaks version 4"},
+		{"version 5, longer", helloBody(5, 2, 100, 3) + "more", helloMsg{}, "proto:incumbent speaks version 5, this binary speaks 4"},
+		{"version 5, shorter", u16(5) + u32(2), helloMsg{}, "proto:incumbent speaks version 5"},
 		// A version 1 incumbent (before the generation link) or 2
 		// (before probation: its ack is empty) is told apart clearly,
 		// by both versions.
-		{"version 2", helloBody(2, 2, 100, 3), helloMsg{}, "proto:incumbent speaks version 2, this binary speaks 3"},
-		{"version 1", u16(1) + u32(2) + u32(100) + u32(3), helloMsg{}, "proto:incumbent speaks version 1, this binary speaks 3"},
+		{"version 2", helloBody(2, 2, 100, 3), helloMsg{}, "proto:incumbent speaks version 2, this binary speaks 4"},
+		// Version 3 sends ready without the relay socket.
+		{"version 3", helloBody(3, 2, 100, 3), helloMsg{}, "proto:incumbent speaks version 3, this binary speaks 4"},
+		{"version 1", u16(1) + u32(2) + u32(100) + u32(3), helloMsg{}, "proto:incumbent speaks version 1, this binary speaks 4"},
 		// An incumbent from before the binary encoding sends JSON: '{"'.
-		{"JSON", `{"version":1,"generation":2,"pid":100,"fds":3}`, helloMsg{}, "proto:incumbent speaks version 31522, this binary speaks 3"},
+		{"JSON", `{"version":1,"generation":2,"pid":100,"fds":3}`, helloMsg{}, "proto:incumbent speaks version 31522, this binary speaks 4"},
 
-		{"generation 0", helloBody(3, 0, 100, 3), helloMsg{}, "proto:bad generation 0"},
-		{"generation over 31 bits", helloBody(3, 1<<31, 100, 3), helloMsg{}, "proto:bad generation 2147483648"},
-		{"generation all ones", helloBody(3, 1<<32-1, 100, 3), helloMsg{}, "proto:bad generation 4294967295"},
-		{"pid 0", helloBody(3, 2, 0, 3), helloMsg{}, "proto:bad incumbent pid 0"},
-		{"pid over 31 bits", helloBody(3, 2, 1<<31, 3), helloMsg{}, "proto:bad incumbent pid 2147483648"},
-		{"pid all ones", helloBody(3, 2, 1<<32-1, 3), helloMsg{}, "proto:bad incumbent pid 4294967295"},
-		{"fds over the limit", helloBody(3, 2, 100, maxFds+1), helloMsg{}, "proto:bad descriptor count 1048577"},
-		{"fds all ones", helloBody(3, 2, 100, 1<<32-1), helloMsg{}, "proto:bad descriptor count 4294967295"},
+		{"generation 0", helloBody(4, 0, 100, 3), helloMsg{}, "proto:bad generation 0"},
+		{"generation over 31 bits", helloBody(4, 1<<31, 100, 3), helloMsg{}, "proto:bad generation 2147483648"},
+		{"generation all ones", helloBody(4, 1<<32-1, 100, 3), helloMsg{}, "proto:bad generation 4294967295"},
+		{"pid 0", helloBody(4, 2, 0, 3), helloMsg{}, "proto:bad incumbent pid 0"},
+		{"pid over 31 bits", helloBody(4, 2, 1<<31, 3), helloMsg{}, "proto:bad incumbent pid 2147483648"},
+		{"pid all ones", helloBody(4, 2, 1<<32-1, 3), helloMsg{}, "proto:bad incumbent pid 4294967295"},
+		{"fds over the limit", helloBody(4, 2, 100, maxFds+1), helloMsg{}, "proto:bad descriptor count 1048577"},
+		{"fds all ones", helloBody(4, 2, 100, 1<<32-1), helloMsg{}, "proto:bad descriptor count 4294967295"},
 
 		{"empty", "", helloMsg{}, "proto:H frame of 0 bytes, want 14"},
 		{"one byte", "\x00", helloMsg{}, "proto:H frame of 1 bytes, want 14"},
-		{"version only", u16(3), helloMsg{}, "proto:H frame of 2 bytes, want 14"},
+		{"version only", u16(4), helloMsg{}, "proto:H frame of 2 bytes, want 14"},
 		{"last byte missing", valid[:13], helloMsg{}, "proto:H frame of 13 bytes, want 14"},
 		{"trailing byte", valid + "\x00", helloMsg{}, "proto:H frame of 15 bytes, want 14"},
 		{"two hellos", valid + valid, helloMsg{}, "proto:H frame of 28 bytes, want 14"},
@@ -531,7 +534,7 @@ func TestParseFds(t *testing.T) {
 		// left, so a huge one is reported as such.
 		{"name length all ones", fdsBody(1, u8(codeFile)+u16(1<<16-1)+"x"), 1, 0, "proto:descriptor 0: name of 65535 bytes exceeds the limit of 255"},
 		{"name longer than the rest", fdsBody(1, u8(codeFile)+u16(10)+"abc"), 1, 0, "proto:descriptor 0: name of 10 bytes, but only 3 left"},
-		{"network longer than the rest", fdsBody(1, u8(codeListener)+str("")+u16(3)+"tc"), 1, 0, "proto:descriptor 0: network of 3 bytes, but only 2 left"},
+		{"network longer than the rest", fdsBody(1, u8(codeListener)+str("")+u16(4)+"tc"), 1, 0, "proto:descriptor 0: network of 3 bytes, but only 2 left"},
 		{"address longer than the rest", fdsBody(1, u8(codeListener)+str("")+str("tcp")+u16(4096)), 1, 0, "proto:descriptor 0: address of 4096 bytes, but only 0 left"},
 		{"actual longer than the rest", fdsBody(2, listener, u8(codeListener)+str("")+str("tcp")+str(":80")+u16(20)+":80"), 2, 0, "proto:descriptor 1: actual address of 20 bytes, but only 3 left"},
 		{"cut in a length", fdsBody(1, u8(codeFile)+"\x00"), 1, 0, "proto:descriptor 0: truncated in the length of its name"},

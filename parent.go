@@ -315,11 +315,12 @@ func (p *parent) window() time.Duration {
 // exited in time: it may be stopped (SIGSTOP) or wedged.
 var errParentSilent = errors.New("predecessor neither acknowledged ready nor exited")
 
-// ready tells the incumbent this generation is ready and waits until it
-// has acknowledged: committed to draining, or put this generation on
-// probation (see onProbation). An incumbent that is gone counts as
-// committed: there is nobody else to serve.
-func (p *parent) ready(timeout time.Duration) error {
+// ready tells the incumbent this generation is ready, passing it relay,
+// the other end of this generation's relay socket to it (relay.go), and
+// waits until it has acknowledged: committed to draining, or put this
+// generation on probation (see onProbation). An incumbent that is gone
+// counts as committed: there is nobody else to serve.
+func (p *parent) ready(timeout time.Duration, relay *os.File) error {
 	body, err := encodeReady(readyMsg{PID: os.Getpid()})
 	if err != nil {
 		return err
@@ -328,7 +329,11 @@ func (p *parent) ready(timeout time.Duration) error {
 	if err != nil {
 		return err
 	}
-	if err := p.send(frame, time.Now().Add(timeout)); err != nil {
+	p.writeMu.Lock()
+	p.conn.SetWriteDeadline(time.Now().Add(timeout))
+	err = sendFrame(p.conn, frame, []int{int(relay.Fd())})
+	p.writeMu.Unlock()
+	if err != nil {
 		select {
 		case <-p.gone:
 			return nil

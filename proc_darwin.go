@@ -18,3 +18,7 @@ func detachedAttr(pidfd *int) *syscall.SysProcAttr { return nil }
 func watchProcess(pid, pidfd int) (<-chan struct{}, error) { return nil, errLinuxOnly }
 
 func handoffFrom(fd, ppid int) bool { return os.Getppid() == ppid }
+
+// relaySockType keeps each relayed datagram a message of its own: macOS
+// has no SOCK_SEQPACKET for Unix sockets.
+const relaySockType = syscall.SOCK_DGRAM

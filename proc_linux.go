@@ -99,3 +99,7 @@ func watchProcess(pid, pidfd int) (<-chan struct{}, error) {
 	}
 	return watchPidfd(pidfd)
 }
+
+// relaySockType keeps each relayed datagram a message of its own, and
+// ends with EOF when the neighbour exits.
+const relaySockType = unix.SOCK_SEQPACKET

@@ -55,13 +55,19 @@ func fileFromFd(fd int, name string) (*os.File, error) {
 	return os.NewFile(uintptr(nfd), name), nil
 }
 
-// socketpair returns our end as a *net.UnixConn and the successor's end as
-// an *os.File to place in its descriptor table.
+// socketpair returns our end of a Unix stream socketpair as a
+// *net.UnixConn and the successor's end as an *os.File to place in its
+// descriptor table.
 func socketpair() (*net.UnixConn, *os.File, error) {
+	return socketpairOf(unix.SOCK_STREAM)
+}
+
+// socketpairOf is socketpair for a socket type of the caller's choice.
+func socketpairOf(typ int) (*net.UnixConn, *os.File, error) {
 	// ForkLock: no fork may see these descriptors before they are
 	// close-on-exec (darwin has no SOCK_CLOEXEC).
 	syscall.ForkLock.RLock()
-	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM, 0)
+	fds, err := unix.Socketpair(unix.AF_UNIX, typ, 0)
 	if err == nil {
 		unix.CloseOnExec(fds[0])
 		unix.CloseOnExec(fds[1])

@@ -219,6 +219,7 @@ func (u *Upgrader) upgrade(start startFunc, probation time.Duration) (*child, er
 		if errors.Is(r.err, os.ErrDeadlineExceeded) {
 			return timedOut()
 		}
+		c.relay = r.relay // closed by fail's kill, if it comes to that
 		if r.err != nil {
 			// EOF or an abort usually means the successor is exiting: give
 			// it a moment so the error can say how it ended.
@@ -251,6 +252,10 @@ func (u *Upgrader) upgrade(start startFunc, probation time.Duration) (*child, er
 			return fail(fmt.Errorf("acknowledging ready: %w", err))
 		}
 		c.startLink()
+		// Both serve from here, on probation too: datagrams of each
+		// one's connections may reach the other (RelayPacket). A
+		// successor that fails later is killed, which ends the link.
+		u.relays().attach(toNewer, c.relay)
 		return c, nil
 	case <-c.exited:
 		// Its last words may still be on the socket: an abort says why
@@ -258,7 +263,11 @@ func (u *Upgrader) upgrade(start startFunc, probation time.Duration) (*child, er
 		// reason is lost whenever the exit is noticed first.
 		var refused *refusedError
 		var perr *ProtocolError
-		if r, ok := c.lastWords(time.Second); ok && (errors.As(r.err, &refused) || errors.As(r.err, &perr)) {
+		r, ok := c.lastWords(time.Second)
+		if r.relay != nil {
+			r.relay.Close()
+		}
+		if ok && (errors.As(r.err, &refused) || errors.As(r.err, &perr)) {
 			return fail(fmt.Errorf("%w (%v)", r.err, c.exitError()))
 		}
 		return fail(c.exitError())

@@ -72,6 +72,11 @@ type Upgrader struct {
 	// exactly that, and its reaper goroutine collects it if it ever exits
 	// while we still run.
 	successor *child
+
+	// relay carries datagrams to and from the neighbouring generations
+	// (relay.go); made on first use.
+	relayOnce sync.Once
+	relay     *relay
 }
 
 var newCalled atomic.Bool
@@ -264,6 +269,23 @@ func (u *Upgrader) Ready() error {
 			return err
 		}
 	}
+	// The relay socket too: the ready frame carries one end.
+	var theirs *os.File
+	if u.parent != nil {
+		ours, f, err := relayPair()
+		if err != nil {
+			if tmp != "" {
+				os.Remove(tmp)
+			}
+			err = fmt.Errorf("baton: making the relay socket: %w", err)
+			u.refuse(err)
+			return err
+		}
+		theirs = f
+		// Ours is read from now on: whatever the predecessor relays
+		// once it has the other end waits in the socket till then.
+		u.relays().attach(toOlder, ours)
+	}
 	var control *ownersock.Listener
 	if u.ctl != nil {
 		var err error
@@ -271,12 +293,17 @@ func (u *Upgrader) Ready() error {
 			if tmp != "" {
 				os.Remove(tmp)
 			}
+			if theirs != nil {
+				theirs.Close()
+			}
 			u.refuse(err)
 			return err
 		}
 	}
 	if u.parent != nil {
-		if err := u.parent.ready(u.opts.upgradeTimeout()); err != nil {
+		err := u.parent.ready(u.opts.upgradeTimeout(), theirs)
+		theirs.Close()
+		if err != nil {
 			// The predecessor is stopped or wedged: serving beats waiting
 			// for it. Its own timeout kills nobody once we are on our own.
 			u.log.Warn("serving without the predecessor's acknowledgement", "predecessor", u.parent.pid, "err", err)

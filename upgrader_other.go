@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"net/netip"
 	"os"
 	"syscall"
 )
@@ -62,3 +63,16 @@ func (u *Upgrader) PredecessorState(name string) ([]byte, bool) { return nil, fa
 
 // Status is empty on this system.
 func (u *Upgrader) Status() Status { return Status{} }
+
+// RelayPacket returns ErrNotSupported on this system.
+func (u *Upgrader) RelayPacket(channel string, gen int, from netip.AddrPort, b []byte) error {
+	return ErrNotSupported
+}
+
+// RelayedPackets returns ErrNotSupported on this system.
+func (u *Upgrader) RelayedPackets(channel string) (<-chan RelayedPacket, error) {
+	return nil, ErrNotSupported
+}
+
+// RelayStats is empty on this system.
+func (u *Upgrader) RelayStats() RelayStats { return RelayStats{} }
