@@ -18,6 +18,15 @@ const (
 	// destination connection ID the server issued: it belongs to the
 	// generation that ID names.
 	Named
+	// NewestOrNamed: an Initial or 0-RTT packet whose destination
+	// connection ID has the length of ours. Either a client continuing a
+	// handshake (after the server's first Initial, a client sends every
+	// packet, Initial and 0-RTT too, to the ID the server chose), which
+	// belongs to the generation it names; or a new connection whose
+	// random ID happens to have our length, which is the newest's. The
+	// Router relays it to the generation it names if that one lives, and
+	// takes it for the newest otherwise.
+	NewestOrNamed
 )
 
 func (r Route) String() string {
@@ -28,6 +37,8 @@ func (r Route) String() string {
 		return "newest"
 	case Named:
 		return "named"
+	case NewestOrNamed:
+		return "newest-or-named"
 	}
 	return "route(?)"
 }
@@ -61,14 +72,16 @@ const maxCIDLen = 20
 // it.
 //
 //   - Long header (bit 0x80), version 1 or 2: Initial and 0-RTT are
-//     Newest, whatever their destination connection ID says (the client
-//     chose it, and a random one could look like ours); Handshake is
-//     Named if its destination connection ID is cidLen bytes long.
+//     Newest, or NewestOrNamed if their destination connection ID is
+//     cidLen bytes long (the client may have chosen it at random, and a
+//     random one can look like ours); Handshake is Named if its
+//     destination connection ID is cidLen bytes long.
 //   - Short header (bit 0x80 clear, fixed bit 0x40 set, at least 1+cidLen
 //     bytes): Named.
 //   - Anything else is Local.
 //
-// A Named generation of 0 is never a generation's: the router drops it.
+// A generation of 0 is never a generation's: the router drops a Named
+// packet for it, and takes a NewestOrNamed one for the newest.
 func Classify(b []byte, cidLen int) (Route, uint32) {
 	if len(b) == 0 || cidLen < genLen || cidLen > maxCIDLen {
 		return Local, 0
@@ -101,6 +114,9 @@ func Classify(b []byte, cidLen int) (Route, uint32) {
 	}
 	switch typ {
 	case typeInitial, type0RTT:
+		if dcidLen == cidLen {
+			return NewestOrNamed, binary.BigEndian.Uint32(b[6:])
+		}
 		return Newest, 0
 	case typeHandshake:
 		if dcidLen == cidLen {

@@ -51,7 +51,9 @@ func TestClassify(t *testing.T) {
 		{"short header just long enough", short(cidFor(7))[:1+CIDLen], Named, 7},
 		{"no fixed bit", append([]byte{0x01}, cidFor(7)...), Local, 0},
 		{"v1 initial, client dcid", long(version1, 0, client8, nil), Newest, 0},
-		{"v1 initial, dcid naming gen 3", long(version1, 0, cidFor(3), client8), Newest, 0},
+		{"v1 initial, dcid naming gen 3", long(version1, 0, cidFor(3), client8), NewestOrNamed, 3},
+		{"v1 0-RTT, dcid naming gen 4", long(version1, 1, cidFor(4), client8), NewestOrNamed, 4},
+		{"v2 initial, dcid naming gen 5", long(version2, 1, cidFor(5), client8), NewestOrNamed, 5},
 		{"v1 0-RTT", long(version1, 1, client8, client8), Newest, 0},
 		{"v1 handshake gen 3", long(version1, 2, cidFor(3), client8), Named, 3},
 		{"v1 handshake, foreign dcid length", long(version1, 2, client8, client8), Local, 0},
@@ -84,8 +86,9 @@ func TestClassifyBadCIDLen(t *testing.T) {
 }
 
 // FuzzClassify: Classify never panics; a packet built with a connection
-// ID naming a generation classifies to it; an Initial or 0-RTT packet is
-// always for the newest, whatever its connection IDs say.
+// ID naming a generation classifies to it; an Initial or 0-RTT packet
+// whose destination connection ID could not be ours is always for the
+// newest, whatever else it says.
 func FuzzClassify(f *testing.F) {
 	f.Add([]byte{}, uint32(1), byte(0), []byte{})
 	f.Add(short(cidFor(5)), uint32(5), byte(1), []byte{1, 2})
@@ -93,13 +96,14 @@ func FuzzClassify(f *testing.F) {
 	f.Add(long(version2, 1, []byte{1, 2, 3, 4, 5, 6, 7, 8}, nil), uint32(0), byte(3), []byte{})
 	f.Fuzz(func(t *testing.T, raw []byte, gen uint32, kind byte, tail []byte) {
 		// Arbitrary bytes: any answer, no panic, and a generation only
-		// with Named.
-		if route, g := Classify(raw, CIDLen); route != Named && g != 0 {
+		// with Named and NewestOrNamed.
+		if route, g := Classify(raw, CIDLen); route != Named && route != NewestOrNamed && g != 0 {
 			t.Fatalf("Classify(% x) = %v with generation %d", raw, route, g)
 		}
 		// Any long header of version 1 or 2 whose type is Initial or
-		// 0-RTT is Newest, whatever follows.
-		if len(raw) >= 6 && int(raw[5]) <= maxCIDLen && len(raw) >= 6+int(raw[5]) {
+		// 0-RTT is Newest, whatever follows, unless its destination
+		// connection ID has our length.
+		if len(raw) >= 6 && int(raw[5]) <= maxCIDLen && int(raw[5]) != CIDLen && len(raw) >= 6+int(raw[5]) {
 			b := append([]byte(nil), raw...)
 			v, typ := uint32(version1), kind&1
 			if kind&2 != 0 {
@@ -115,7 +119,8 @@ func FuzzClassify(f *testing.F) {
 		cid := cidFor(gen)
 		copy(cid[genLen:], tail)
 		var b []byte
-		switch kind % 3 {
+		want := Named
+		switch kind % 5 {
 		case 0:
 			b = append(short(cid)[:1+CIDLen], tail...)
 			b[0] = 0x40 | kind&0x3f
@@ -123,9 +128,15 @@ func FuzzClassify(f *testing.F) {
 			b = append(long(version1, 2, cid, tail[:min(len(tail), 20)]), tail...)
 		case 2:
 			b = append(long(version2, 3, cid, tail[:min(len(tail), 20)]), tail...)
+		case 3:
+			b = append(long(version1, kind>>7, cid, tail[:min(len(tail), 20)]), tail...)
+			want = NewestOrNamed
+		case 4:
+			b = append(long(version2, 1+kind>>7, cid, tail[:min(len(tail), 20)]), tail...)
+			want = NewestOrNamed
 		}
-		if route, g := Classify(b, CIDLen); route != Named || g != gen {
-			t.Fatalf("Classify(% x) = %v, %d; want named %d", b, route, g, gen)
+		if route, g := Classify(b, CIDLen); route != want || g != gen {
+			t.Fatalf("Classify(% x) = %v, %d; want %v %d", b, route, g, want, gen)
 		}
 	})
 }

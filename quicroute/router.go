@@ -20,7 +20,7 @@ type Relay interface {
 	Generation() int
 	Exit() <-chan struct{}
 	RelayPacket(channel string, gen int, from netip.AddrPort, b []byte) error
-	RelayedPackets(channel string) <-chan baton.RelayedPacket
+	RelayedPackets(channel string) (<-chan baton.RelayedPacket, error)
 	// Status says, once Exit is closed, whether a successor took over
 	// (GenDraining) or this is the final stop.
 	Status() baton.Status
@@ -85,7 +85,11 @@ type Router struct {
 	closed   chan struct{}              // closed by Close
 	readDone chan struct{}              // closed when the reader returns
 	once     sync.Once
-	retired  atomic.Bool // a successor took over: the socket is its to read
+	// retired: Exit closed; a datagram read now is routed as the
+	// successor's world has it. handedOver or finalStop says why.
+	retired    atomic.Bool
+	handedOver chan struct{} // closed: a successor took over, the socket is its to read
+	finalStop  chan struct{} // closed: the final stop, the socket is still ours
 
 	dlMu     sync.Mutex
 	deadline time.Time     // the read deadline; zero: none
@@ -123,6 +127,10 @@ func NewRouter(r Relay, conn net.PacketConn, o Options) (*Router, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	relayed, err := r.RelayedPackets(o.Channel)
+	if err != nil {
+		return nil, fmt.Errorf("quicroute: NewRouter: %w", err)
+	}
 	rt := &Router{
 		conn:     uc,
 		relay:    r,
@@ -130,10 +138,13 @@ func NewRouter(r Relay, conn net.PacketConn, o Options) (*Router, error) {
 		gen:      uint32(gen),
 		log:      log,
 		in:       make(chan packet, o.Queue),
-		relayed:  r.RelayedPackets(o.Channel),
+		relayed:  relayed,
 		closed:   make(chan struct{}),
 		readDone: make(chan struct{}),
 		dlC:      make(chan struct{}),
+
+		handedOver: make(chan struct{}),
+		finalStop:  make(chan struct{}),
 	}
 	go rt.read()
 	go rt.watchExit()
@@ -155,25 +166,27 @@ func (r *Router) Stats() Stats {
 	}
 }
 
-// watchExit stops the reader when a successor takes over: the deadline
-// unblocks its read at once. It is this process's deadline on its own
-// descriptor; the other generations' reads go on. On the final stop
-// nobody else reads the socket, and the reader goes on until Close, for
-// the drain.
+// watchExit stops the reader when Exit closes: the deadline unblocks its
+// read at once. It is this process's deadline on its own descriptor; the
+// other generations' reads go on. It stops first and asks why after:
+// Status reads /proc, and every datagram read meanwhile would be taken
+// for this generation's. If a successor took over, the socket is the
+// successor's to read from now on; on the final stop nobody else reads
+// it, and the reader goes on, for the drain.
 func (r *Router) watchExit() {
 	select {
 	case <-r.relay.Exit():
 	case <-r.closed:
 		return
 	}
-	// Status reads /proc for the older generations: once, here, to learn
-	// why Exit was closed.
-	st := r.relay.Status()
-	if len(st.Generations) == 0 || st.Generations[0].State != baton.GenDraining {
-		return
-	}
 	r.retired.Store(true)
 	r.conn.SetReadDeadline(time.Now())
+	st := r.relay.Status()
+	if len(st.Generations) > 0 && st.Generations[0].State == baton.GenDraining {
+		close(r.handedOver)
+		return
+	}
+	close(r.finalStop)
 }
 
 // read is the one reader of the socket in this process.
@@ -184,32 +197,39 @@ func (r *Router) read() {
 	buf := make([]byte, baton.MaxRelayedPacket)
 	for {
 		n, from, err := r.conn.ReadFromUDPAddrPort(buf)
-		if err != nil {
-			select {
-			case <-r.closed:
-				return
-			default:
-			}
-			if r.retired.Load() {
-				r.log.Debug("quicroute: a successor serves: no longer reading the socket")
-				return
-			}
-			if errors.Is(err, net.ErrClosed) {
-				return
-			}
-			// Linux reports an ICMP port unreachable from an earlier
-			// write as an error on the next read of an unconnected UDP
-			// socket; the socket is fine.
-			r.readErrors.Add(1)
+		if err == nil {
+			// A datagram read in the race with Exit is routed as the
+			// successor's world has it; the next read fails at once.
+			r.route(buf[:n], from, r.retired.Load())
 			continue
 		}
-		retired := r.retired.Load()
-		r.route(buf[:n], from, retired)
-		if retired {
-			// The read that raced with Exit is routed; the rest are
-			// the successor's to read.
+		select {
+		case <-r.closed:
+			return
+		default:
+		}
+		if errors.Is(err, net.ErrClosed) {
 			return
 		}
+		if r.retired.Load() {
+			select {
+			case <-r.handedOver:
+				r.log.Debug("quicroute: a successor serves: no longer reading the socket")
+				return
+			case <-r.finalStop:
+				// Nobody else reads the socket: go on, as this
+				// generation's own.
+				r.conn.SetReadDeadline(time.Time{})
+				r.retired.Store(false)
+				continue
+			case <-r.closed:
+				return
+			}
+		}
+		// Linux reports an ICMP port unreachable from an earlier
+		// write as an error on the next read of an unconnected UDP
+		// socket; the socket is fine.
+		r.readErrors.Add(1)
 	}
 }
 
@@ -217,25 +237,30 @@ func (r *Router) read() {
 // generation it belongs to.
 func (r *Router) route(b []byte, from netip.AddrPort, retired bool) {
 	route, gen := Classify(b, CIDLen)
+	if route == NewestOrNamed && gen != 0 && (gen < r.gen || gen == r.gen+1) {
+		// A handshake continuing with the generation its ID names, if
+		// that one lives; otherwise a new connection. Only an older
+		// generation or the successor can have issued an ID: one that
+		// names any other is a client's random choice.
+		if r.relay.RelayPacket(r.channel, int(gen), from, b) == nil {
+			r.relayedOut.Add(1)
+			return
+		}
+		route = Newest
+	}
 	to := r.gen
 	switch route {
 	case Newest:
 		if retired {
 			// A new connection, read after a successor took over: it
-			// is the successor's, which is at least r.gen+1, and passes
-			// it on if newer ones exist.
+			// is the successor's.
 			to = r.gen + 1
 		}
 	case Named:
 		to = gen
 	}
 	if to == r.gen {
-		select {
-		case r.in <- packet{from: from, data: append([]byte(nil), b...)}:
-			r.own.Add(1)
-		default:
-			r.queueDropped.Add(1)
-		}
+		r.deliver(b, from)
 		return
 	}
 	if err := r.relay.RelayPacket(r.channel, int(to), from, b); err != nil {
@@ -246,6 +271,16 @@ func (r *Router) route(b []byte, from netip.AddrPort, retired bool) {
 		return
 	}
 	r.relayedOut.Add(1)
+}
+
+// deliver queues a datagram for this generation's quic-go.
+func (r *Router) deliver(b []byte, from netip.AddrPort) {
+	select {
+	case r.in <- packet{from: from, data: append([]byte(nil), b...)}:
+		r.own.Add(1)
+	default:
+		r.queueDropped.Add(1)
+	}
 }
 
 // ReadFrom returns the next datagram for this generation: read from the

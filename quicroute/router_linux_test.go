@@ -65,8 +65,8 @@ func (g *gen) Status() baton.Status {
 	return baton.Status{Generations: []baton.GenerationStatus{{Generation: g.n, State: state}}}
 }
 func (g *gen) Exit() <-chan struct{} { return g.exit }
-func (g *gen) RelayedPackets(channel string) <-chan baton.RelayedPacket {
-	return g.in
+func (g *gen) RelayedPackets(channel string) (<-chan baton.RelayedPacket, error) {
+	return g.in, nil
 }
 
 func (g *gen) RelayPacket(channel string, n int, from netip.AddrPort, b []byte) error {

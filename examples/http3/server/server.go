@@ -122,6 +122,7 @@ func Run(cfg Config, log *slog.Logger) error {
 		TokenGeneratorKey: &keys.Token,
 		ConnContext:       conns.TransportConnContext,
 	}
+
 	var router *quicroute.Router
 	if cfg.Route {
 		router, err = quicroute.NewRouter(upg, pc, quicroute.Options{Logger: log})
