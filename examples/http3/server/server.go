@@ -105,10 +105,6 @@ func Run(cfg Config, log *slog.Logger) error {
 	if err := upg.TLSSessionTickets(tlsConf, baton.TicketOptions{}); err != nil {
 		return err
 	}
-	keys, err := quicroute.Keys(upg)
-	if err != nil {
-		return err
-	}
 	// The very socket the predecessor served.
 	pc, err := upg.ListenPacket("udp", cfg.Listen)
 	if err != nil {
@@ -116,22 +112,28 @@ func Run(cfg Config, log *slog.Logger) error {
 	}
 
 	conns := quicroute.NewConns()
-	tr := &quic.Transport{
-		Conn:              pc,
-		StatelessResetKey: &keys.StatelessReset,
-		TokenGeneratorKey: &keys.Token,
-		ConnContext:       conns.TransportConnContext,
-	}
-
+	tr := &quic.Transport{Conn: pc, ConnContext: conns.TransportConnContext}
 	var router *quicroute.Router
 	if cfg.Route {
+		// Tokens and stateless resets good in every generation.
+		keys, err := quicroute.Keys(upg)
+		if err != nil {
+			pc.Close()
+			return err
+		}
 		router, err = quicroute.NewRouter(upg, pc, quicroute.Options{Logger: log})
 		if err != nil {
 			pc.Close()
 			return err
 		}
 		tr.Conn, tr.ConnectionIDGenerator = router, router.CIDGenerator()
+		tr.StatelessResetKey, tr.TokenGeneratorKey = &keys.StatelessReset, &keys.Token
 	}
+	// Without routing, quic-go's defaults, as a server is written today:
+	// no stateless resets (with one key shared, each generation would
+	// reset the connections of the other, whose datagrams it reads), a
+	// token key of its own.
+
 	// http3 clones the config it is given, which would freeze the
 	// session ticket keys TLSSessionTickets rotates: hand it tlsConf
 	// itself for every handshake instead.

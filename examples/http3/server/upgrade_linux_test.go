@@ -478,3 +478,52 @@ func BenchmarkUpgrades(b *testing.B) {
 		})
 	}
 }
+
+// SIGTERM drains and stops: a slow request in progress completes, its
+// connection then ends gracefully, the process exits 0 and the final stop
+// removes the PID file.
+func TestStopDrains(t *testing.T) {
+	srv := startServer(t, true)
+	c := newClient(0, srv.addr, srv.roots)
+	defer c.h3.Close()
+	if pid, err := c.get(false); err != nil || pid != srv.current() {
+		t.Fatalf("GET / = %d, %v; want pid=%d", pid, err, srv.current())
+	}
+	type result struct {
+		pid int
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		pid, err := c.get(true)
+		done <- result{pid, err}
+	}()
+	// The slow request is on its way: its delay outlasts this wait, so it
+	// is in progress when SIGTERM arrives.
+	time.Sleep(slowDelay / 4)
+	srv.stop()
+	select {
+	case r := <-done:
+		if r.err != nil || r.pid != srv.current() {
+			t.Fatalf("the slow request across SIGTERM = %d, %v; want pid=%d", r.pid, r.err, srv.current())
+		}
+	case <-time.After(upgradeStep):
+		t.Fatal("the slow request did not end")
+	}
+	c.mu.Lock()
+	conns := c.conns
+	c.mu.Unlock()
+	for _, conn := range conns {
+		select {
+		case <-conn.Context().Done():
+		case <-time.After(upgradeStep):
+			t.Fatal("a connection is still open after the server stopped")
+		}
+		if cause := context.Cause(conn.Context()); !isGraceful(cause) {
+			t.Errorf("a connection ended with %v; want H3_NO_ERROR", cause)
+		}
+	}
+	if _, err := os.Stat(srv.pidFile); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the PID file is still there after the final stop (%v)", err)
+	}
+}
