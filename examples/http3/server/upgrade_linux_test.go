@@ -346,12 +346,15 @@ func runUpgrades(tb testing.TB, route bool, upgrades int) figures {
 
 	f := figures{upgrades: upgrades, elapsed: time.Since(start)}
 	var steady, during []time.Duration
+	logged := 0 // errors logged: a few say what failed; the rest are counted
 	for _, c := range cs {
 		c.mu.Lock()
 		f.requests += c.requests
 		f.failed += c.failed
 		for _, err := range c.errs {
-			tb.Logf("client %d: %v", c.id, err)
+			if logged++; logged <= 5 {
+				tb.Logf("client %d: %v", c.id, err)
+			}
 		}
 		for _, s := range c.samples {
 			if s.slow {
@@ -384,7 +387,7 @@ func runUpgrades(tb testing.TB, route bool, upgrades int) figures {
 				f.resets++
 			default:
 				f.otherEnds++
-				if f.otherEnds <= 3 {
+				if logged++; logged <= 5 {
 					tb.Logf("client %d: a connection ended with %v", c.id, cause)
 				}
 			}
