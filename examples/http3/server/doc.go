@@ -49,19 +49,22 @@
 // 5 s (go test -run '^$' -bench Upgrades -benchtime 20x ./server, 2
 // cores):
 //
-//	             requests  failed  handshakes  idle timeouts  resets  p99 steady  p99 upgrades  relayed
-//	-route=true     7,196       0         672              0       0     15.9 ms      162.7 ms     1,490
-//	-route=false   42,321     337       1,007            337       0      7.5 ms      849.0 ms         0
+//	              requests  failed  handshakes  idle timeouts  resets  mean drain  p99 steady  p99 upgrades  relayed
+//	-route=true      7,397       0         672              0       0       88 ms      4.9 ms       37.0 ms    1,405
+//	-route=false    51,008     336       1,002            332       0    5,001 ms      3.4 ms      592.5 ms        0
 //
 // With routing every one of the 672 connections (32 per generation: each
 // client reconnects once per upgrade, after GOAWAY) ended with
 // H3_NO_ERROR and every drain finished well before its deadline. Without,
-// 337 connections died of idle timeouts, each failing the request it
-// carried, and every drain ran to its deadline. p99 is of the fast
+// 332 connections died of idle timeouts, each failing the request it
+// carried (4 more requests failed otherwise), and every drain ran to its
+// deadline, its clients' datagrams read by the successor half the time. p99 is of the fast
 // requests, by whether they started in an upgrade (SIGHUP until every
 // client was answered by the successor, which includes each client's new
 // handshake) or between. The steady-state cost of routing is the
 // Router's hop: every datagram goes through one goroutine and a queue,
 // and quic-go reads one datagram per call instead of in batches
-// (recvmmsg) as it does on a bare *net.UDPConn.
+// (recvmmsg) as it does on a bare *net.UDPConn. The latencies vary from
+// run to run on a shared machine: an earlier run measured 15.9 and
+// 162.7 ms with routing, 7.5 and 849 ms without.
 package server

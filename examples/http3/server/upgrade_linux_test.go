@@ -279,14 +279,27 @@ type figures struct {
 	relayed, received       int
 	relayDropped, queueDrop int
 	atDeadline, refused     int
+	drains                  []time.Duration
 	p99Steady, p99Upgrade   time.Duration
 	nSteady, nUpgrade       int
 	elapsed                 time.Duration
 }
 
+// meanDrain is the mean time a retiring generation took to drain.
+func (f figures) meanDrain() time.Duration {
+	if len(f.drains) == 0 {
+		return 0
+	}
+	var total time.Duration
+	for _, d := range f.drains {
+		total += d
+	}
+	return total / time.Duration(len(f.drains))
+}
+
 func (f figures) String() string {
-	return fmt.Sprintf("%d upgrades in %v: requests %d, failed %d; QUIC handshakes %d; connections ended gracefully %d, by idle timeout %d, by stateless reset %d, otherwise %d, never ended %d; datagrams relayed %d, received by old generations %d, relay dropped %d, queue dropped %d; drains: connections closed at the deadline %d, handshakes refused %d; p99 of fast requests steady %v (%d), during upgrades %v (%d)",
-		f.upgrades, f.elapsed.Round(time.Millisecond), f.requests, f.failed, f.handshakes, f.graceful, f.idle, f.resets, f.otherEnds, f.open,
+	return fmt.Sprintf("%d upgrades in %v: mean drain %v; requests %d, failed %d; QUIC handshakes %d; connections ended gracefully %d, by idle timeout %d, by stateless reset %d, otherwise %d, never ended %d; datagrams relayed %d, received by old generations %d, relay dropped %d, queue dropped %d; drains: connections closed at the deadline %d, handshakes refused %d; p99 of fast requests steady %v (%d), during upgrades %v (%d)",
+		f.upgrades, f.elapsed.Round(time.Millisecond), f.meanDrain().Round(time.Millisecond), f.requests, f.failed, f.handshakes, f.graceful, f.idle, f.resets, f.otherEnds, f.open,
 		f.relayed, f.received, f.relayDropped, f.queueDrop, f.atDeadline, f.refused, f.p99Steady, f.nSteady, f.p99Upgrade, f.nUpgrade)
 }
 
@@ -406,6 +419,13 @@ func runUpgrades(tb testing.TB, route bool, upgrades int) figures {
 		f.queueDrop += n("queue_dropped")
 		f.atDeadline += n("at_deadline")
 		f.refused += n("refused")
+		if d, err := time.ParseDuration(proctest.Field(l, "took")); err == nil {
+			f.drains = append(f.drains, d)
+		}
+	}
+	// The final stop drains too; only the upgrades' drains count.
+	if len(f.drains) == upgrades+1 {
+		f.drains = f.drains[:upgrades]
 	}
 	return f
 }
@@ -476,6 +496,7 @@ func BenchmarkUpgrades(b *testing.B) {
 			b.ReportMetric(float64(f.resets), "resets")
 			b.ReportMetric(float64(f.upgrades), "upgrades")
 			b.ReportMetric(float64(f.relayed), "relayed")
+			b.ReportMetric(float64(f.meanDrain().Milliseconds()), "drain-ms")
 			b.ReportMetric(float64(f.p99Steady.Microseconds())/1000, "p99-steady-ms")
 			b.ReportMetric(float64(f.p99Upgrade.Microseconds())/1000, "p99-upgrade-ms")
 		})
