@@ -19,11 +19,16 @@
 //     packet a client sends after the handshake's first flight carries one
 //     as its destination connection ID.
 //   - Classify reads a datagram's header, strictly and without state
-//     (RFC 8999 §5, RFC 9000 §17): an Initial or 0-RTT packet (destination
-//     ID chosen by the client) is a new connection, for the newest
-//     generation; a Handshake or short-header packet belongs to the
-//     generation its destination ID names; anything else stays where it
-//     was read, and quic-go drops it.
+//     (RFC 8999 §5, RFC 9000 §17): an Initial or 0-RTT packet is a new
+//     connection, for the newest generation, unless its destination ID has
+//     the length of ours: a client continuing a handshake sends those to
+//     the ID the server chose, and the Router relays them to the
+//     generation it names if that one lives (a client's random ID that
+//     happens to look like ours names one with odds of about
+//     generations/2^32, and still reaches the newest if that generation is
+//     gone or not among the plausible ones); a Handshake or short-header
+//     packet belongs to the generation its destination ID names; anything
+//     else stays where it was read, and quic-go drops it.
 //   - Router is the net.PacketConn given to quic.Transport. It reads the
 //     socket in one goroutine, hands this generation's datagrams to
 //     quic-go through a bounded queue, and relays the others over baton's
@@ -52,11 +57,21 @@
 //   - A datagram for a generation that is gone (or never was) is dropped
 //     and counted by baton, never looped: a relayed datagram travels only
 //     toward the generation it names.
-//   - A handshake in flight at the moment of an upgrade: its Handshake
-//     packets reach the old generation, but the client's later Initial
-//     packets (acknowledgements, carrying the server's connection ID) go to
-//     the newest, which does not know them. The handshake completes on the
-//     Handshake packets; the cost is a retransmission at most.
+//   - Between the successor's ready and the retiring generation's Exit,
+//     both read the socket: a new connection whose first datagram the
+//     retiring one reads is its to serve and drain, and the rest of that
+//     handshake reaches it by its connection ID. Once Exit is closed the
+//     Router stops reading at once (it asks baton why only afterwards),
+//     and a new connection's datagram it read in that instant goes to the
+//     successor. A client's first flight split over two datagrams (a
+//     post-quantum key share makes the ClientHello longer than one) can be
+//     split between the two readers in that window: the client's
+//     retransmission completes the handshake with the successor, and the
+//     half the retiring one holds ends by quic-go's handshake timeout,
+//     which Drain waits for (bounded by its deadline).
+//   - A datagram still on its way when its generation exits (a client's
+//     acknowledgement of its own close, say) is dropped and counted: its
+//     connection is over.
 //   - The generation is visible in every connection ID (see CIDGenerator):
 //     an observer learns how often the server was upgraded and can group a
 //     generation's connections.

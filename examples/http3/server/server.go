@@ -187,6 +187,10 @@ func Run(cfg Config, log *slog.Logger) error {
 	if router != nil {
 		st := router.Stats()
 		args = append(args, "own", st.Own, "relayed", st.Relayed, "received", st.Received, "relay_dropped", st.RelayDropped, "queue_dropped", st.QueueDropped)
+		// baton's side: what the links carried, passed on and dropped.
+		rs := upg.RelayStats()
+		args = append(args, "link_sent", rs.Sent, "link_passed_on", rs.PassedOn, "link_received", rs.Received,
+			"link_dropped_gone", rs.DroppedGone, "link_dropped_full", rs.DroppedFull, "link_dropped_unclaimed", rs.DroppedUnclaimed)
 	}
 	if err != nil {
 		args = append(args, "cause", err)
