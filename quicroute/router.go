@@ -105,8 +105,10 @@ type packet struct {
 }
 
 // NewRouter routes the datagrams of conn, a UDP socket from
-// baton.Upgrader.ListenPacket, for r's generation. The Router owns conn:
-// Close closes it. Use r's generation's CIDGenerator (NewCIDGenerator) as
+// baton.Upgrader.ListenPacket, for r's generation. Call it before Ready:
+// the predecessor relays datagrams from the moment this generation is
+// ready, and reads the socket no more. The Router owns conn: Close closes
+// it. Use r's generation's CIDGenerator (NewCIDGenerator) as
 // the Transport's ConnectionIDGenerator.
 func NewRouter(r Relay, conn net.PacketConn, o Options) (*Router, error) {
 	uc, ok := conn.(*net.UDPConn)

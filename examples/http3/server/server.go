@@ -167,6 +167,15 @@ func Run(cfg Config, log *slog.Logger) error {
 
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.Drain)
 	defer cancel()
+	// Hurry: a newer generation found too many draining, or an operator
+	// sent baton.HurrySignal: the deadline is now.
+	go func() {
+		select {
+		case <-upg.Hurry():
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
 	start := time.Now()
 	var res quicroute.DrainResult
 	if cfg.Route {

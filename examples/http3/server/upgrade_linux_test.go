@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/batonhq/baton"
 	"github.com/batonhq/baton/internal/proctest"
 	"github.com/quic-go/quic-go"
 	"github.com/quic-go/quic-go/http3"
@@ -83,6 +84,11 @@ type server struct {
 
 func startServer(tb testing.TB, route bool) *server {
 	tb.Helper()
+	return startServerDrain(tb, route, drainDeadline)
+}
+
+func startServerDrain(tb testing.TB, route bool, drain time.Duration) *server {
+	tb.Helper()
 	dir := tb.TempDir()
 	certFile, keyFile, roots := proctest.TLSCert(tb, dir)
 	pidFile := filepath.Join(dir, "http3.pid")
@@ -93,7 +99,7 @@ func startServer(tb testing.TB, route bool) *server {
 		// checked for reports).
 		env = append(env, "GORACE=atexit_sleep_ms=0")
 	}
-	p := proctest.Start(tb, "http3", env, "-listen", "127.0.0.1:0", "-pid-file", pidFile, "-drain", drainDeadline.String(),
+	p := proctest.Start(tb, "http3", env, "-listen", "127.0.0.1:0", "-pid-file", pidFile, "-drain", drain.String(),
 		"-tls-cert", certFile, "-tls-key", keyFile, "-route="+strconv.FormatBool(route))
 	s := &server{tb: tb, p: p, pidFile: pidFile, roots: roots}
 	tb.Cleanup(func() {
@@ -550,4 +556,67 @@ func TestStopDrains(t *testing.T) {
 	if _, err := os.Stat(srv.pidFile); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("the PID file is still there after the final stop (%v)", err)
 	}
+}
+
+// baton.HurrySignal to a draining generation ends its drain at once: the
+// request it still serves is cut, its connection closed with H3_NO_ERROR
+// (never left to an idle timeout), and the client's next request goes to
+// the successor.
+func TestHurryEndsDrain(t *testing.T) {
+	const longDrain = 10 * time.Minute // never reached: Hurry ends it
+	srv := startServerDrain(t, true, longDrain)
+	c := newClient(0, srv.addr, srv.roots)
+	defer c.h3.Close()
+	if pid, err := c.get(false); err != nil || pid != srv.current() {
+		t.Fatalf("GET / = %d, %v; want pid=%d", pid, err, srv.current())
+	}
+	errc := make(chan error, 1)
+	go func() {
+		// Longer than the test: only the hurry ends it.
+		req, _ := http.NewRequest(http.MethodGet, c.url+"?delay=1h", nil)
+		rsp, err := c.h3.RoundTrip(req)
+		if err == nil {
+			_, err = io.ReadAll(rsp.Body)
+			rsp.Body.Close()
+		}
+		errc <- err
+	}()
+	// Time for the request to reach the server, which has no hook to
+	// say so; an upgrade takes longer still.
+	time.Sleep(slowDelay / 4)
+	old := srv.current()
+	srv.upgrade()
+	if err := syscall.Kill(old, baton.HurrySignal); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-errc:
+		if err == nil {
+			t.Fatal("the hour-long request completed; want it cut by the hurry")
+		}
+	case <-time.After(upgradeStep):
+		t.Fatal("the hour-long request still runs after the hurry")
+	}
+	if err := proctest.Reap(old, upgradeStep); err != nil {
+		t.Fatalf("the hurried generation did not exit: %v", err)
+	}
+	c.mu.Lock()
+	first := c.conns[0]
+	c.mu.Unlock()
+	select {
+	case <-first.Context().Done():
+	case <-time.After(upgradeStep):
+		t.Fatal("the hurried generation's connection is still open")
+	}
+	if cause := context.Cause(first.Context()); !isGraceful(cause) {
+		t.Errorf("the hurried generation's connection ended with %v; want H3_NO_ERROR", cause)
+	}
+	line := srv.waitLog(fmt.Sprintf("msg=drained pid=%d ", old))
+	if proctest.Field(line, "at_deadline") != "1" || !strings.Contains(line, `cause="context canceled"`) {
+		t.Errorf("drain log %q: want 1 connection closed when the hurry cancelled the drain", line)
+	}
+	if pid, err := c.get(false); err != nil || pid != srv.current() {
+		t.Errorf("GET / after the hurry = %d, %v; want pid=%d", pid, err, srv.current())
+	}
+	srv.stop()
 }
