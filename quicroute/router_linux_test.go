@@ -28,6 +28,9 @@ import (
 type links struct {
 	mu   sync.Mutex
 	gens map[int]*gen
+	// asked, if not nil, hears of every RelayPacket call: the
+	// generation asked for.
+	asked chan int
 }
 
 type gen struct {
@@ -72,7 +75,11 @@ func (g *gen) RelayedPackets(channel string) (<-chan baton.RelayedPacket, error)
 func (g *gen) RelayPacket(channel string, n int, from netip.AddrPort, b []byte) error {
 	g.links.mu.Lock()
 	to := g.links.gens[n]
+	asked := g.links.asked
 	g.links.mu.Unlock()
+	if asked != nil {
+		asked <- n
+	}
 	if to == nil || n == g.n {
 		return fmt.Errorf("generation %d: %w", n, baton.ErrRelayDropped)
 	}
@@ -359,5 +366,52 @@ func TestRouterFinalStop(t *testing.T) {
 	}
 	if st := s.router.Stats(); st.Relayed != 0 || st.Own == 0 {
 		t.Errorf("router: %+v, want every datagram its own", st)
+	}
+}
+
+// TestRouterDrops: a datagram for a generation that is gone is dropped
+// and counted, not delivered; one that finds the queue to quic-go full is
+// dropped and counted; neither blocks the reader.
+func TestRouterDrops(t *testing.T) {
+	sock, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := links{asked: make(chan int, 1)}
+	r, err := NewRouter(l.add(1), sock, Options{Queue: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	client, err := net.DialUDP("udp", nil, sock.LocalAddr().(*net.UDPAddr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	// Three of generation 1's datagrams, which nobody reads from the
+	// Router, then one for generation 9, which never was.
+	for _, g := range []uint32{1, 1, 1, 9} {
+		if _, err := client.Write(short(cidFor(g))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	select {
+	case g := <-l.asked:
+		if g != 9 {
+			t.Fatalf("RelayPacket asked for generation %d, want 9", g)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the datagram for generation 9 was never routed")
+	}
+	// The reader routes in order: the first datagram is queued, the
+	// next two found the queue full, the last was relayed and dropped.
+	want := Stats{Own: 1, QueueDropped: 2, RelayDropped: 1}
+	if st := r.Stats(); st != want {
+		t.Fatalf("Stats() = %+v, want %+v", st, want)
+	}
+	b := make([]byte, 100)
+	n, from, err := r.ReadFrom(b)
+	if err != nil || from.String() != client.LocalAddr().String() || string(b[:n]) != string(short(cidFor(1))) {
+		t.Fatalf("ReadFrom = %d bytes from %v, %v; want generation 1's datagram from %v", n, from, err, client.LocalAddr())
 	}
 }
