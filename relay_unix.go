@@ -240,11 +240,14 @@ func (r *relay) deliver(m relayMsg) {
 		r.droppedUnclaimed.Add(1)
 		return
 	}
-	// A copy: m.Data is the reader's buffer.
+	// Counted first: whoever reads the queue may look at the counts
+	// before this goroutine runs again. A copy: m.Data is the reader's
+	// buffer.
+	r.received.Add(1)
 	select {
 	case q <- RelayedPacket{From: m.From, Data: append([]byte(nil), m.Data...)}:
-		r.received.Add(1)
 	default:
+		r.received.Add(^uint64(0))
 		r.droppedFull.Add(1)
 	}
 }
