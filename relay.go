@@ -71,7 +71,8 @@ type RelayStats struct {
 	// Received counts datagrams delivered to a RelayedPackets queue.
 	Received uint64
 	// DroppedGone counts datagrams for a generation no link leads to:
-	// it has exited, or never was.
+	// it has exited, or never was; or that arrived from the side of the
+	// generation they were for, which stopped while they were under way.
 	DroppedGone uint64
 	// DroppedFull counts datagrams that found a relay socket's buffer
 	// or a RelayedPackets queue full.

@@ -141,6 +141,7 @@ func newUpgrader(opts Options) (*Upgrader, error) {
 				return nil, err
 			}
 			u.parent, u.gen, u.mgr.byUpgrade = p, p.generation, true
+			p.relay.Store(u.relays())
 			u.reg.inherit(entries)
 			if err := u.preflight(); err != nil {
 				return nil, err
@@ -547,6 +548,9 @@ func (u *Upgrader) Stop() {
 	}
 	u.mu.Unlock()
 
+	if !final {
+		u.spliceRelay()
+	}
 	// A successor that stops before it was ready leaves the inherited
 	// socket files alone: its predecessor still serves them.
 	u.reg.closeAll(final, final && served)
