@@ -24,10 +24,12 @@ import (
 // SOCK_DGRAM on macOS, which has no SOCK_SEQPACKET for Unix sockets). The
 // successor creates it and passes one end with its ready frame, so it
 // works from the moment both serve (a probation included) for as long as
-// both live. A datagram for a generation two or more away travels from
-// neighbour to neighbour. Each hop moves it strictly toward its
-// generation, and a generation refuses one that came from the wrong side,
-// so no datagram ever loops.
+// both live; a generation that stops passes its relay socket to its
+// predecessor on to its successor, which joins the two directly. A
+// datagram for a generation two or more away travels from neighbour to
+// neighbour. Each hop moves it strictly toward its generation, and a
+// generation drops one that came from the wrong side, so no datagram
+// ever loops.
 //
 // Nothing on the way waits: a datagram that finds its link's socket
 // buffer full, its generation gone, or no queue to take it, is dropped and
@@ -81,8 +83,8 @@ type RelayStats struct {
 	// never asked for with RelayedPackets.
 	DroppedUnclaimed uint64
 	// DroppedMalformed counts datagrams that could not be relayed as
-	// they were: larger than MaxRelayedPacket, empty, or, from another
-	// generation, malformed or from the wrong side.
+	// they were: larger than MaxRelayedPacket or empty, or, from another
+	// generation, a malformed relay message.
 	DroppedMalformed uint64
 }
 
