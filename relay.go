@@ -66,26 +66,26 @@ type RelayedPacket struct {
 type RelayStats struct {
 	// Sent counts datagrams this generation put on a relay socket:
 	// its own (RelayPacket) and those it passed on.
-	Sent uint64
+	Sent uint64 `json:"sent"`
 	// PassedOn counts the datagrams of Sent that another generation
 	// relayed for a third one.
-	PassedOn uint64
+	PassedOn uint64 `json:"passed_on"`
 	// Received counts datagrams delivered to a RelayedPackets queue.
-	Received uint64
+	Received uint64 `json:"received"`
 	// DroppedGone counts datagrams for a generation no link leads to:
 	// it has exited, or never was; or that arrived from the side of the
 	// generation they were for, which stopped while they were under way.
-	DroppedGone uint64
+	DroppedGone uint64 `json:"dropped_gone"`
 	// DroppedFull counts datagrams that found a relay socket's buffer
 	// or a RelayedPackets queue full.
-	DroppedFull uint64
+	DroppedFull uint64 `json:"dropped_full"`
 	// DroppedUnclaimed counts datagrams for a channel this generation
 	// never asked for with RelayedPackets.
-	DroppedUnclaimed uint64
+	DroppedUnclaimed uint64 `json:"dropped_unclaimed"`
 	// DroppedMalformed counts datagrams that could not be relayed as
 	// they were: larger than MaxRelayedPacket or empty, or, from another
 	// generation, a malformed relay message.
-	DroppedMalformed uint64
+	DroppedMalformed uint64 `json:"dropped_malformed"`
 }
 
 // The relay message, one per datagram on a relay socket:
