@@ -101,11 +101,12 @@ func relayMain() {
 				fmt.Printf("relay-upgrade-failed gen=%d err=%q\n", gen, err)
 				continue
 			}
+			<-upg.Exit()
 			draining = true
 			// Stop reading, keep writing: a draining reader would take
 			// the successor's datagrams.
 			udp.SetReadDeadline(time.Now())
-			fmt.Printf("relay-draining gen=%d pid=%d\n", gen, os.Getpid())
+			fmt.Printf("relay-draining gen=%d pid=%d handed-over=%t\n", gen, os.Getpid(), upg.HandedOver())
 		case syscall.SIGUSR2:
 			mu.Lock()
 			to := remembered
@@ -117,7 +118,7 @@ func relayMain() {
 				continue
 			}
 			upg.Stop()
-			fmt.Printf("relay-exit gen=%d pid=%d\n", gen, os.Getpid())
+			fmt.Printf("relay-exit gen=%d pid=%d handed-over=%t\n", gen, os.Getpid(), upg.HandedOver())
 			os.Exit(0)
 		}
 	}
@@ -144,12 +145,20 @@ func TestRelayAcrossGenerations(t *testing.T) {
 		}
 		pids[gen], _ = strconv.Atoi(proctest.Field(line, "pid"))
 		proctest.Track(t, pids[gen], 15*time.Second)
-		if _, err := p.WaitLine(fmt.Sprintf("relay-draining gen=%d ", gen-1), 10*time.Second); err != nil {
+		line, err = p.WaitLine(fmt.Sprintf("relay-draining gen=%d ", gen-1), 10*time.Second)
+		if err != nil {
 			t.Fatal(err)
+		}
+		if proctest.Field(line, "handed-over") != "true" {
+			t.Errorf("%s: want HandedOver true once a successor took over", line)
 		}
 	}
 	t.Cleanup(func() {
 		syscall.Kill(pids[3], syscall.SIGTERM)
+		// The last generation's Exit is closed by Stop: nobody took over.
+		if line, err := p.WaitLine("relay-exit gen=3 ", 10*time.Second); err != nil || proctest.Field(line, "handed-over") != "false" {
+			t.Errorf("generation 3 stopped: %q, %v; want HandedOver false after the final Stop", line, err)
+		}
 		syscall.Kill(pids[2], syscall.SIGUSR1)
 		syscall.Kill(pids[1], syscall.SIGUSR1)
 	})

@@ -212,6 +212,17 @@ func (u *Upgrader) HasParent() bool { return u.parent != nil }
 // after a successful Upgrade, or after Stop.
 func (u *Upgrader) Exit() <-chan struct{} { return u.exitC }
 
+// HandedOver reports whether a successor took over from this generation.
+// Once Exit is closed it says why: true, a successor serves and this
+// generation drains beside it; false, Stop closed it, and nobody else
+// serves (a process that still reads a shared socket, say, goes on
+// reading it through its drain).
+func (u *Upgrader) HandedOver() bool {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.handedOver
+}
+
 // WaitForParent blocks until the predecessor has exited, or ctx is done. It
 // returns nil at once for a first generation.
 func (u *Upgrader) WaitForParent(ctx context.Context) error {
