@@ -104,6 +104,7 @@ func (u *Upgrader) takeOver() error {
 		return fmt.Errorf("baton: control socket %s: %w", u.ctl.path, err)
 	}
 	u.parent, u.gen = p, p.generation
+	p.relay.Store(u.relays())
 	u.reg.inherit(entries)
 	u.log.Info("took over through the control socket", "generation", u.gen, "predecessor", pid, "fds", len(entries))
 	return nil

@@ -69,6 +69,10 @@
 //	                                        exactly one descriptor attached
 //	successor → incumbent   connAck    'K'  it is the successor's now
 //	                   or   connRefuse 'N'  it is still the incumbent's
+//	incumbent → successor   relay      'L'  at most once, as the incumbent
+//	                                        stops: empty, with exactly one
+//	                                        descriptor, its relay socket to
+//	                                        its own predecessor
 //
 // Integers are unsigned and big-endian; a string is a u16 length and that
 // many bytes; a blob is a u32 length and that many bytes. The bodies:
@@ -207,10 +211,14 @@
 //	a state name), address family u8 (4 or 6), address (4 or 16 bytes),
 //	port u16, then the datagram itself (1 to MaxRelayedPacket bytes)
 //
-// parsed as strictly as the frames. A generation relays only between its
-// neighbours: if a middle generation exits while an older one still
-// serves connections, datagrams for the older one are dropped from then
-// on.
+// parsed as strictly as the frames. A generation that stops (Stop) after
+// it handed over passes its relay socket to its predecessor on to its
+// successor (the relay frame), so the generations on either side of it
+// relay to each other directly: a middle generation that finishes its
+// drain first does not cut the older ones off. One that dies without
+// Stop does: datagrams for the generations beyond it are dropped and
+// counted from then on, and their connections end as the network would
+// end them.
 //
 // The link works in all three topologies that have one: Upgrade's child,
 // the interim generation of a supervised restart, and a new instance that

@@ -87,6 +87,12 @@ const (
 	frameConnAck    = 'K'
 	frameConnRefuse = 'N'
 
+	// frameRelay passes the incumbent's relay socket to its own
+	// predecessor on to the successor, as the incumbent stops: the two
+	// generations it joined relay to each other directly from then on
+	// (relay.go). Empty, with exactly one descriptor.
+	frameRelay = 'L'
+
 	frameHeaderLen = 5
 
 	// maxFrameBody bounds every body we accept. The largest legitimate body
@@ -233,7 +239,7 @@ func parseHeader(h []byte) (typ byte, n int, err error) {
 	typ = h[0]
 	switch typ {
 	case frameHello, frameFds, frameReady, frameAbort, frameAck, framePassed, frameServing, frameTakeover,
-		frameState, frameConn, frameConnAck, frameConnRefuse:
+		frameState, frameConn, frameConnAck, frameConnRefuse, frameRelay:
 	default:
 		return 0, 0, protoErrorf("unknown frame type %q", typ)
 	}

@@ -534,7 +534,7 @@ func TestParseFds(t *testing.T) {
 		// left, so a huge one is reported as such.
 		{"name length all ones", fdsBody(1, u8(codeFile)+u16(1<<16-1)+"x"), 1, 0, "proto:descriptor 0: name of 65535 bytes exceeds the limit of 255"},
 		{"name longer than the rest", fdsBody(1, u8(codeFile)+u16(10)+"abc"), 1, 0, "proto:descriptor 0: name of 10 bytes, but only 3 left"},
-		{"network longer than the rest", fdsBody(1, u8(codeListener)+str("")+u16(4)+"tc"), 1, 0, "proto:descriptor 0: network of 3 bytes, but only 2 left"},
+		{"network longer than the rest", fdsBody(1, u8(codeListener)+str("")+u16(3)+"tc"), 1, 0, "proto:descriptor 0: network of 3 bytes, but only 2 left"},
 		{"address longer than the rest", fdsBody(1, u8(codeListener)+str("")+str("tcp")+u16(4096)), 1, 0, "proto:descriptor 0: address of 4096 bytes, but only 0 left"},
 		{"actual longer than the rest", fdsBody(2, listener, u8(codeListener)+str("")+str("tcp")+str(":80")+u16(20)+":80"), 2, 0, "proto:descriptor 1: actual address of 20 bytes, but only 3 left"},
 		{"cut in a length", fdsBody(1, u8(codeFile)+"\x00"), 1, 0, "proto:descriptor 0: truncated in the length of its name"},

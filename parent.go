@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -16,6 +17,9 @@ import (
 type parent struct {
 	pid  int
 	conn *net.UnixConn
+	// relay takes the relay socket the incumbent passes on as it stops
+	// (frameRelay); set by New, read by watch.
+	relay atomic.Pointer[relay]
 	// generation is the one the incumbent gave this process.
 	generation int
 
@@ -197,6 +201,16 @@ func (p *parent) watch() {
 		case acked && !onProbation && typ == frameConn:
 			if !p.takeConn(body, fds, truncated) {
 				return
+			}
+		case acked && !onProbation && typ == frameRelay && len(body) == 0 && len(fds) == 1 && !truncated:
+			conn, err := relayConn(fds[0])
+			if err != nil {
+				return
+			}
+			if r := p.relay.Load(); r != nil {
+				r.attach(toOlder, conn)
+			} else {
+				conn.Close()
 			}
 		default:
 			// A second ack, a passed without a probation or twice, a

@@ -24,10 +24,12 @@ import (
 // SOCK_DGRAM on macOS, which has no SOCK_SEQPACKET for Unix sockets). The
 // successor creates it and passes one end with its ready frame, so it
 // works from the moment both serve (a probation included) for as long as
-// both live. A datagram for a generation two or more away travels from
-// neighbour to neighbour. Each hop moves it strictly toward its
-// generation, and a generation refuses one that came from the wrong side,
-// so no datagram ever loops.
+// both live; a generation that stops passes its relay socket to its
+// predecessor on to its successor, which joins the two directly. A
+// datagram for a generation two or more away travels from neighbour to
+// neighbour. Each hop moves it strictly toward its generation, and a
+// generation drops one that came from the wrong side, so no datagram
+// ever loops.
 //
 // Nothing on the way waits: a datagram that finds its link's socket
 // buffer full, its generation gone, or no queue to take it, is dropped and
@@ -64,25 +66,26 @@ type RelayedPacket struct {
 type RelayStats struct {
 	// Sent counts datagrams this generation put on a relay socket:
 	// its own (RelayPacket) and those it passed on.
-	Sent uint64
+	Sent uint64 `json:"sent"`
 	// PassedOn counts the datagrams of Sent that another generation
 	// relayed for a third one.
-	PassedOn uint64
+	PassedOn uint64 `json:"passed_on"`
 	// Received counts datagrams delivered to a RelayedPackets queue.
-	Received uint64
+	Received uint64 `json:"received"`
 	// DroppedGone counts datagrams for a generation no link leads to:
-	// it has exited, or never was.
-	DroppedGone uint64
+	// it has exited, or never was; or that arrived from the side of the
+	// generation they were for, which stopped while they were under way.
+	DroppedGone uint64 `json:"dropped_gone"`
 	// DroppedFull counts datagrams that found a relay socket's buffer
 	// or a RelayedPackets queue full.
-	DroppedFull uint64
+	DroppedFull uint64 `json:"dropped_full"`
 	// DroppedUnclaimed counts datagrams for a channel this generation
 	// never asked for with RelayedPackets.
-	DroppedUnclaimed uint64
+	DroppedUnclaimed uint64 `json:"dropped_unclaimed"`
 	// DroppedMalformed counts datagrams that could not be relayed as
-	// they were: larger than MaxRelayedPacket, empty, or, from another
-	// generation, malformed or from the wrong side.
-	DroppedMalformed uint64
+	// they were: larger than MaxRelayedPacket or empty, or, from another
+	// generation, a malformed relay message.
+	DroppedMalformed uint64 `json:"dropped_malformed"`
 }
 
 // The relay message, one per datagram on a relay socket:

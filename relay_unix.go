@@ -3,6 +3,7 @@
 package baton
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -12,6 +13,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -200,12 +202,17 @@ func (r *relay) read(s side, l *relayLink) {
 			continue
 		}
 		m, err := parseRelayed(buf[:n])
-		if err == nil && !s.towardUs(m.Gen, r.gen) {
-			err = fmt.Errorf("datagram for generation %d came from the %s of generation %d", m.Gen, s, r.gen)
-		}
 		if err != nil {
 			r.droppedMalformed.Add(1)
-			r.log.Debug("dropped a relayed datagram", "from", s.String(), "err", err)
+			r.log.Debug("dropped a malformed relayed datagram", "from", s.String(), "err", err)
+			continue
+		}
+		if !s.towardUs(m.Gen, r.gen) {
+			// For a generation on the side it came from: one that
+			// stopped and passed its relay socket on (spliceRelay)
+			// while the datagram was on its way to it. Passing it
+			// back could loop.
+			r.droppedGone.Add(1)
 			continue
 		}
 		if m.Gen == r.gen {
@@ -240,12 +247,56 @@ func (r *relay) deliver(m relayMsg) {
 		r.droppedUnclaimed.Add(1)
 		return
 	}
-	// A copy: m.Data is the reader's buffer.
+	// Counted first: whoever reads the queue may look at the counts
+	// before this goroutine runs again. A copy: m.Data is the reader's
+	// buffer.
+	r.received.Add(1)
 	select {
 	case q <- RelayedPacket{From: m.From, Data: append([]byte(nil), m.Data...)}:
-		r.received.Add(1)
 	default:
+		r.received.Add(^uint64(0))
 		r.droppedFull.Add(1)
+	}
+}
+
+// spliceRelay passes this stopping generation's relay socket to its
+// predecessor on to its successor, over the generation link, so that the
+// two relay to each other directly once this generation is gone; without
+// it, the predecessor's datagrams would have no way left to it. Datagrams
+// this generation still holds are lost with it, as a network path that
+// changes loses some.
+func (u *Upgrader) spliceRelay() {
+	u.mu.Lock()
+	s := u.successor
+	u.mu.Unlock()
+	if s == nil || s.link == nil {
+		return
+	}
+	select {
+	case <-s.link.done:
+		return // the successor is gone: nobody to join
+	default:
+	}
+	r := u.relays()
+	r.mu.Lock()
+	l := r.older
+	r.older = nil
+	r.mu.Unlock()
+	if l == nil {
+		return // no predecessor, or it is gone
+	}
+	defer l.conn.Close() // ours; the successor has its own now
+	frame, err := encodeFrame(frameRelay, nil)
+	if err != nil {
+		return
+	}
+	// The successor reads the link all along: a second is plenty for
+	// five bytes. One that does not take them has no way to the
+	// predecessor, which then counts its datagrams as gone.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if _, err := s.link.send(ctx, frame, l.rc); err != nil {
+		u.log.Warn("passing the relay socket on to the successor; datagrams for older generations are dropped from now on", "generation", u.gen, "err", err)
 	}
 }
 

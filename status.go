@@ -46,6 +46,9 @@ type Status struct {
 	// Restarts counts the supervised restarts the service went through
 	// (a new instance took over through Options.Control).
 	Restarts int `json:"restarts"`
+	// Relay counts the datagrams this generation relayed to and from
+	// the others (RelayPacket): all zero for a service that relays none.
+	Relay RelayStats `json:"relay"`
 }
 
 // GenerationStatus is one generation in Status.

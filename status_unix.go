@@ -84,7 +84,7 @@ func (u *Upgrader) passStats() {
 // hot path.
 func (u *Upgrader) Status() Status {
 	u.stats.mu.Lock()
-	s := Status{Upgrades: u.stats.s.Upgrades, Restarts: u.stats.s.Restarts}
+	s := Status{Upgrades: u.stats.s.Upgrades, Restarts: u.stats.s.Restarts, Relay: u.RelayStats()}
 	self := GenerationStatus{Generation: u.gen, PID: os.Getpid(), State: u.genState(), Started: u.stats.started, DrainingSince: u.stats.drainingSince}
 	u.stats.mu.Unlock()
 	s.Generations = append(s.Generations, self)

@@ -141,6 +141,7 @@ func newUpgrader(opts Options) (*Upgrader, error) {
 				return nil, err
 			}
 			u.parent, u.gen, u.mgr.byUpgrade = p, p.generation, true
+			p.relay.Store(u.relays())
 			u.reg.inherit(entries)
 			if err := u.preflight(); err != nil {
 				return nil, err
@@ -210,6 +211,17 @@ func (u *Upgrader) HasParent() bool { return u.parent != nil }
 // Exit is closed when this generation must stop accepting, drain and exit:
 // after a successful Upgrade, or after Stop.
 func (u *Upgrader) Exit() <-chan struct{} { return u.exitC }
+
+// HandedOver reports whether a successor took over from this generation.
+// Once Exit is closed it says why: true, a successor serves and this
+// generation drains beside it; false, Stop closed it, and nobody else
+// serves (a process that still reads a shared socket, say, goes on
+// reading it through its drain).
+func (u *Upgrader) HandedOver() bool {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.handedOver
+}
 
 // WaitForParent blocks until the predecessor has exited, or ctx is done. It
 // returns nil at once for a first generation.
@@ -547,6 +559,9 @@ func (u *Upgrader) Stop() {
 	}
 	u.mu.Unlock()
 
+	if !final {
+		u.spliceRelay()
+	}
 	// A successor that stops before it was ready leaves the inherited
 	// socket files alone: its predecessor still serves them.
 	u.reg.closeAll(final, final && served)

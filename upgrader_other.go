@@ -24,6 +24,7 @@ var ErrNoSuchName = errors.New("baton: no descriptor with that name")
 func (u *Upgrader) Generation() int                                   { return 1 }
 func (u *Upgrader) HasParent() bool                                   { return false }
 func (u *Upgrader) Exit() <-chan struct{}                             { return nil }
+func (u *Upgrader) HandedOver() bool                                  { return false }
 func (u *Upgrader) WaitForParent(ctx context.Context) error           { return nil }
 func (u *Upgrader) Ready() error                                      { return ErrNotSupported }
 func (u *Upgrader) Upgrade() error                                    { return ErrNotSupported }

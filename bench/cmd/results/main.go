@@ -18,10 +18,12 @@
 //	-test.bench '^BenchmarkUpgradeUnderLoad$' -test.benchtime <upgrades>x
 //	-test.bench '^BenchmarkPausingClients$' -test.benchtime <pausing-upgrades>x
 //
-// and the gRPC example's benchmark, built from ../examples/grpc (a module
-// of its own) and run in its server directory:
+// and the gRPC and HTTP/3 examples' benchmarks, built from
+// ../examples/grpc and ../examples/http3 (modules of their own) and run in
+// their server directories:
 //
 //	-test.bench '^BenchmarkDrain$' -test.benchtime <grpc-upgrades>x
+//	-test.bench '^BenchmarkUpgrades$' -test.benchtime <http3-upgrades>x
 //
 // The benchmarks' output passes through to stderr as they run. The page
 // is written even if a benchmark fails, with a note that says which; the
@@ -42,6 +44,7 @@
 //	-idle N              idle processes measured per kind (default 10)
 //	-pausing-upgrades N  upgrades per server with pausing clients (default 20)
 //	-grpc-upgrades N     upgrades per gRPC drain (default 20)
+//	-http3-upgrades N    upgrades per HTTP/3 routing mode (default 20)
 package main
 
 import (
@@ -74,10 +77,11 @@ func run(args []string, stderr io.Writer) int {
 	idle := fs.Int("idle", 10, "idle processes measured per kind")
 	pausing := fs.Int("pausing-upgrades", 20, "upgrades per server with pausing keep-alive clients")
 	grpcUpgrades := fs.Int("grpc-upgrades", 20, "upgrades per gRPC drain")
+	http3Upgrades := fs.Int("http3-upgrades", 20, "upgrades per HTTP/3 routing mode")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	if fs.NArg() > 0 || *upgrades < 1 || *handoffRuns < 1 || *handoffUpgrades < 1 || *handoffLargeUpgrades < 1 || *idle < 1 || *pausing < 1 || *grpcUpgrades < 1 {
+	if fs.NArg() > 0 || *upgrades < 1 || *handoffRuns < 1 || *handoffUpgrades < 1 || *handoffLargeUpgrades < 1 || *idle < 1 || *pausing < 1 || *grpcUpgrades < 1 || *http3Upgrades < 1 {
 		fmt.Fprintln(stderr, "results: flags only, each count at least 1")
 		fs.Usage()
 		return 2
@@ -93,7 +97,7 @@ func run(args []string, stderr io.Writer) int {
 	start := time.Now()
 	p := &page{
 		command: "cd bench && go run ./cmd/results " + strings.Join(args, " "),
-		build:   "go test -c -o bench.test .\n(cd ../examples/grpc && go test -c -o grpc.test ./server)",
+		build:   "go test -c -o bench.test .\n(cd ../examples/grpc && go test -c -o grpc.test ./server)\n(cd ../examples/http3 && go test -c -o http3.test ./server)",
 	}
 	p.command = strings.TrimSpace(p.command)
 	p.machine = describe("..")
@@ -113,12 +117,15 @@ func run(args []string, stderr io.Writer) int {
 		return 1
 	}
 	grpcBin := filepath.Join(tmp, "grpc.test")
-	build = exec.CommandContext(ctx, "go", "test", "-c", "-o", grpcBin, "./server")
-	build.Dir = grpcDir
-	build.Stdout, build.Stderr = stderr, stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(stderr, "results: go test -c in", grpcDir+":", err)
-		return 1
+	http3Bin := filepath.Join(tmp, "http3.test")
+	for _, ex := range []struct{ bin, dir string }{{grpcBin, grpcDir}, {http3Bin, http3Dir}} {
+		build = exec.CommandContext(ctx, "go", "test", "-c", "-o", ex.bin, "./server")
+		build.Dir = ex.dir
+		build.Stdout, build.Stderr = stderr, stderr
+		if err := build.Run(); err != nil {
+			fmt.Fprintln(stderr, "results: go test -c in", ex.dir+":", err)
+			return 1
+		}
 	}
 
 	// A plan runs bin in dir ("" for bench/).
@@ -139,6 +146,7 @@ func run(args []string, stderr io.Writer) int {
 	plans = append(plans, plan{"load", bin, "", bench("^BenchmarkUpgradeUnderLoad$", *upgrades)})
 	plans = append(plans, plan{"pausing", bin, "", bench("^BenchmarkPausingClients$", *pausing)})
 	plans = append(plans, plan{"grpc", grpcBin, grpcServerDir, bench("^BenchmarkDrain$", *grpcUpgrades)})
+	plans = append(plans, plan{"http3", http3Bin, http3ServerDir, bench("^BenchmarkUpgrades$", *http3Upgrades)})
 
 	clock := readCPU()
 	failed := false
@@ -184,11 +192,14 @@ func run(args []string, stderr io.Writer) int {
 	return 0
 }
 
-// The gRPC example, a module of its own: built in grpcDir, its benchmark
-// run in grpcServerDir (the package's directory, as go test runs it).
+// The gRPC and HTTP/3 examples, modules of their own: each built in its
+// directory, its benchmark run in its server package's directory, as go
+// test runs it.
 const (
-	grpcDir       = "../examples/grpc"
-	grpcServerDir = "../examples/grpc/server"
+	grpcDir        = "../examples/grpc"
+	grpcServerDir  = "../examples/grpc/server"
+	http3Dir       = "../examples/http3"
+	http3ServerDir = "../examples/http3/server"
 )
 
 // The handoff benchmark runs in two parts: up to 1,000 sockets a handoff

@@ -32,6 +32,8 @@ BenchmarkPausingClients/drain=shutdown/lib=tableflip-2 	      20	         0 fail
 BenchmarkUpgradeUnderLoad/drain=httpdrain/lib=reuseport-2     	     100	         0 failed-slow	         0 failed-upgrades	        54.00 fresh-failed	    107841 fresh-requests	        54.00 fresh-reset	         0 keepalive-failed	    143638 keepalive-requests	   1044890 near-p50-ns	   4223459 near-p99-ns	  12121546 ns/upgrade	   1076046 steady-p50-ns	   8205732 steady-p99-ns	        99.00 upgrades	 1.000 failed-upgrades
 BenchmarkDrain/drain=grpcdrain-2 	      20	1090848317 ns/op	         0 broken-streams	        50513 calls	       974.0 drain-ms	         0 failed-calls	         0 lost-msgs	        80.00 resumed	        88.00 streams	        20.00 upgrades
 BenchmarkDrain/drain=plain-2     	      20	1118969437 ns/op	       160.0 broken-streams	        52544 calls	      1001 drain-ms	         1.000 failed-calls	      7840 lost-msgs	         0 resumed	       168.0 streams	        20.00 upgrades
+BenchmarkUpgrades/route=on-2     	      20	 900000000 ns/op	         0 failed	        64.00 handshakes	         0 idle-timeouts	         2.400 p99-steady-ms	         3.600 p99-upgrade-ms	      5120 relayed	     13000 requests	         0 resets	        20.00 upgrades
+BenchmarkUpgrades/route=off-2    	      20	 900000000 ns/op	       136.0 failed	       199.0 handshakes	        40.00 idle-timeouts	         2.500 p99-steady-ms	        50.00 p99-upgrade-ms	         0 relayed	     13670 requests	        12.00 resets	        20.00 upgrades
 PASS
 ok  	github.com/batonhq/baton/bench	33.086s
 `
@@ -89,8 +91,8 @@ func TestParseBench(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(rs) != 14 {
-		t.Errorf("parseBench(sample): %d results, want 14", len(rs))
+	if len(rs) != 16 {
+		t.Errorf("parseBench(sample): %d results, want 16", len(rs))
 	}
 	if want := []string{"BenchmarkHandoff/lib=tableflip/sockets=10000: 10000 sockets need about 30100 descriptors per process"}; !reflect.DeepEqual(skips, want) {
 		t.Errorf("parseBench(sample): skips %q, want %q", skips, want)
@@ -127,7 +129,7 @@ func testPage(t *testing.T, others float64) *page {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var load, handoff, idle, pausing, grpc []result
+	var load, handoff, idle, pausing, grpc, http3 []result
 	for _, r := range rs {
 		switch r.bench {
 		case "UpgradeUnderLoad":
@@ -138,6 +140,8 @@ func testPage(t *testing.T, others float64) *page {
 			handoff = append(handoff, r)
 		case "Drain":
 			grpc = append(grpc, r)
+		case "Upgrades":
+			http3 = append(http3, r)
 		default:
 			idle = append(idle, r)
 		}
@@ -159,6 +163,7 @@ func testPage(t *testing.T, others float64) *page {
 			{what: "load", cmd: "./bench.test -test.bench '^BenchmarkUpgradeUnderLoad$'", results: load, took: time.Minute},
 			{what: "pausing", cmd: "./bench.test -test.bench '^BenchmarkPausingClients$'", results: pausing, took: time.Minute},
 			{what: "grpc", cmd: "(cd ../examples/grpc/server && ../grpc.test -test.bench '^BenchmarkDrain$')", results: grpc, took: time.Minute},
+			{what: "http3", cmd: "(cd ../examples/http3/server && ../http3.test -test.bench '^BenchmarkUpgrades$')", results: http3, took: time.Minute},
 		},
 	}
 }
@@ -205,6 +210,10 @@ func TestRender(t *testing.T) {
 		"| 20 | 0 / 50,513 | 88 | 80 | 0 | 0 | 974 ms |",
 		"| plain GracefulStop, Stop at the deadline | 20 | 1 / 52,544 | 168 | 0 | 160 | 7,840 | 1001 ms |",
 		"(cd ../examples/grpc/server && ../grpc.test -test.bench '^BenchmarkDrain$')   # grpc, 1m0s",
+		// Section 7: HTTP/3, with routing and without.
+		"| quicroute: connection IDs name the generation, its datagrams relayed to it | 20 | 0 / 13,000 | 64 | 0 | 0 | 5,120 | 2.40 ms | 3.60 ms | 1.50 |",
+		"| no routing: the old generation shuts down (quic-go servers today) | 20 | 136 / 13,670 | 199 | 40 | 12 | 0 | 2.50 ms | 50.0 ms | 20.00 |",
+		"(cd ../examples/http3/server && ../http3.test -test.bench '^BenchmarkUpgrades$')   # http3, 1m0s",
 		// Commands and skips, each skip once.
 		"go test -c -o bench.test .\n./bench.test -test.bench '^BenchmarkIdle'   # idle, 5s\n",
 		"- BenchmarkHandoff/lib=tableflip/sockets=10000: 10000 sockets need about 30100 descriptors per process\n",
@@ -235,8 +244,8 @@ func TestRenderNothing(t *testing.T) {
 	if err := render(&b, &page{machine: machine{others: -1, loadStart: "0.10 0.10 0.10"}}); err != nil {
 		t.Fatal(err)
 	}
-	if n := strings.Count(b.String(), "Not measured."); n != 6 {
-		t.Errorf("render of an empty page: %d sections say \"Not measured.\", want 6\n%s", n, b.String())
+	if n := strings.Count(b.String(), "Not measured."); n != 7 {
+		t.Errorf("render of an empty page: %d sections say \"Not measured.\", want 7\n%s", n, b.String())
 	}
 }
 

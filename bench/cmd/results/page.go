@@ -85,6 +85,7 @@ func render(w io.Writer, p *page) error {
 	renderMemory(&b, p.results("idle"))
 	renderPausing(&b, p.results("pausing"))
 	renderGRPC(&b, p.results("grpc"))
+	renderHTTP3(&b, p.results("http3"))
 	renderCommands(&b, p)
 	_, err := io.WriteString(w, b.String())
 	return err
@@ -595,5 +596,61 @@ func renderGRPC(b *strings.Builder, rs []result) {
 			count(streams), count(resumed), count(broken), count(lost), drain})
 	}
 	table(b, []string{"drain", "upgrades", "failed / unary calls", "streams", "resumed", "broken", "messages lost", "mean drain"}, "lrrrrrrr", rows)
+	b.WriteString("\n")
+}
+
+// http3Routes are the rows of section 7, as their route parameter.
+var http3Routes = []struct{ route, name string }{
+	{"on", "quicroute: connection IDs name the generation, its datagrams relayed to it"},
+	{"off", "no routing: the old generation shuts down (quic-go servers today)"},
+}
+
+// renderHTTP3 writes section 7: HTTP/3 clients on long-lived QUIC
+// connections through upgrades (examples/http3, BenchmarkUpgrades).
+func renderHTTP3(b *strings.Builder, rs []result) {
+	b.WriteString("## 7. HTTP/3: long-lived QUIC connections through upgrades\n\n")
+	us := find(rs, "Upgrades", nil)
+	if len(us) == 0 {
+		b.WriteString("Not measured.\n\n")
+		return
+	}
+	b.WriteString("The HTTP/3 example (examples/http3, quic-go) on baton, upgraded by SIGHUP while 32 clients, each\n")
+	b.WriteString("on one long-lived QUIC connection, make requests (a quarter of them slow, so that requests cross\n")
+	b.WriteString("every upgrade); clients never retry. With routing, each generation's connection IDs name it, and\n")
+	b.WriteString("the generation that reads a datagram of an older one's connection relays it there, over the\n")
+	b.WriteString("link between generations; the old generation sends GOAWAY and closes each connection with\n")
+	b.WriteString("H3_NO_ERROR once its requests are done. Without it, a connection whose datagrams reach the\n")
+	b.WriteString("wrong generation ends by an idle timeout or a stateless reset. *p99* is the latency of fast\n")
+	b.WriteString("requests in steady state and in the second after each upgrade: the difference is what the relay\n")
+	b.WriteString("and the new generation's start cost.\n\n")
+	var rows [][]string
+	for _, r := range http3Routes {
+		res := find(us, "Upgrades", map[string]string{"route": r.route})
+		if len(res) == 0 {
+			continue
+		}
+		ups, _ := sum(res, "upgrades")
+		reqs, _ := sum(res, "requests")
+		failed, _ := sum(res, "failed")
+		hs, _ := sum(res, "handshakes")
+		idle, _ := sum(res, "idle-timeouts")
+		resets, _ := sum(res, "resets")
+		relayed, _ := sum(res, "relayed")
+		steady, upgrade, ratio := "–", "–", "–"
+		s, okS := mean(res, "p99-steady-ms")
+		u, okU := mean(res, "p99-upgrade-ms")
+		if okS {
+			steady = ms(s * 1e6)
+		}
+		if okU {
+			upgrade = ms(u * 1e6)
+		}
+		if okS && okU && s > 0 {
+			ratio = fmt.Sprintf("%.2f", u/s)
+		}
+		rows = append(rows, []string{r.name, fmt.Sprintf("%.0f", ups), fmt.Sprintf("%s / %s", count(failed), count(reqs)),
+			count(hs), count(idle), count(resets), count(relayed), steady, upgrade, ratio})
+	}
+	table(b, []string{"routing", "upgrades", "failed / requests", "QUIC handshakes", "idle timeouts", "stateless resets", "datagrams relayed", "p99 steady", "p99 after upgrades", "after/steady"}, "lrrrrrrrrr", rows)
 	b.WriteString("\n")
 }
