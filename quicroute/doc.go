@@ -61,9 +61,9 @@
 //     both read the socket: a new connection whose first datagram the
 //     retiring one reads is its to serve and drain, and the rest of that
 //     handshake reaches it by its connection ID. Once Exit is closed the
-//     Router stops reading at once (it asks baton why only afterwards),
-//     and a new connection's datagram it read in that instant goes to the
-//     successor. A client's first flight split over two datagrams (a
+//     Router stops reading at once (Upgrader.HandedOver says a successor
+//     took over; on the final stop it reads on, for the drain), and a new
+//     connection's datagram it read in that instant goes to the successor. A client's first flight split over two datagrams (a
 //     post-quantum key share makes the ClientHello longer than one) can be
 //     split between the two readers in that window: the client's
 //     retransmission completes the handshake with the successor, and the

@@ -21,9 +21,9 @@ type Relay interface {
 	Exit() <-chan struct{}
 	RelayPacket(channel string, gen int, from netip.AddrPort, b []byte) error
 	RelayedPackets(channel string) (<-chan baton.RelayedPacket, error)
-	// Status says, once Exit is closed, whether a successor took over
-	// (GenDraining) or this is the final stop.
-	Status() baton.Status
+	// HandedOver says, once Exit is closed, whether a successor took
+	// over (true) or this is the final stop.
+	HandedOver() bool
 }
 
 // DefaultChannel is the relay channel a Router uses unless told otherwise.
@@ -85,11 +85,9 @@ type Router struct {
 	closed   chan struct{}              // closed by Close
 	readDone chan struct{}              // closed when the reader returns
 	once     sync.Once
-	// retired: Exit closed; a datagram read now is routed as the
-	// successor's world has it. handedOver or finalStop says why.
-	retired    atomic.Bool
-	handedOver chan struct{} // closed: a successor took over, the socket is its to read
-	finalStop  chan struct{} // closed: the final stop, the socket is still ours
+	// retired: a successor took over; a datagram read now is routed as
+	// its world has it, and the socket is its to read.
+	retired atomic.Bool
 
 	dlMu     sync.Mutex
 	deadline time.Time     // the read deadline; zero: none
@@ -144,9 +142,6 @@ func NewRouter(r Relay, conn net.PacketConn, o Options) (*Router, error) {
 		closed:   make(chan struct{}),
 		readDone: make(chan struct{}),
 		dlC:      make(chan struct{}),
-
-		handedOver: make(chan struct{}),
-		finalStop:  make(chan struct{}),
 	}
 	go rt.read()
 	go rt.watchExit()
@@ -168,27 +163,22 @@ func (r *Router) Stats() Stats {
 	}
 }
 
-// watchExit stops the reader when Exit closes: the deadline unblocks its
-// read at once. It is this process's deadline on its own descriptor; the
-// other generations' reads go on. It stops first and asks why after:
-// Status reads /proc, and every datagram read meanwhile would be taken
-// for this generation's. If a successor took over, the socket is the
-// successor's to read from now on; on the final stop nobody else reads
-// it, and the reader goes on, for the drain.
+// watchExit stops the reader when a successor takes over: the deadline
+// unblocks its read at once. It is this process's deadline on its own
+// descriptor; the other generations' reads go on. On the final stop nobody
+// else reads the socket, and the reader goes on until Close, for the
+// drain.
 func (r *Router) watchExit() {
 	select {
 	case <-r.relay.Exit():
 	case <-r.closed:
 		return
 	}
-	r.retired.Store(true)
-	r.conn.SetReadDeadline(time.Now())
-	st := r.relay.Status()
-	if len(st.Generations) > 0 && st.Generations[0].State == baton.GenDraining {
-		close(r.handedOver)
+	if !r.relay.HandedOver() {
 		return
 	}
-	close(r.finalStop)
+	r.retired.Store(true)
+	r.conn.SetReadDeadline(time.Now())
 }
 
 // read is the one reader of the socket in this process.
@@ -200,8 +190,9 @@ func (r *Router) read() {
 	for {
 		n, from, err := r.conn.ReadFromUDPAddrPort(buf)
 		if err == nil {
-			// A datagram read in the race with Exit is routed as the
-			// successor's world has it; the next read fails at once.
+			// A datagram read in the race with a successor's takeover
+			// is routed as the successor's world has it; the next read
+			// fails at once.
 			r.route(buf[:n], from, r.retired.Load())
 			continue
 		}
@@ -214,19 +205,8 @@ func (r *Router) read() {
 			return
 		}
 		if r.retired.Load() {
-			select {
-			case <-r.handedOver:
-				r.log.Debug("quicroute: a successor serves: no longer reading the socket")
-				return
-			case <-r.finalStop:
-				// Nobody else reads the socket: go on, as this
-				// generation's own.
-				r.conn.SetReadDeadline(time.Time{})
-				r.retired.Store(false)
-				continue
-			case <-r.closed:
-				return
-			}
+			r.log.Debug("quicroute: a successor serves: no longer reading the socket")
+			return
 		}
 		// Linux reports an ICMP port unreachable from an earlier
 		// write as an error on the next read of an unconnected UDP

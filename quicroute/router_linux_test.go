@@ -52,22 +52,20 @@ func (l *links) add(n int) *gen {
 	return g
 }
 
-func (g *gen) Generation() int { return g.n }
+func (g *gen) Generation() int       { return g.n }
+func (g *gen) Exit() <-chan struct{} { return g.exit }
 
-// Status: Exit closed means a successor took over, unless final is set.
-func (g *gen) Status() baton.Status {
-	state := baton.GenServing
+// HandedOver: Exit closed means a successor took over, unless final is
+// set.
+func (g *gen) HandedOver() bool {
 	select {
 	case <-g.exit:
-		state = baton.GenDraining
-		if g.final {
-			state = baton.GenStopped
-		}
+		return !g.final
 	default:
+		return false
 	}
-	return baton.Status{Generations: []baton.GenerationStatus{{Generation: g.n, State: state}}}
 }
-func (g *gen) Exit() <-chan struct{} { return g.exit }
+
 func (g *gen) RelayedPackets(channel string) (<-chan baton.RelayedPacket, error) {
 	return g.in, nil
 }
