@@ -120,18 +120,22 @@ type DrainResult struct {
 	Refused    int // handshakes still under way at the deadline, refused
 }
 
-// Drain retires a generation whose successor serves (Exit is closed, so
-// the Router no longer takes new connections from the socket):
+// Drain retires a generation once Exit is closed:
 //
 //  1. It lets the handshakes under way finish, so that HTTP/3 serves
 //     their connections, which then learn of the drain like the rest.
-//  2. srv.Shutdown: GOAWAY on every connection; requests in progress
+//     After a handover no new ones come: the Router no longer reads the
+//     socket, and new connections are the successor's.
+//  2. It closes ln, the QUIC listener srv serves (ServeListener does not
+//     close it). On the final stop, where the Router reads on, a client
+//     that connects from now on is refused (CONNECTION_REFUSED, or no
+//     answer): the service is going away.
+//  3. srv.Shutdown: GOAWAY on every connection; requests in progress
 //     run on; a client closes a connection with H3_NO_ERROR once its
 //     requests are done, and opens its next ones on a new connection,
-//     which the successor accepts.
-//  3. It closes ln, the QUIC listener srv serves (ServeListener does not
-//     close it), and waits until the last connection has ended: a
-//     client's close reaches this generation through the Router.
+//     which the successor accepts. Drain waits until the last connection
+//     has ended: a client's close reaches this generation through the
+//     Router.
 //
 // At ctx's deadline srv closes the connections still open with
 // H3_NO_ERROR (aborting their requests), and Drain closes any left the
@@ -141,6 +145,8 @@ func (c *Conns) Drain(ctx context.Context, srv *http3.Server, ln io.Closer) (Dra
 	var res DrainResult
 	res.Conns, _ = c.Live()
 	c.wait(ctx, func(_, handshaking int) bool { return handshaking == 0 })
+	_, res.Refused = c.Live()
+	ln.Close()
 	// Shutdown closes the connections left at ctx's deadline itself;
 	// run it on a context of its own to count them first.
 	sctx, cancel := context.WithCancel(context.Background())
@@ -157,8 +163,6 @@ func (c *Conns) Drain(ctx context.Context, srv *http3.Server, ln io.Closer) (Dra
 		<-errc
 		err = ctx.Err()
 	}
-	_, res.Refused = c.Live()
-	ln.Close()
 	if c.wait(ctx, func(live, _ int) bool { return live == 0 }) {
 		return res, err
 	}
