@@ -140,7 +140,8 @@ type DrainResult struct {
 // At ctx's deadline srv closes the connections still open with
 // H3_NO_ERROR (aborting their requests), and Drain closes any left the
 // same way, so that no client waits for an idle timeout. It returns
-// ctx's error if the deadline came first.
+// ctx's error if the deadline came first; a handler that ignores its
+// request's context may then still run.
 func (c *Conns) Drain(ctx context.Context, srv *http3.Server, ln io.Closer) (DrainResult, error) {
 	var res DrainResult
 	res.Conns, _ = c.Live()
@@ -159,8 +160,12 @@ func (c *Conns) Drain(ctx context.Context, srv *http3.Server, ln io.Closer) (Dra
 	case <-ctx.Done():
 		live, handshaking := c.Live()
 		res.AtDeadline = live - handshaking
+		// Shutdown now closes every connection with H3_NO_ERROR, and
+		// returns once every handler has: not waited for, since a
+		// handler that ignores its request's context would hold the
+		// drain past its deadline. Its connection is closed all the
+		// same.
 		cancel()
-		<-errc
 		err = ctx.Err()
 	}
 	if c.wait(ctx, func(live, _ int) bool { return live == 0 }) {

@@ -132,7 +132,11 @@ func serve(t *testing.T, g *gen, sock *net.UDPConn, tlsConf *tls.Config, keys *T
 		ConnContext: s.conns.HTTP3ConnContext,
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 			if d, err := time.ParseDuration(req.URL.Query().Get("delay")); err == nil {
-				time.Sleep(d)
+				select {
+				case <-time.After(d):
+				case <-req.Context().Done():
+					return
+				}
 			}
 			fmt.Fprintf(w, "gen=%d\n", g.n)
 		}),
@@ -411,5 +415,70 @@ func TestRouterDrops(t *testing.T) {
 	n, from, err := r.ReadFrom(b)
 	if err != nil || from.String() != client.LocalAddr().String() || string(b[:n]) != string(short(cidFor(1))) {
 		t.Fatalf("ReadFrom = %d bytes from %v, %v; want generation 1's datagram from %v", n, from, err, client.LocalAddr())
+	}
+}
+
+// TestDrainDeadline: a request longer than the drain is cut at the
+// deadline, its connection closed with H3_NO_ERROR (never left to an
+// idle timeout), and Drain says so.
+func TestDrainDeadline(t *testing.T) {
+	t.Setenv("QUIC_GO_DISABLE_RECEIVE_BUFFER_WARNING", "true")
+	_, _, roots, tlsConf := tlsSetup(t)
+	keys, err := Keys(&state{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sock, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sock.Close()
+	url := "https://" + sock.LocalAddr().String() + "/"
+	var l links
+	g := l.add(1)
+	g.final = true
+	s := serve(t, g, sock, tlsConf, keys)
+	c := newClient(roots)
+	defer c.h3.Close()
+	c.get(t, url)
+	errc := make(chan error, 1)
+	go func() {
+		req, _ := http.NewRequest(http.MethodGet, url+"?delay=1h", nil)
+		rsp, err := c.h3.RoundTrip(req)
+		if err == nil {
+			_, err = io.ReadAll(rsp.Body)
+			rsp.Body.Close()
+		}
+		errc <- err
+	}()
+	// Time for the request to reach the server, which has no hook to
+	// say so.
+	time.Sleep(50 * time.Millisecond)
+	close(g.exit)
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	res, err := s.conns.Drain(ctx, s.srv, s.ln)
+	if !errors.Is(err, context.DeadlineExceeded) || res.Conns != 1 || res.AtDeadline != 1 {
+		t.Fatalf("Drain = %+v, %v; want the one connection closed at the deadline", res, err)
+	}
+	select {
+	case err := <-errc:
+		if err == nil {
+			t.Fatal("the hour-long request completed")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the hour-long request still runs after the drain")
+	}
+	c.mu.Lock()
+	conn := c.conns[0]
+	c.mu.Unlock()
+	select {
+	case <-conn.Context().Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("the connection is still open after the drain")
+	}
+	var ae *quic.ApplicationError
+	if cause := context.Cause(conn.Context()); !errors.As(cause, &ae) || ae.ErrorCode != quic.ApplicationErrorCode(http3.ErrCodeNoError) {
+		t.Fatalf("the connection ended with %v, want H3_NO_ERROR", cause)
 	}
 }
