@@ -50,14 +50,14 @@
 // cores):
 //
 //	              requests  failed  handshakes  idle timeouts  resets  mean drain  p99 steady  p99 upgrades  relayed
-//	-route=true      7,397       0         672              0       0       88 ms      4.9 ms       37.0 ms    1,405
-//	-route=false    51,008     336       1,002            332       0    5,001 ms      3.4 ms      592.5 ms        0
+//	-route=true      7,435       0         672              0       0       92 ms      3.4 ms       37.8 ms    1,405
+//	-route=false    44,900     320         988            318       0    5,001 ms      1.8 ms      844.6 ms        0
 //
 // With routing every one of the 672 connections (32 per generation: each
 // client reconnects once per upgrade, after GOAWAY) ended with
 // H3_NO_ERROR and every drain finished well before its deadline. Without,
-// 332 connections died of idle timeouts, each failing the request it
-// carried (4 more requests failed otherwise), and every drain ran to its
+// 318 connections died of idle timeouts, each failing the request it
+// carried (2 more requests failed otherwise), and every drain ran to its
 // deadline, its clients' datagrams read by the successor half the time. p99 is of the fast
 // requests, by whether they started in an upgrade (SIGHUP until every
 // client was answered by the successor, which includes each client's new
