@@ -97,17 +97,18 @@ results:
 	cd bench && $(GO) run ./cmd/results -o ../docs/RESULTS.md
 
 # Long fuzzing, FUZZTIME per target (not part of make test; the seeds are),
-# of every Fuzz function in every package of the module, one at a time.
+# of every Fuzz function in every package of the module and of quicroute
+# (a module of its own), one at a time.
 # -fuzzminimizetime bounds minimisation, which can otherwise stall a run
 # (golang/go#48820) and hide a failure. FUZZFLAGS adds flags, such as
 # -parallel 1 on a shared machine.
 FUZZTIME ?= 2m
 FUZZFLAGS ?=
 fuzz:
-	@for d in $$($(GO) list -f '{{.Dir}}' ./...); do \
+	@for d in $$($(GO) list -f '{{.Dir}}' ./...) $$(cd quicroute && $(GO) list -f '{{.Dir}}' ./...); do \
 		for t in $$(grep -ho '^func Fuzz[A-Za-z0-9_]*' $$d/*_test.go 2>/dev/null | cut -c6-); do \
 			echo "fuzz: $$t in $$d"; \
-			$(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 10s $(FUZZFLAGS) $$d || exit 1; done; done
+			(cd $$d && $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 10s $(FUZZFLAGS) .) || exit 1; done; done
 
 # The demo server upgraded SOAK_UPGRADES times in a row under load (fresh,
 # keep-alive and pausing clients): zero failed requests, zero reconnects,
