@@ -39,6 +39,7 @@ const (
 func init() {
 	proctest.Register("generation", generationMain)
 	proctest.Register("deadline", deadlineMain)
+	proctest.Register("queue", queueMain)
 }
 
 func TestMain(m *testing.M) { proctest.Main(m) }
@@ -195,6 +196,13 @@ func startFamily(t *testing.T, drain time.Duration, hold bool) (*family, generat
 		env = append(env, envHold+"=1")
 	}
 	f := &family{t: t, p: proctest.Start(t, "generation", env), roots: roots}
+	return f, f.ready(1)
+}
+
+// startQueueFamily starts generation 1 of queueMain.
+func startQueueFamily(t *testing.T) (*family, generation) {
+	t.Helper()
+	f := &family{t: t, p: proctest.Start(t, "queue", nil)}
 	return f, f.ready(1)
 }
 
@@ -367,4 +375,88 @@ func checkDeadline() string {
 		return "fail: ReadFrom still blocked 10 s after Close"
 	}
 	return "ok"
+}
+
+// queueMain is a generation whose Router has room for one datagram and no
+// quic-go to read it: the newest generation reads nothing until SIGUSR1,
+// then prints "stats gen= ..." and the one datagram it has queued ("read
+// gen= from= data=" in hex); generation 1 reads and prints what the newer
+// ones relay to it. SIGHUP upgrades ("ready gen= pid= udp=", "exiting
+// gen= handed-over=" once the Router stopped reading the socket), SIGTERM
+// stops ("exit gen=").
+func queueMain() {
+	fail := func(what string, err error) {
+		fmt.Printf("fail pid=%d %s: %v\n", os.Getpid(), what, err)
+		os.Exit(1)
+	}
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGUSR1)
+	upg, err := baton.New(baton.Options{})
+	if err != nil {
+		fail("baton.New", err)
+	}
+	defer upg.Stop()
+	gen := upg.Generation()
+	pc, err := upg.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		fail("ListenPacket", err)
+	}
+	r, err := NewRouter(upg, pc, Options{Queue: 1})
+	if err != nil {
+		fail("NewRouter", err)
+	}
+	defer r.Close()
+	printRead := func(b []byte, from net.Addr) {
+		fmt.Printf("read gen=%d from=%s data=%x\n", gen, from, b)
+	}
+	reading := make(chan struct{})
+	if gen == 1 {
+		go func() {
+			defer close(reading)
+			b := make([]byte, 1500)
+			for {
+				n, from, err := r.ReadFrom(b)
+				if err != nil {
+					return // closed
+				}
+				printRead(b[:n], from)
+			}
+		}()
+	} else {
+		close(reading)
+	}
+	if err := upg.Ready(); err != nil {
+		fail("Ready", err)
+	}
+	fmt.Printf("ready gen=%d pid=%d udp=%s\n", gen, os.Getpid(), pc.LocalAddr())
+	for s := range sigs {
+		switch s {
+		case syscall.SIGHUP:
+			if err := upg.Upgrade(); err != nil {
+				fmt.Printf("upgrade-failed gen=%d err=%q\n", gen, err)
+				continue
+			}
+			// The successor reads the socket from now on: every
+			// datagram the test sends after this line is its to route.
+			<-r.readDone
+			fmt.Printf("exiting gen=%d handed-over=%t\n", gen, upg.HandedOver())
+		case syscall.SIGUSR1:
+			fmt.Printf("stats gen=%d %s\n", gen, formatStats(r.Stats()))
+			b := make([]byte, 1500)
+			// The datagram is queued already: the deadline only keeps
+			// a broken Router from hanging the helper.
+			r.SetReadDeadline(time.Now().Add(10 * time.Second))
+			n, from, err := r.ReadFrom(b)
+			if err != nil {
+				fail("ReadFrom", err)
+			}
+			printRead(b[:n], from)
+		case syscall.SIGTERM:
+			upg.Stop()
+			r.Close()
+			<-reading
+			fmt.Printf("exit gen=%d\n", gen)
+			return
+		}
+	}
 }

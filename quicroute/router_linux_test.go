@@ -181,6 +181,49 @@ func TestRouterDrops(t *testing.T) {
 	}
 }
 
+// TestRouterQueueFull: a datagram that finds the queue to quic-go full is
+// dropped and counted, and the reader goes on routing: the datagrams after
+// it reach their generations. Generation 2's Router has room for one
+// datagram and nobody reads it; the last datagram, for generation 1, is
+// relayed there, and its arrival says generation 2's reader routed all
+// that came before.
+func TestRouterQueueFull(t *testing.T) {
+	t.Parallel()
+	f, g1 := startQueueFamily(t)
+	g2 := f.upgrade(g1, 2)
+	udp, err := net.Dial("udp", g2.url[len("https://"):len(g2.url)-1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer udp.Close()
+	var sent [][]byte
+	for i, g := range []uint32{2, 2, 2, 9, 1} {
+		// A byte apiece after the header tells them apart.
+		b := append(short(cidFor(g)), byte(i))
+		sent = append(sent, b)
+		if _, err := udp.Write(b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	from := udp.LocalAddr().String()
+	if line := f.line("read gen=1 "); proctest.Field(line, "from") != from || proctest.Field(line, "data") != fmt.Sprintf("%x", sent[4]) {
+		t.Fatalf("%q: want generation 1's datagram %x from %s, relayed", line, sent[4], from)
+	}
+	if err := syscall.Kill(g2.pid, syscall.SIGUSR1); err != nil {
+		t.Fatal(err)
+	}
+	// In order: the first is queued, the next two find the queue full,
+	// the fourth names a generation that never was, the last is relayed.
+	st := f.line("stats gen=2 ")
+	if count(t, st, "router-own") != 1 || count(t, st, "queue-dropped") != 2 || count(t, st, "relay-dropped") != 1 ||
+		count(t, st, "relayed") != 1 || count(t, st, "received") != 0 {
+		t.Fatalf("%q: want router-own=1 queue-dropped=2 relay-dropped=1 relayed=1 received=0", st)
+	}
+	if line := f.line("read gen=2 "); proctest.Field(line, "from") != from || proctest.Field(line, "data") != fmt.Sprintf("%x", sent[0]) {
+		t.Fatalf("%q: want the first datagram %x from %s", line, sent[0], from)
+	}
+}
+
 // TestDrainDeadline: a request longer than the drain is cut at the
 // deadline, its connection closed with H3_NO_ERROR (never left to an
 // idle timeout), and Drain says so.
