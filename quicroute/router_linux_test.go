@@ -2,194 +2,21 @@ package quicroute
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
-	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
-	"net/netip"
-	"strings"
-	"sync"
+	"syscall"
 	"testing"
 	"time"
 
-	"github.com/batonhq/baton"
 	"github.com/batonhq/baton/internal/proctest"
-	"github.com/quic-go/quic-go"
-	"github.com/quic-go/quic-go/http3"
 )
 
-// links stands for baton's generation links between generations in one
-// process: RelayPacket delivers to the named generation's queue, or drops
-// when it is gone or full. The routing under test is the Router's; the
-// processes and the real links are examples/http3's test.
-type links struct {
-	mu   sync.Mutex
-	gens map[int]*gen
-	// asked, if not nil, hears of every RelayPacket call: the
-	// generation asked for.
-	asked chan int
-}
-
-type gen struct {
-	links *links
-	n     int
-	exit  chan struct{}
-	final bool // Exit means the final stop
-	in    chan baton.RelayedPacket
-}
-
-func (l *links) add(n int) *gen {
-	g := &gen{links: l, n: n, exit: make(chan struct{}), in: make(chan baton.RelayedPacket, 256)}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.gens == nil {
-		l.gens = make(map[int]*gen)
-	}
-	l.gens[n] = g
-	return g
-}
-
-func (g *gen) Generation() int       { return g.n }
-func (g *gen) Exit() <-chan struct{} { return g.exit }
-
-// HandedOver: Exit closed means a successor took over, unless final is
-// set.
-func (g *gen) HandedOver() bool {
-	select {
-	case <-g.exit:
-		return !g.final
-	default:
-		return false
-	}
-}
-
-func (g *gen) RelayedPackets(channel string) (<-chan baton.RelayedPacket, error) {
-	return g.in, nil
-}
-
-func (g *gen) RelayPacket(channel string, n int, from netip.AddrPort, b []byte) error {
-	g.links.mu.Lock()
-	to := g.links.gens[n]
-	asked := g.links.asked
-	g.links.mu.Unlock()
-	if asked != nil {
-		asked <- n
-	}
-	if to == nil || n == g.n {
-		return fmt.Errorf("generation %d: %w", n, baton.ErrRelayDropped)
-	}
-	select {
-	case to.in <- baton.RelayedPacket{From: from, Data: append([]byte(nil), b...)}:
-		return nil
-	default:
-		return fmt.Errorf("generation %d full: %w", n, baton.ErrRelayDropped)
-	}
-}
-
-// server is one generation: a Router on its copy of the socket, a
-// quic.Transport and an HTTP/3 server answering "gen=N".
-type server struct {
-	router *Router
-	tr     *quic.Transport
-	ln     *quic.EarlyListener
-	srv    *http3.Server
-	conns  *Conns
-	served chan error
-}
-
-func serve(t *testing.T, g *gen, sock *net.UDPConn, tlsConf *tls.Config, keys *TransportKeys) *server {
-	t.Helper()
-	f, err := sock.File()
-	if err != nil {
-		t.Fatal(err)
-	}
-	// A descriptor of our own for the one socket, as each generation has.
-	pc, err := net.FilePacketConn(f)
-	f.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
-	r, err := NewRouter(g, pc, Options{})
-	if err != nil {
-		t.Fatalf("NewRouter: %v", err)
-	}
-	s := &server{router: r, conns: NewConns(), served: make(chan error, 1)}
-	s.tr = &quic.Transport{
-		Conn:                  r,
-		ConnectionIDGenerator: r.CIDGenerator(),
-		StatelessResetKey:     &keys.StatelessReset,
-		TokenGeneratorKey:     &keys.Token,
-		ConnContext:           s.conns.TransportConnContext,
-	}
-	s.ln, err = s.tr.ListenEarly(http3.ConfigureTLSConfig(tlsConf), &quic.Config{Allow0RTT: true})
-	if err != nil {
-		t.Fatalf("ListenEarly: %v", err)
-	}
-	s.srv = &http3.Server{
-		ConnContext: s.conns.HTTP3ConnContext,
-		Handler: http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-			if d, err := time.ParseDuration(req.URL.Query().Get("delay")); err == nil {
-				select {
-				case <-time.After(d):
-				case <-req.Context().Done():
-					return
-				}
-			}
-			fmt.Fprintf(w, "gen=%d\n", g.n)
-		}),
-	}
-	go func() { s.served <- s.srv.ServeListener(s.ln) }()
-	t.Cleanup(func() {
-		s.srv.Close()
-		s.ln.Close()
-		s.tr.Close()
-		r.Close()
-	})
-	return s
-}
-
-// client is an HTTP/3 client that records why each of its connections
-// ended.
-type client struct {
-	h3    *http3.Transport
-	mu    sync.Mutex
-	conns []*quic.Conn
-}
-
-func newClient(roots *x509.CertPool) *client {
-	c := &client{}
-	c.h3 = &http3.Transport{
-		TLSClientConfig: &tls.Config{RootCAs: roots},
-		Dial: func(ctx context.Context, addr string, tlsConf *tls.Config, conf *quic.Config) (*quic.Conn, error) {
-			conn, err := quic.DialAddrEarly(ctx, addr, tlsConf, conf)
-			if err == nil {
-				c.mu.Lock()
-				c.conns = append(c.conns, conn)
-				c.mu.Unlock()
-			}
-			return conn, err
-		},
-	}
-	return c
-}
-
-func (c *client) get(t *testing.T, url string) string {
-	t.Helper()
-	req, _ := http.NewRequest(http.MethodGet, url, nil)
-	rsp, err := c.h3.RoundTrip(req)
-	if err != nil {
-		t.Fatalf("GET %s: %v", url, err)
-	}
-	defer rsp.Body.Close()
-	b, err := io.ReadAll(rsp.Body)
-	if err != nil {
-		t.Fatalf("GET %s: reading the body: %v", url, err)
-	}
-	return strings.TrimSpace(string(b))
-}
+// Every Router here runs in a generation process of its own (the test
+// binary re-executed: generationMain), with a real *baton.Upgrader and
+// baton's relay between the generations; the clients are in the test
+// process and never retry.
 
 // TestRouterKeepsConnections: a connection of generation 1 goes on being
 // served by generation 1 after generation 2 took the socket over, its
@@ -197,224 +24,203 @@ func (c *client) get(t *testing.T, url string) string {
 // generation 2; generation 1's drain ends with the client closing its
 // connection gracefully after GOAWAY.
 func TestRouterKeepsConnections(t *testing.T) {
-	t.Setenv("QUIC_GO_DISABLE_RECEIVE_BUFFER_WARNING", "true")
-	_, _, roots, tlsConf := tlsSetup(t)
-	keys, err := Keys(&state{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	sock, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sock.Close()
-	url := "https://" + sock.LocalAddr().String() + "/"
-
-	var l links
-	g1 := l.add(1)
-	s1 := serve(t, g1, sock, tlsConf, keys)
-	old := newClient(roots)
-	defer old.h3.Close()
-	if got := old.get(t, url); got != "gen=1" {
-		t.Fatalf("GET / on generation 1 = %q, want gen=1", got)
+	t.Parallel()
+	f, g1 := startFamily(t, 10*time.Second, true)
+	old := newClient(t, f.roots)
+	want1 := fmt.Sprintf("gen=1 pid=%d", g1.pid)
+	if got := old.get(t, g1.url); got != want1 {
+		t.Fatalf("GET / on generation 1 = %q, want %q", got, want1)
 	}
 
-	// Generation 2 serves; generation 1 is told a successor took over
-	// and stops reading the socket.
-	g2 := l.add(2)
-	s2 := serve(t, g2, sock, tlsConf, keys)
-	close(g1.exit)
-	<-s1.router.readDone
+	// Generation 2 serves; generation 1 holds its drain (envHold) and
+	// no longer reads the socket.
+	g2 := f.upgrade(g1, 2)
+	want2 := fmt.Sprintf("gen=2 pid=%d", g2.pid)
 
 	// Slow requests on the old connection, while a new client opens a
 	// connection of its own.
 	for range 5 {
-		if got := old.get(t, url+"?delay=20ms"); got != "gen=1" {
-			t.Fatalf("GET / on the old connection = %q, want gen=1 (its generation)", got)
+		if got := old.get(t, g1.url+"?delay=20ms"); got != want1 {
+			t.Fatalf("GET / on the old connection = %q, want %q (its generation)", got, want1)
 		}
 	}
-	fresh := newClient(roots)
-	defer fresh.h3.Close()
-	if got := fresh.get(t, url); got != "gen=2" {
-		t.Fatalf("GET / on a new connection = %q, want gen=2 (the newest)", got)
+	fresh := newClient(t, f.roots)
+	if got := fresh.get(t, g2.url); got != want2 {
+		t.Fatalf("GET / on a new connection = %q, want %q (the newest)", got, want2)
 	}
-	if st := s2.router.Stats(); st.Relayed == 0 || st.RelayDropped != 0 {
-		t.Errorf("generation 2's router: %+v, want datagrams relayed and none dropped", st)
+	// The old connection's datagrams all reached generation 2, which
+	// relayed them: none was dropped.
+	if st := fresh.get(t, g2.url+"stats"); count(t, st, "relayed") == 0 || count(t, st, "relay-dropped") != 0 {
+		t.Errorf("generation 2's router: %s; want datagrams relayed and none dropped", st)
 	}
-	if st := s1.router.Stats(); st.Received == 0 {
-		t.Errorf("generation 1's router: %+v, want datagrams received from generation 2", st)
+	if st := old.get(t, g1.url+"stats"); count(t, st, "received") == 0 {
+		t.Errorf("generation 1's router: %s; want datagrams received from generation 2", st)
 	}
 
 	// Generation 1 drains: GOAWAY, and the old client closes.
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	res, err := s1.conns.Drain(ctx, s1.srv, s1.ln)
-	if err != nil || res.Conns != 1 || res.AtDeadline != 0 || res.Refused != 0 {
-		t.Fatalf("Drain = %+v, %v; want 1 connection, drained without the deadline", res, err)
-	}
-	if live, _ := s1.conns.Live(); live != 0 {
-		t.Fatalf("after Drain, generation 1 has %d connections", live)
-	}
-	old.mu.Lock()
-	conns := old.conns
-	old.mu.Unlock()
-	if len(conns) != 1 {
-		t.Fatalf("the old client opened %d connections, want 1", len(conns))
-	}
-	select {
-	case <-conns[0].Context().Done():
-	case <-time.After(10 * time.Second):
-		t.Fatalf("the old client's connection is still open after the drain")
-	}
-	var ae *quic.ApplicationError
-	if cause := context.Cause(conns[0].Context()); !errors.As(cause, &ae) || ae.ErrorCode != quic.ApplicationErrorCode(http3.ErrCodeNoError) {
-		t.Fatalf("the old connection ended with %v, want H3_NO_ERROR", cause)
-	}
-	// Its next request goes to generation 2.
-	if got := old.get(t, url); got != "gen=2" {
-		t.Fatalf("GET / after the drain = %q, want gen=2", got)
-	}
-	if st := s2.router.Stats(); st.QueueDropped != 0 {
-		t.Errorf("generation 2's router dropped datagrams: %+v", st)
-	}
-}
-
-// TestRouterDeadline: SetReadDeadline unblocks a waiting ReadFrom with a
-// timeout, as quic.Transport.Close needs; Close with net.ErrClosed.
-func TestRouterDeadline(t *testing.T) {
-	sock, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
+	if err := syscall.Kill(g1.pid, syscall.SIGUSR1); err != nil {
 		t.Fatal(err)
 	}
-	var l links
-	r, err := NewRouter(l.add(1), sock, Options{})
-	if err != nil {
-		t.Fatal(err)
+	line := f.line("drained gen=1 ")
+	if count(t, line, "conns") != 1 || count(t, line, "at-deadline") != 0 || count(t, line, "refused") != 0 ||
+		count(t, line, "received") == 0 || count(t, line, "queue-dropped") != 0 {
+		t.Fatalf("%q: want 1 connection drained before the deadline, datagrams received from generation 2, none dropped", line)
 	}
-	errc := make(chan error, 1)
-	go func() {
-		_, _, err := r.ReadFrom(make([]byte, 1500))
-		errc <- err
-	}()
-	r.SetReadDeadline(time.Now().Add(time.Hour))
-	r.SetReadDeadline(time.Now())
-	select {
-	case err := <-errc:
-		if ne, ok := err.(net.Error); !ok || !ne.Timeout() {
-			t.Fatalf("ReadFrom after a deadline = %v, want a timeout", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("ReadFrom still blocked 10 s after its deadline passed")
+	closedGracefully(t, old.conn(t, 0))
+	if _, err := f.p.Wait(10 * time.Second); err != nil {
+		t.Fatalf("generation 1 after its drain: %v", err)
 	}
-	r.SetReadDeadline(time.Time{})
-	go func() {
-		_, _, err := r.ReadFrom(make([]byte, 1500))
-		errc <- err
-	}()
-	r.Close()
-	select {
-	case err := <-errc:
-		if !errors.Is(err, net.ErrClosed) {
-			t.Fatalf("ReadFrom after Close = %v, want net.ErrClosed", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("ReadFrom still blocked 10 s after Close")
+	// The old client's next request goes to generation 2.
+	if got := old.get(t, g1.url); got != want2 {
+		t.Fatalf("GET / after the drain = %q, want %q", got, want2)
 	}
-}
-
-func tlsSetup(t *testing.T) (string, string, *x509.CertPool, *tls.Config) {
-	certFile, keyFile, roots := proctest.TLSCert(t, t.TempDir())
-	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
-	if err != nil {
-		t.Fatal(err)
+	if st := fresh.get(t, g2.url+"stats"); count(t, st, "queue-dropped") != 0 || count(t, st, "relay-dropped") != 0 {
+		t.Errorf("generation 2's router dropped datagrams: %s", st)
 	}
-	return certFile, keyFile, roots, &tls.Config{Certificates: []tls.Certificate{cert}}
 }
 
 // TestRouterFinalStop: when Exit closes without a successor, the Router
 // goes on reading the socket, which nobody else reads, so that the drain
-// hears its clients: requests go on until GOAWAY, and the client's close
-// arrives.
+// hears its clients: a request in flight at SIGTERM completes, and the
+// client's close after GOAWAY arrives.
 func TestRouterFinalStop(t *testing.T) {
-	t.Setenv("QUIC_GO_DISABLE_RECEIVE_BUFFER_WARNING", "true")
-	_, _, roots, tlsConf := tlsSetup(t)
-	keys, err := Keys(&state{})
-	if err != nil {
+	t.Parallel()
+	f, g := startFamily(t, 10*time.Second, false)
+	c := newClient(t, f.roots)
+	want := fmt.Sprintf("gen=1 pid=%d", g.pid)
+	if got := c.get(t, g.url); got != want {
+		t.Fatalf("GET / = %q, want %q", got, want)
+	}
+	// The response is written after SIGTERM, and its ACKs read by the
+	// Router during the drain.
+	got := make(chan string, 1)
+	go func() {
+		// t.Fatal belongs to the test's goroutine: report by value.
+		got <- fetch(c, g.url+"?delay=300ms")
+	}()
+	f.line("request gen=1 delay=300ms")
+	if err := syscall.Kill(g.pid, syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	sock, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
+	if line := f.line("exiting gen=1 "); proctest.Field(line, "handed-over") != "false" {
+		t.Fatalf("%q: want handed-over=false on the final stop", line)
 	}
-	defer sock.Close()
-	url := "https://" + sock.LocalAddr().String() + "/"
-	var l links
-	g := l.add(1)
-	g.final = true
-	s := serve(t, g, sock, tlsConf, keys)
-	c := newClient(roots)
-	defer c.h3.Close()
-	if got := c.get(t, url); got != "gen=1" {
-		t.Fatalf("GET / = %q, want gen=1", got)
+	select {
+	case s := <-got:
+		if s != want {
+			t.Fatalf("the request in flight at SIGTERM: %q, want %q", s, want)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the request in flight at SIGTERM has no answer 20 s later")
 	}
-	close(g.exit)
-	if got := c.get(t, url+"?delay=10ms"); got != "gen=1" {
-		t.Fatalf("GET / after the final Exit = %q, want gen=1", got)
+	line := f.line("drained gen=1 ")
+	if count(t, line, "conns") != 1 || count(t, line, "at-deadline") != 0 ||
+		count(t, line, "relayed") != 0 || count(t, line, "router-own") == 0 {
+		t.Fatalf("%q: want the one connection drained before the deadline, every datagram the router's own", line)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if res, err := s.conns.Drain(ctx, s.srv, s.ln); err != nil || res.AtDeadline != 0 {
-		t.Fatalf("Drain = %+v, %v; want a drain before the deadline", res, err)
-	}
-	if st := s.router.Stats(); st.Relayed != 0 || st.Own == 0 {
-		t.Errorf("router: %+v, want every datagram its own", st)
+	closedGracefully(t, c.conn(t, 0))
+	if _, err := f.p.Wait(10 * time.Second); err != nil {
+		t.Fatalf("generation 1 after its drain: %v", err)
 	}
 }
 
-// TestRouterDrops: a datagram for a generation that is gone is dropped
-// and counted, not delivered; one that finds the queue to quic-go full is
-// dropped and counted; neither blocks the reader.
+// fetch is a GET that reports its failure in what it returns.
+func fetch(c *client, url string) string {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err.Error()
+	}
+	rsp, err := c.h3.RoundTrip(req)
+	if err != nil {
+		return "error: " + err.Error()
+	}
+	defer rsp.Body.Close()
+	b, err := io.ReadAll(rsp.Body)
+	if err != nil {
+		return "error reading the body: " + err.Error()
+	}
+	return string(b[:len(b)-min(len(b), 1)]) // without the newline
+}
+
+// TestRouterDrops: a datagram for a generation that is gone, or that
+// never was, is dropped and counted by the Router that read it, and the
+// reader goes on: the next request is answered.
 func TestRouterDrops(t *testing.T) {
-	sock, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	t.Parallel()
+	f, g1 := startFamily(t, 10*time.Second, false)
+	g2 := f.upgrade(g1, 2)
+	f.line("exit gen=1")
+	if _, err := f.p.Wait(10 * time.Second); err != nil {
+		t.Fatalf("generation 1 after its drain: %v", err)
+	}
+	c := newClient(t, f.roots)
+	before := c.get(t, g2.url+"stats")
+
+	// Hand-made short-header datagrams, as a client of generation 1
+	// would send after it exited, and one naming generation 9.
+	udp, err := net.Dial("udp", g2.url[len("https://"):len(g2.url)-1])
 	if err != nil {
 		t.Fatal(err)
 	}
-	l := links{asked: make(chan int, 1)}
-	r, err := NewRouter(l.add(1), sock, Options{Queue: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	client, err := net.DialUDP("udp", nil, sock.LocalAddr().(*net.UDPAddr))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
-	// Three of generation 1's datagrams, which nobody reads from the
-	// Router, then one for generation 9, which never was.
-	for _, g := range []uint32{1, 1, 1, 9} {
-		if _, err := client.Write(short(cidFor(g))); err != nil {
+	defer udp.Close()
+	for _, g := range []uint32{1, 9} {
+		if _, err := udp.Write(short(cidFor(g))); err != nil {
 			t.Fatal(err)
 		}
 	}
-	select {
-	case g := <-l.asked:
-		if g != 9 {
-			t.Fatalf("RelayPacket asked for generation %d, want 9", g)
+	// The reader routes in the order of the socket's queue: the stats
+	// request's datagrams, sent after, find both routed.
+	after := c.get(t, g2.url+"stats")
+	if d := count(t, after, "relay-dropped") - count(t, before, "relay-dropped"); d != 2 {
+		t.Errorf("generation 2's router: before %s, after %s: %d more relay-dropped, want 2", before, after, d)
+	}
+	if d := count(t, after, "relayed") - count(t, before, "relayed"); d != 0 {
+		t.Errorf("generation 2's router: before %s, after %s: %d more relayed, want none", before, after, d)
+	}
+}
+
+// TestRouterQueueFull: a datagram that finds the queue to quic-go full is
+// dropped and counted, and the reader goes on routing: the datagrams after
+// it reach their generations. Generation 2's Router has room for one
+// datagram and nobody reads it; the last datagram, for generation 1, is
+// relayed there, and its arrival says generation 2's reader routed all
+// that came before.
+func TestRouterQueueFull(t *testing.T) {
+	t.Parallel()
+	f, g1 := startQueueFamily(t)
+	g2 := f.upgrade(g1, 2)
+	udp, err := net.Dial("udp", g2.url[len("https://"):len(g2.url)-1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer udp.Close()
+	var sent [][]byte
+	for i, g := range []uint32{2, 2, 2, 9, 1} {
+		// A byte apiece after the header tells them apart.
+		b := append(short(cidFor(g)), byte(i))
+		sent = append(sent, b)
+		if _, err := udp.Write(b); err != nil {
+			t.Fatal(err)
 		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("the datagram for generation 9 was never routed")
 	}
-	// The reader routes in order: the first datagram is queued, the
-	// next two found the queue full, the last was relayed and dropped.
-	want := Stats{Own: 1, QueueDropped: 2, RelayDropped: 1}
-	if st := r.Stats(); st != want {
-		t.Fatalf("Stats() = %+v, want %+v", st, want)
+	from := udp.LocalAddr().String()
+	if line := f.line("read gen=1 "); proctest.Field(line, "from") != from || proctest.Field(line, "data") != fmt.Sprintf("%x", sent[4]) {
+		t.Fatalf("%q: want generation 1's datagram %x from %s, relayed", line, sent[4], from)
 	}
-	b := make([]byte, 100)
-	n, from, err := r.ReadFrom(b)
-	if err != nil || from.String() != client.LocalAddr().String() || string(b[:n]) != string(short(cidFor(1))) {
-		t.Fatalf("ReadFrom = %d bytes from %v, %v; want generation 1's datagram from %v", n, from, err, client.LocalAddr())
+	if err := syscall.Kill(g2.pid, syscall.SIGUSR1); err != nil {
+		t.Fatal(err)
+	}
+	// In order: the first is queued, the next two find the queue full,
+	// the fourth names a generation that never was, the last is relayed.
+	st := f.line("stats gen=2 ")
+	if count(t, st, "router-own") != 1 || count(t, st, "queue-dropped") != 2 || count(t, st, "relay-dropped") != 1 ||
+		count(t, st, "relayed") != 1 || count(t, st, "received") != 0 {
+		t.Fatalf("%q: want router-own=1 queue-dropped=2 relay-dropped=1 relayed=1 received=0", st)
+	}
+	if line := f.line("read gen=2 "); proctest.Field(line, "from") != from || proctest.Field(line, "data") != fmt.Sprintf("%x", sent[0]) {
+		t.Fatalf("%q: want the first datagram %x from %s", line, sent[0], from)
 	}
 }
 
@@ -422,63 +228,45 @@ func TestRouterDrops(t *testing.T) {
 // deadline, its connection closed with H3_NO_ERROR (never left to an
 // idle timeout), and Drain says so.
 func TestDrainDeadline(t *testing.T) {
-	t.Setenv("QUIC_GO_DISABLE_RECEIVE_BUFFER_WARNING", "true")
-	_, _, roots, tlsConf := tlsSetup(t)
-	keys, err := Keys(&state{})
-	if err != nil {
+	t.Parallel()
+	const drain = 200 * time.Millisecond
+	f, g := startFamily(t, drain, false)
+	c := newClient(t, f.roots)
+	c.get(t, g.url)
+	got := make(chan string, 1)
+	go func() { got <- fetch(c, g.url+"?delay=1h") }()
+	f.line("request gen=1 delay=1h")
+	if err := syscall.Kill(g.pid, syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	sock, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sock.Close()
-	url := "https://" + sock.LocalAddr().String() + "/"
-	var l links
-	g := l.add(1)
-	g.final = true
-	s := serve(t, g, sock, tlsConf, keys)
-	c := newClient(roots)
-	defer c.h3.Close()
-	c.get(t, url)
-	errc := make(chan error, 1)
-	go func() {
-		req, _ := http.NewRequest(http.MethodGet, url+"?delay=1h", nil)
-		rsp, err := c.h3.RoundTrip(req)
-		if err == nil {
-			_, err = io.ReadAll(rsp.Body)
-			rsp.Body.Close()
-		}
-		errc <- err
-	}()
-	// Time for the request to reach the server, which has no hook to
-	// say so.
-	time.Sleep(50 * time.Millisecond)
-	close(g.exit)
-	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
-	defer cancel()
-	res, err := s.conns.Drain(ctx, s.srv, s.ln)
-	if !errors.Is(err, context.DeadlineExceeded) || res.Conns != 1 || res.AtDeadline != 1 {
-		t.Fatalf("Drain = %+v, %v; want the one connection closed at the deadline", res, err)
+	line := f.line("drained gen=1 ")
+	if count(t, line, "conns") != 1 || count(t, line, "at-deadline") != 1 || proctest.Field(line, "deadline-exceeded") != "true" {
+		t.Fatalf("%q: want the one connection closed at the deadline", line)
 	}
 	select {
-	case err := <-errc:
-		if err == nil {
+	case s := <-got:
+		if s == fmt.Sprintf("gen=1 pid=%d", g.pid) {
 			t.Fatal("the hour-long request completed")
 		}
 	case <-time.After(10 * time.Second):
-		t.Fatal("the hour-long request still runs after the drain")
+		t.Fatal("the hour-long request still runs 10 s after the drain")
 	}
-	c.mu.Lock()
-	conn := c.conns[0]
-	c.mu.Unlock()
-	select {
-	case <-conn.Context().Done():
-	case <-time.After(10 * time.Second):
-		t.Fatal("the connection is still open after the drain")
+	closedGracefully(t, c.conn(t, 0))
+}
+
+// TestRouterDeadline: ReadFrom's deadlines and Close, on a Router in a
+// generation process of its own (deadlineMain).
+func TestRouterDeadline(t *testing.T) {
+	t.Parallel()
+	p := proctest.Start(t, "deadline", nil)
+	line, err := p.WaitLine("deadline ", 30*time.Second)
+	if err != nil {
+		t.Fatalf("%v; output:\n%s", err, p.Output())
 	}
-	var ae *quic.ApplicationError
-	if cause := context.Cause(conn.Context()); !errors.As(cause, &ae) || ae.ErrorCode != quic.ApplicationErrorCode(http3.ErrCodeNoError) {
-		t.Fatalf("the connection ended with %v, want H3_NO_ERROR", cause)
+	if line != "deadline ok" {
+		t.Fatal(line)
+	}
+	if _, err := p.Wait(10 * time.Second); err != nil {
+		t.Fatalf("the deadline helper: %v", err)
 	}
 }
