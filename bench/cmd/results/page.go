@@ -621,8 +621,9 @@ func renderHTTP3(b *strings.Builder, rs []result) {
 	b.WriteString("link between generations; the old generation sends GOAWAY and closes each connection with\n")
 	b.WriteString("H3_NO_ERROR once its requests are done. Without it, a connection whose datagrams reach the\n")
 	b.WriteString("wrong generation ends by an idle timeout or a stateless reset. *p99* is the latency of fast\n")
-	b.WriteString("requests in steady state and in the second after each upgrade: the difference is what the relay\n")
-	b.WriteString("and the new generation's start cost.\n\n")
+	b.WriteString("requests in steady state and during upgrades (from the SIGHUP until every client has been\n")
+	b.WriteString("answered by the new generation, each client's new handshake included): the difference is what\n")
+	b.WriteString("an upgrade costs a client, the relay's hop among it.\n\n")
 	var rows [][]string
 	for _, r := range http3Routes {
 		res := find(us, "Upgrades", map[string]string{"route": r.route})
@@ -651,6 +652,6 @@ func renderHTTP3(b *strings.Builder, rs []result) {
 		rows = append(rows, []string{r.name, fmt.Sprintf("%.0f", ups), fmt.Sprintf("%s / %s", count(failed), count(reqs)),
 			count(hs), count(idle), count(resets), count(relayed), steady, upgrade, ratio})
 	}
-	table(b, []string{"routing", "upgrades", "failed / requests", "QUIC handshakes", "idle timeouts", "stateless resets", "datagrams relayed", "p99 steady", "p99 after upgrades", "after/steady"}, "lrrrrrrrrr", rows)
+	table(b, []string{"routing", "upgrades", "failed / requests", "QUIC handshakes", "idle timeouts", "stateless resets", "datagrams relayed", "p99 steady", "p99 during upgrades", "during/steady"}, "lrrrrrrrrr", rows)
 	b.WriteString("\n")
 }
