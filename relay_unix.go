@@ -18,8 +18,8 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// RelayPacket passes b, a datagram that arrived from from, to generation
-// gen, on channel (a name: at most 255 bytes, no ':'), where the
+// RelayPacket passes b, a datagram that arrived from the address from, to
+// generation gen, on channel (a name: at most 255 bytes, no ':'), where the
 // application reads it from RelayedPackets(channel). It goes over the
 // relay sockets between neighbouring generations: toward older
 // generations through the predecessor, toward newer ones through the
