@@ -81,11 +81,10 @@ func envInt(tb testing.TB, name string, def int) int {
 
 // server is one run of the example: its generations in order.
 type server struct {
-	tb      testing.TB
 	p       *proctest.Proc
 	pidFile string
 	addr    string
-	gens    []int
+	*proctest.Generations
 }
 
 func startServer(tb testing.TB, helper string) *server {
@@ -104,80 +103,15 @@ func startServerDrain(tb testing.TB, helper string, drain time.Duration) *server
 		env = append(env, "GORACE=atexit_sleep_ms=0")
 	}
 	p := proctest.Start(tb, helper, env, "-listen", "127.0.0.1:0", "-pid-file", pidFile, "-drain", drain.String())
-	s := &server{tb: tb, p: p, pidFile: pidFile}
+	s := &server{p: p, pidFile: pidFile}
 	tb.Cleanup(func() {
 		if strings.Contains(p.Output(), "WARNING: DATA RACE") {
 			tb.Error("a generation of the server reported a data race")
 		}
 	})
-	s.addr = proctest.Field(s.waitLog("msg=serving"), "addr")
-	s.gens = []int{s.waitPID(0)}
-	if s.gens[0] != p.Pid() {
-		tb.Fatalf("pid file names %d; want the first generation, %d", s.gens[0], p.Pid())
-	}
+	s.addr = proctest.Field(p.WaitLog(tb, "msg=serving", upgradeStep), "addr")
+	s.Generations = proctest.FollowGenerations(tb, p, pidFile, upgradeStep)
 	return s
-}
-
-func (s *server) waitLog(substr string) string {
-	s.tb.Helper()
-	deadline := time.Now().Add(upgradeStep)
-	for time.Now().Before(deadline) {
-		for _, l := range strings.Split(s.p.Output(), "\n") {
-			if strings.Contains(l, substr) {
-				return l
-			}
-		}
-		if st, _ := s.p.Wait(10 * time.Millisecond); st != nil {
-			s.tb.Fatalf("the server exited (%v) before logging %q", st, substr)
-		}
-	}
-	s.tb.Fatalf("no log line with %q within %v", substr, upgradeStep)
-	return ""
-}
-
-// waitPID waits until the pid file names a process other than old. The
-// file is written by the new generation as it becomes ready: polling it
-// is how an operator's tooling sees an upgrade too.
-func (s *server) waitPID(old int) int {
-	s.tb.Helper()
-	return proctest.WaitPIDFile(s.tb, s.pidFile, old, upgradeStep)
-}
-
-func (s *server) current() int { return s.gens[len(s.gens)-1] }
-
-// upgrade sends SIGHUP to the generation the pid file names and waits for
-// its successor to be named there. The old generation drains meanwhile;
-// it is reaped at the end.
-func (s *server) upgrade() int {
-	s.tb.Helper()
-	old := s.current()
-	if err := syscall.Kill(old, syscall.SIGHUP); err != nil {
-		s.tb.Fatalf("SIGHUP to %d: %v", old, err)
-	}
-	pid := s.waitPID(old)
-	proctest.Track(s.tb, pid, upgradeStep)
-	s.gens = append(s.gens, pid)
-	return pid
-}
-
-// stop sends SIGTERM to the serving generation and waits for every
-// generation to be gone.
-func (s *server) stop() {
-	s.tb.Helper()
-	if err := syscall.Kill(s.current(), syscall.SIGTERM); err != nil {
-		s.tb.Fatalf("SIGTERM to %d: %v", s.current(), err)
-	}
-	for _, pid := range s.gens {
-		var err error
-		if pid == s.p.Pid() {
-			_, err = s.p.Wait(upgradeStep)
-		} else {
-			err = proctest.Reap(pid, upgradeStep)
-		}
-		if err != nil {
-			s.tb.Fatalf("generation %d did not exit: %v", pid, err)
-		}
-	}
 }
 
 // dial opens a client connection. No retries: a failed call shows.
@@ -474,12 +408,12 @@ func runUpgrades(tb testing.TB, helper string, upgrades int) figures {
 			}
 		}
 	}
-	waitAnswered(srv.current())
-	waitStreams(srv.current())
+	waitAnswered(srv.Current())
+	waitStreams(srv.Current())
 	for u := 1; u <= upgrades; u++ {
-		old := srv.current()
+		old := srv.Current()
 		watch, leave := watchHealth(tb, srv.addr, old)
-		pid := srv.upgrade()
+		pid := srv.Upgrade()
 		// The retiring generation says so to a watcher it still has.
 		if r, err := watch.Recv(); err != nil || r.Status != healthpb.HealthCheckResponse_NOT_SERVING {
 			tb.Errorf("upgrade %d: health of the retiring generation %d: %v, %v; want NOT_SERVING", u, old, r, err)
@@ -493,7 +427,7 @@ func runUpgrades(tb testing.TB, helper string, upgrades int) figures {
 		waitStreams(pid)
 	}
 	stopClients()
-	srv.stop()
+	srv.Stop()
 
 	f := figures{upgrades: upgrades, elapsed: time.Since(start)}
 	for _, c := range unary {
@@ -639,7 +573,7 @@ func TestStopEndsStreams(t *testing.T) {
 	if err := cs.RecvMsg(new(structpb.Struct)); err != nil {
 		t.Fatalf("first message: %v", err)
 	}
-	if err := syscall.Kill(srv.current(), syscall.SIGTERM); err != nil {
+	if err := syscall.Kill(srv.Current(), syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
 	stopped := time.Now()
@@ -691,8 +625,8 @@ func TestHurryEndsDrain(t *testing.T) {
 	if err := cs.RecvMsg(new(structpb.Struct)); err != nil {
 		t.Fatalf("first message: %v", err)
 	}
-	old := srv.current()
-	srv.upgrade()
+	old := srv.Current()
+	srv.Upgrade()
 	// The old generation drains, its stream still running; a message
 	// after the upgrade shows it is still served there.
 	if err := cs.RecvMsg(new(structpb.Struct)); err != nil {
@@ -732,8 +666,8 @@ func TestHurryEndsDrain(t *testing.T) {
 	if err := cs.RecvMsg(m); err != nil {
 		t.Fatal(err)
 	}
-	if tick, err := ParseTick(m); err != nil || tick.Seq != next || tick.PID != srv.current() {
-		t.Errorf("resumed stream: %v (%v); want seq %d from %d", m, err, next, srv.current())
+	if tick, err := ParseTick(m); err != nil || tick.Seq != next || tick.PID != srv.Current() {
+		t.Errorf("resumed stream: %v (%v); want seq %d from %d", m, err, next, srv.Current())
 	}
-	srv.stop()
+	srv.Stop()
 }

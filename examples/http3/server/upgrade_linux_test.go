@@ -74,12 +74,11 @@ func envInt(tb testing.TB, name string, def int) int {
 
 // server is one run of the example: its generations in order.
 type server struct {
-	tb      testing.TB
 	p       *proctest.Proc
 	pidFile string
 	addr    string
 	roots   *x509.CertPool
-	gens    []int
+	*proctest.Generations
 }
 
 func startServer(tb testing.TB, route bool) *server {
@@ -101,72 +100,15 @@ func startServerDrain(tb testing.TB, route bool, drain time.Duration) *server {
 	}
 	p := proctest.Start(tb, "http3", env, "-listen", "127.0.0.1:0", "-pid-file", pidFile, "-drain", drain.String(),
 		"-tls-cert", certFile, "-tls-key", keyFile, "-route="+strconv.FormatBool(route))
-	s := &server{tb: tb, p: p, pidFile: pidFile, roots: roots}
+	s := &server{p: p, pidFile: pidFile, roots: roots}
 	tb.Cleanup(func() {
 		if strings.Contains(p.Output(), "WARNING: DATA RACE") {
 			tb.Error("a generation of the server reported a data race")
 		}
 	})
-	s.addr = proctest.Field(s.waitLog("msg=serving"), "addr")
-	s.gens = []int{proctest.WaitPIDFile(tb, pidFile, 0, upgradeStep)}
-	if s.gens[0] != p.Pid() {
-		tb.Fatalf("pid file names %d; want the first generation, %d", s.gens[0], p.Pid())
-	}
+	s.addr = proctest.Field(p.WaitLog(tb, "msg=serving", upgradeStep), "addr")
+	s.Generations = proctest.FollowGenerations(tb, p, pidFile, upgradeStep)
 	return s
-}
-
-func (s *server) waitLog(substr string) string {
-	s.tb.Helper()
-	deadline := time.Now().Add(upgradeStep)
-	for time.Now().Before(deadline) {
-		for _, l := range strings.Split(s.p.Output(), "\n") {
-			if strings.Contains(l, substr) {
-				return l
-			}
-		}
-		if st, _ := s.p.Wait(10 * time.Millisecond); st != nil {
-			s.tb.Fatalf("the server exited (%v) before logging %q", st, substr)
-		}
-	}
-	s.tb.Fatalf("no log line with %q within %v", substr, upgradeStep)
-	return ""
-}
-
-func (s *server) current() int { return s.gens[len(s.gens)-1] }
-
-// upgrade sends SIGHUP to the generation the pid file names and waits for
-// its successor to be named there. The old generation drains meanwhile;
-// it is reaped at the end.
-func (s *server) upgrade() int {
-	s.tb.Helper()
-	old := s.current()
-	if err := syscall.Kill(old, syscall.SIGHUP); err != nil {
-		s.tb.Fatalf("SIGHUP to %d: %v", old, err)
-	}
-	pid := proctest.WaitPIDFile(s.tb, s.pidFile, old, upgradeStep)
-	proctest.Track(s.tb, pid, upgradeStep)
-	s.gens = append(s.gens, pid)
-	return pid
-}
-
-// stop sends SIGTERM to the serving generation and waits for every
-// generation to be gone.
-func (s *server) stop() {
-	s.tb.Helper()
-	if err := syscall.Kill(s.current(), syscall.SIGTERM); err != nil {
-		s.tb.Fatalf("SIGTERM to %d: %v", s.current(), err)
-	}
-	for _, pid := range s.gens {
-		var err error
-		if pid == s.p.Pid() {
-			_, err = s.p.Wait(upgradeStep)
-		} else {
-			err = proctest.Reap(pid, upgradeStep)
-		}
-		if err != nil {
-			s.tb.Fatalf("generation %d did not exit: %v", pid, err)
-		}
-	}
 }
 
 // sample is one request as its client saw it.
@@ -357,18 +299,18 @@ func runUpgrades(tb testing.TB, route bool, upgrades int) figures {
 			}
 		}
 	}
-	waitAnswered(srv.current())
+	waitAnswered(srv.Current())
 	var windows []window
 	for range upgrades {
 		time.Sleep(steadyGap)
 		w := window{from: time.Now()}
-		pid := srv.upgrade()
+		pid := srv.Upgrade()
 		waitAnswered(pid)
 		w.to = time.Now()
 		windows = append(windows, w)
 	}
 	stopClients()
-	srv.stop()
+	srv.Stop()
 
 	f := figures{upgrades: upgrades, elapsed: time.Since(start)}
 	var steady, during []time.Duration
@@ -547,8 +489,8 @@ func TestStopDrains(t *testing.T) {
 	srv := startServer(t, true)
 	c := newClient(0, srv.addr, srv.roots)
 	defer c.h3.Close()
-	if pid, err := c.get(false); err != nil || pid != srv.current() {
-		t.Fatalf("GET / = %d, %v; want pid=%d", pid, err, srv.current())
+	if pid, err := c.get(false); err != nil || pid != srv.Current() {
+		t.Fatalf("GET / = %d, %v; want pid=%d", pid, err, srv.Current())
 	}
 	type result struct {
 		pid int
@@ -562,11 +504,11 @@ func TestStopDrains(t *testing.T) {
 	// The slow request is on its way: its delay outlasts this wait, so it
 	// is in progress when SIGTERM arrives.
 	time.Sleep(slowDelay / 4)
-	srv.stop()
+	srv.Stop()
 	select {
 	case r := <-done:
-		if r.err != nil || r.pid != srv.current() {
-			t.Fatalf("the slow request across SIGTERM = %d, %v; want pid=%d", r.pid, r.err, srv.current())
+		if r.err != nil || r.pid != srv.Current() {
+			t.Fatalf("the slow request across SIGTERM = %d, %v; want pid=%d", r.pid, r.err, srv.Current())
 		}
 	case <-time.After(upgradeStep):
 		t.Fatal("the slow request did not end")
@@ -598,8 +540,8 @@ func TestHurryEndsDrain(t *testing.T) {
 	srv := startServerDrain(t, true, longDrain)
 	c := newClient(0, srv.addr, srv.roots)
 	defer c.h3.Close()
-	if pid, err := c.get(false); err != nil || pid != srv.current() {
-		t.Fatalf("GET / = %d, %v; want pid=%d", pid, err, srv.current())
+	if pid, err := c.get(false); err != nil || pid != srv.Current() {
+		t.Fatalf("GET / = %d, %v; want pid=%d", pid, err, srv.Current())
 	}
 	errc := make(chan error, 1)
 	go func() {
@@ -615,8 +557,8 @@ func TestHurryEndsDrain(t *testing.T) {
 	// Time for the request to reach the server, which has no hook to
 	// say so; an upgrade takes longer still.
 	time.Sleep(slowDelay / 4)
-	old := srv.current()
-	srv.upgrade()
+	old := srv.Current()
+	srv.Upgrade()
 	if err := syscall.Kill(old, baton.HurrySignal); err != nil {
 		t.Fatal(err)
 	}
@@ -642,12 +584,12 @@ func TestHurryEndsDrain(t *testing.T) {
 	if cause := context.Cause(first.Context()); !isGraceful(cause) {
 		t.Errorf("the hurried generation's connection ended with %v; want H3_NO_ERROR", cause)
 	}
-	line := srv.waitLog(fmt.Sprintf("msg=drained pid=%d ", old))
+	line := srv.p.WaitLog(t, fmt.Sprintf("msg=drained pid=%d ", old), upgradeStep)
 	if proctest.Field(line, "at_deadline") != "1" || !strings.Contains(line, `cause="context canceled"`) {
 		t.Errorf("drain log %q: want 1 connection closed when the hurry cancelled the drain", line)
 	}
-	if pid, err := c.get(false); err != nil || pid != srv.current() {
-		t.Errorf("GET / after the hurry = %d, %v; want pid=%d", pid, err, srv.current())
+	if pid, err := c.get(false); err != nil || pid != srv.Current() {
+		t.Errorf("GET / after the hurry = %d, %v; want pid=%d", pid, err, srv.Current())
 	}
-	srv.stop()
+	srv.Stop()
 }

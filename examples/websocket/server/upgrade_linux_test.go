@@ -57,7 +57,7 @@ type server struct {
 	p       *proctest.Proc
 	pidFile string
 	addr    string
-	gens    []int
+	*proctest.Generations
 }
 
 func startServer(t *testing.T) *server {
@@ -78,52 +78,9 @@ func startServer(t *testing.T) *server {
 			t.Error("a generation of the server reported a data race")
 		}
 	})
-	line := s.waitLog("msg=serving")
-	s.addr = proctest.Field(line, "addr")
-	s.gens = []int{s.waitPID(0)}
-	if s.gens[0] != p.Pid() {
-		t.Fatalf("pid file names %d; want the first generation, %d", s.gens[0], p.Pid())
-	}
+	s.addr = proctest.Field(p.WaitLog(t, "msg=serving", upgradeStep), "addr")
+	s.Generations = proctest.FollowGenerations(t, p, pidFile, upgradeStep)
 	return s
-}
-
-func (s *server) waitLog(substr string) string {
-	s.t.Helper()
-	deadline := time.Now().Add(upgradeStep)
-	for time.Now().Before(deadline) {
-		for _, l := range strings.Split(s.p.Output(), "\n") {
-			if strings.Contains(l, substr) {
-				return l
-			}
-		}
-		if st, _ := s.p.Wait(10 * time.Millisecond); st != nil {
-			s.t.Fatalf("the server exited (%v) before logging %q", st, substr)
-		}
-	}
-	s.t.Fatalf("no log line with %q within %v", substr, upgradeStep)
-	return ""
-}
-
-// waitPID waits until the pid file names a process other than old.
-func (s *server) waitPID(old int) int {
-	s.t.Helper()
-	return proctest.WaitPIDFile(s.t, s.pidFile, old, upgradeStep)
-}
-
-func (s *server) current() int { return s.gens[len(s.gens)-1] }
-
-// waitGone waits for generation pid to exit and reaps it.
-func (s *server) waitGone(pid int) {
-	s.t.Helper()
-	var err error
-	if pid == s.p.Pid() {
-		_, err = s.p.Wait(upgradeStep)
-	} else {
-		err = proctest.Reap(pid, upgradeStep)
-	}
-	if err != nil {
-		s.t.Fatalf("generation %d did not exit: %v", pid, err)
-	}
 }
 
 // upgrade sends SIGHUP to the serving generation, waits for its successor
@@ -131,23 +88,9 @@ func (s *server) waitGone(pid int) {
 // connection was handed over or closed.
 func (s *server) upgrade() {
 	s.t.Helper()
-	old := s.current()
-	if err := syscall.Kill(old, syscall.SIGHUP); err != nil {
-		s.t.Fatalf("SIGHUP to %d: %v", old, err)
-	}
-	pid := s.waitPID(old)
-	proctest.Track(s.t, pid, upgradeStep)
-	s.gens = append(s.gens, pid)
-	s.waitGone(old)
-}
-
-func (s *server) stop() {
-	s.t.Helper()
-	pid := s.current()
-	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
-		s.t.Fatalf("SIGTERM to %d: %v", pid, err)
-	}
-	s.waitGone(pid)
+	old := s.Current()
+	s.Upgrade()
+	s.WaitGone(old)
 }
 
 // echoClient sends numbered messages one after another (or two at a time)
@@ -270,22 +213,22 @@ func TestUpgradesKeepWebSockets(t *testing.T) {
 		}
 	}
 	start := time.Now()
-	waitAnswered(srv.current())
+	waitAnswered(srv.Current())
 	for u := 1; u <= upgrades; u++ {
 		t0 := time.Now()
 		srv.upgrade()
-		waitAnswered(srv.current())
+		waitAnswered(srv.Current())
 		// One descriptor per connection, and a few of its own: the
 		// handovers leak nothing in the successor (the old generation,
 		// whose copies were closed, has exited).
-		if n := proctest.FdCount(srv.current()); n < conns || n > conns+fdSlack {
-			t.Errorf("generation %d has %d descriptors open for %d connections; want %d to %d", srv.current(), n, conns, conns, conns+fdSlack)
+		if n := proctest.FdCount(srv.Current()); n < conns || n > conns+fdSlack {
+			t.Errorf("generation %d has %d descriptors open for %d connections; want %d to %d", srv.Current(), n, conns, conns, conns+fdSlack)
 		}
 		// A few rounds more in each generation, so that every upgrade
 		// finds messages on their way in every state a client makes.
 		time.Sleep(3 * pace)
 		if testing.Verbose() {
-			t.Logf("upgrade %d: generation %d serves every connection after %v", u, srv.current(), time.Since(t0).Round(time.Millisecond))
+			t.Logf("upgrade %d: generation %d serves every connection after %v", u, srv.Current(), time.Since(t0).Round(time.Millisecond))
 		}
 	}
 	stopClients()
@@ -300,15 +243,15 @@ func TestUpgradesKeepWebSockets(t *testing.T) {
 			}
 			continue
 		}
-		if fmt.Sprint(c.pids) != fmt.Sprint(srv.gens) {
-			t.Errorf("client %d was answered by generations %v; want %v, each in turn", c.id, c.pids, srv.gens)
+		if fmt.Sprint(c.pids) != fmt.Sprint(srv.Pids()) {
+			t.Errorf("client %d was answered by generations %v; want %v, each in turn", c.id, c.pids, srv.Pids())
 		}
 		code, reason, err := c.tc.close(upgradeStep)
 		if want := fmt.Sprintf("answered=%d", c.sent); err != nil || code != ws.StatusNormalClosure || reason != want {
 			t.Errorf("client %d: closing handshake: %d %q, %v; want 1000 %q", c.id, code, reason, err, want)
 		}
 	}
-	srv.stop()
+	srv.Stop()
 
 	// The generations' own account: every connection handed over at
 	// every upgrade, none closed.
@@ -360,7 +303,7 @@ func TestStopClosesWebSockets(t *testing.T) {
 		}
 		clients = append(clients, tc)
 	}
-	if err := syscall.Kill(srv.current(), syscall.SIGTERM); err != nil {
+	if err := syscall.Kill(srv.Current(), syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
 	for i, tc := range clients {
@@ -376,7 +319,7 @@ func TestStopClosesWebSockets(t *testing.T) {
 		}
 		tc.c.Close()
 	}
-	srv.waitGone(srv.current())
+	srv.WaitGone(srv.Current())
 	if _, err := os.Stat(srv.pidFile); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("pid file after the final stop: %v; want it removed", err)
 	}
