@@ -21,8 +21,8 @@
 //	defer upg.Stop()
 //	ln, err := upg.Listen("tcp", ":8080") // inherited, or new on first start
 //	srv := httpdrain.New(&http.Server{Handler: h}, httpdrain.Options{})
-//	go srv.Serve(ln)
 //	upg.HandleSignals()            // SIGHUP upgrades, SIGTERM and SIGINT stop
+//	go srv.Serve(ln)
 //	if err := upg.Ready(); err != nil { ... }
 //	<-upg.Exit()                   // a successor is ready, or Stop was called
 //	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

@@ -57,8 +57,8 @@ func Example() {
 		log.Fatal(err)
 	}
 	srv := &http3.Server{Handler: http.NotFoundHandler(), ConnContext: conns.HTTP3ConnContext}
-	go srv.ServeListener(ln)
 	upg.HandleSignals()
+	go srv.ServeListener(ln)
 	if err := upg.Ready(); err != nil {
 		log.Fatal(err)
 	}

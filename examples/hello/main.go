@@ -26,8 +26,8 @@ func main() {
 	srv := httpdrain.New(&http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, "hello from pid %d\n", os.Getpid())
 	})}, httpdrain.Options{})
-	go srv.Serve(ln)
 	upg.HandleSignals() // SIGHUP upgrades, SIGTERM and SIGINT stop
+	go srv.Serve(ln)
 	if err := upg.Ready(); err != nil {
 		log.Fatal(err)
 	}

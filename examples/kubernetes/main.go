@@ -111,8 +111,8 @@ func serve(configPath, socket, addr string, drain time.Duration, log *slog.Logge
 		Handler:           handler(cfg),
 		ReadHeaderTimeout: 10 * time.Second,
 	}, httpdrain.Options{Logger: log})
-	go srv.Serve(ln)
 	upg.HandleSignals()
+	go srv.Serve(ln)
 	if err := upg.Ready(); err != nil {
 		return err
 	}

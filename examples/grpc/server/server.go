@@ -114,13 +114,13 @@ func Run(cfg Config, log *slog.Logger) error {
 	}
 	srv.RegisterService(&echoDesc, nil)
 	srv.Health().SetServingStatus(ServiceName, healthpb.HealthCheckResponse_SERVING)
+	// Signals before serving: a SIGHUP or a supervisor's SIGTERM that
+	// found no handler would kill us with the calls we had accepted.
+	upg.HandleSignals()
 	// Serve before Ready: once we are ready the predecessor stops
 	// accepting, and we must already be.
 	go srv.Serve(ln)
 
-	// Before Ready, which publishes our pid: a SIGHUP before a handler is
-	// installed would kill us.
-	upg.HandleSignals()
 	if err := upg.Ready(); err != nil {
 		return fmt.Errorf("cannot become ready: %w", err)
 	}

@@ -96,6 +96,10 @@ func Run(cfg Config, log *slog.Logger) error {
 	// file.
 	defer upg.Stop()
 	log = log.With("gen", upg.Generation())
+	// Signals first: from NewRouter on this process takes datagrams off
+	// the shared socket, and a SIGHUP or a supervisor's SIGTERM that
+	// found no handler would kill it with the connections it had begun.
+	upg.HandleSignals()
 
 	tlsConf, err := loadTLS(cfg)
 	if err != nil {
@@ -150,9 +154,6 @@ func Run(cfg Config, log *slog.Logger) error {
 	// reading the socket, and we must already be.
 	go func() { served <- srv.ServeListener(ln) }()
 
-	// Before Ready, which publishes our pid: a SIGHUP before a handler is
-	// installed would kill us.
-	upg.HandleSignals()
 	if err := upg.Ready(); err != nil {
 		srv.Close()
 		ln.Close()

@@ -191,7 +191,17 @@ func Run(cfg Config, log *slog.Logger) error {
 		handoff = upg
 	}
 
-	// 4. Serve before Ready. Until Ready the predecessor still accepts on
+	// 4. Signals before serving, and so before Ready, which publishes our
+	// pid (PID file, MAINPID=): a SIGHUP, or a supervisor's SIGTERM,
+	// that found no handler would kill the process, its default action,
+	// with whatever connections it had accepted. HandleSignals upgrades
+	// on SIGHUP (one that comes before Ready waits for it) and stops on
+	// SIGTERM and SIGINT (under a supervisor, before Ready, a restart
+	// that waits for it); a program with other needs calls Upgrade and
+	// Stop itself.
+	upg.HandleSignals()
+
+	// 5. Serve before Ready. Until Ready the predecessor still accepts on
 	// the shared socket too, so connections are served either way; after
 	// Ready it stops, and we must already be accepting.
 	srv := httpdrain.New(&http.Server{
@@ -219,14 +229,6 @@ func Run(cfg Config, log *slog.Logger) error {
 		// it had accepted it: the same handler, timeouts and drain.
 		go srv.Serve(handed)
 	}
-
-	// 5. Signals before Ready: Ready publishes our pid (PID file,
-	// MAINPID=), and a SIGHUP that arrived before a handler was installed
-	// would kill the process, its default action. HandleSignals upgrades
-	// on SIGHUP (one that comes before Ready waits for it) and stops on
-	// SIGTERM and SIGINT; a program with other needs calls Upgrade and
-	// Stop itself.
-	upg.HandleSignals()
 
 	// 6. Ready: the predecessor, if any, now stops accepting and drains;
 	// the PID file names us; systemd, if it runs the service, learns that

@@ -111,6 +111,10 @@ func Run(cfg Config, log *slog.Logger) error {
 		Handler:           mux,
 		ReadHeaderTimeout: 10 * time.Second,
 	}, httpdrain.Options{Logger: log})
+	// Signals before serving: a SIGHUP or a supervisor's SIGTERM that
+	// found no handler would kill us with the connections we had
+	// accepted.
+	upg.HandleSignals()
 	go e.srv.Serve(ln)
 	resumed := make(chan struct{})
 	go func() {
@@ -118,7 +122,6 @@ func Run(cfg Config, log *slog.Logger) error {
 		e.resume(handed)
 	}()
 
-	upg.HandleSignals()
 	if err := upg.Ready(); err != nil {
 		handed.Close()
 		return fmt.Errorf("cannot become ready: %w", err)

@@ -135,8 +135,8 @@ func serve() int {
 		}),
 		ReadHeaderTimeout: 10 * time.Second,
 	}, httpdrain.Options{Logger: log})
-	go srv.Serve(ln)
 	upg.HandleSignals()
+	go srv.Serve(ln)
 	if err := upg.Ready(); err != nil {
 		log.Error("ready", "err", err)
 		return 1

@@ -102,8 +102,10 @@ func run() int {
 	// is HTTP/1.1's (see httpdrain), not the fault under test.
 	srv := httpdrain.New(&http.Server{Handler: handler(upg.Generation()), ReadHeaderTimeout: 10 * time.Second},
 		httpdrain.Options{Logger: log, IdleGrace: 2 * time.Second})
-	go srv.Serve(ln)
+	// Signals before serving: a restart signal that found no handler
+	// would kill the process with the connections it had accepted.
 	upg.HandleSignals()
+	go srv.Serve(ln)
 
 	fault("before-ready")
 	if err := upg.Ready(); err != nil {
