@@ -3,6 +3,8 @@
 package proctest
 
 import (
+	"os"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -102,4 +104,39 @@ func (p *Proc) WaitLog(tb testing.TB, substr string, d time.Duration) string {
 	}
 	tb.Fatalf("no log line with %q within %v", substr, d)
 	return ""
+}
+
+// StartServer is Start for an upgradable server's first generation: its
+// successors inherit env too. A race-instrumented generation would sleep a
+// second at exit (GORACE's atexit_sleep_ms) unless GORACE is set; its
+// races are caught all the same, for the test fails at its end if any
+// generation reported one.
+func StartServer(tb testing.TB, helper string, env []string, args ...string) *Proc {
+	tb.Helper()
+	if os.Getenv("GORACE") == "" {
+		env = append(env, "GORACE=atexit_sleep_ms=0")
+	}
+	p := Start(tb, helper, env, args...)
+	tb.Cleanup(func() {
+		if strings.Contains(p.Output(), "WARNING: DATA RACE") {
+			tb.Error("a generation of the server reported a data race")
+		}
+	})
+	return p
+}
+
+// EnvInt returns the positive integer in the environment variable name,
+// or def if it is unset; anything else fails the test. Long runs of a test
+// are asked for this way.
+func EnvInt(tb testing.TB, name string, def int) int {
+	tb.Helper()
+	v := os.Getenv(name)
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n <= 0 {
+		tb.Fatalf("%s=%q: want a positive number", name, v)
+	}
+	return n
 }

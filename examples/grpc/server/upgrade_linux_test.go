@@ -67,18 +67,6 @@ const (
 	loadLimit = 10 * time.Minute
 )
 
-func envInt(tb testing.TB, name string, def int) int {
-	v := os.Getenv(name)
-	if v == "" {
-		return def
-	}
-	n, err := strconv.Atoi(v)
-	if err != nil || n <= 0 {
-		tb.Fatalf("%s=%q: want a positive number", name, v)
-	}
-	return n
-}
-
 // server is one run of the example: its generations in order.
 type server struct {
 	p       *proctest.Proc
@@ -95,20 +83,8 @@ func startServer(tb testing.TB, helper string) *server {
 func startServerDrain(tb testing.TB, helper string, drain time.Duration) *server {
 	tb.Helper()
 	pidFile := filepath.Join(tb.TempDir(), "grpc.pid")
-	var env []string
-	if os.Getenv("GORACE") == "" {
-		// A race-instrumented process sleeps a second at exit by
-		// default; its races are caught all the same (the output is
-		// checked for reports).
-		env = append(env, "GORACE=atexit_sleep_ms=0")
-	}
-	p := proctest.Start(tb, helper, env, "-listen", "127.0.0.1:0", "-pid-file", pidFile, "-drain", drain.String())
+	p := proctest.StartServer(tb, helper, nil, "-listen", "127.0.0.1:0", "-pid-file", pidFile, "-drain", drain.String())
 	s := &server{p: p, pidFile: pidFile}
-	tb.Cleanup(func() {
-		if strings.Contains(p.Output(), "WARNING: DATA RACE") {
-			tb.Error("a generation of the server reported a data race")
-		}
-	})
 	s.addr = proctest.Field(p.WaitLog(tb, "msg=serving", upgradeStep), "addr")
 	s.Generations = proctest.FollowGenerations(tb, p, pidFile, upgradeStep)
 	return s
@@ -504,7 +480,7 @@ func watchHealth(tb testing.TB, addr string, pid int) (healthpb.Health_WatchClie
 // resumed on the successor without losing or repeating a message; each
 // retiring generation's health reports NOT_SERVING; no call is cut.
 func TestUpgradesKeepCalls(t *testing.T) {
-	f := runUpgrades(t, "grpc", envInt(t, "BATON_GRPC_UPGRADES", 20))
+	f := runUpgrades(t, "grpc", proctest.EnvInt(t, "BATON_GRPC_UPGRADES", 20))
 	t.Logf("grpcdrain: %v", f)
 	if f.failed != 0 {
 		t.Errorf("%d of %d unary calls failed; want 0", f.failed, f.calls)

@@ -60,18 +60,6 @@ const (
 	loadLimit = 10 * time.Minute
 )
 
-func envInt(tb testing.TB, name string, def int) int {
-	v := os.Getenv(name)
-	if v == "" {
-		return def
-	}
-	n, err := strconv.Atoi(v)
-	if err != nil || n <= 0 {
-		tb.Fatalf("%s=%q: want a positive number", name, v)
-	}
-	return n
-}
-
 // server is one run of the example: its generations in order.
 type server struct {
 	p       *proctest.Proc
@@ -92,20 +80,9 @@ func startServerDrain(tb testing.TB, route bool, drain time.Duration) *server {
 	certFile, keyFile, roots := proctest.TLSCert(tb, dir)
 	pidFile := filepath.Join(dir, "http3.pid")
 	env := []string{"QUIC_GO_DISABLE_RECEIVE_BUFFER_WARNING=true"}
-	if os.Getenv("GORACE") == "" {
-		// A race-instrumented process sleeps a second at exit by
-		// default; its races are caught all the same (the output is
-		// checked for reports).
-		env = append(env, "GORACE=atexit_sleep_ms=0")
-	}
-	p := proctest.Start(tb, "http3", env, "-listen", "127.0.0.1:0", "-pid-file", pidFile, "-drain", drain.String(),
+	p := proctest.StartServer(tb, "http3", env, "-listen", "127.0.0.1:0", "-pid-file", pidFile, "-drain", drain.String(),
 		"-tls-cert", certFile, "-tls-key", keyFile, "-route="+strconv.FormatBool(route))
 	s := &server{p: p, pidFile: pidFile, roots: roots}
-	tb.Cleanup(func() {
-		if strings.Contains(p.Output(), "WARNING: DATA RACE") {
-			tb.Error("a generation of the server reported a data race")
-		}
-	})
 	s.addr = proctest.Field(p.WaitLog(tb, "msg=serving", upgradeStep), "addr")
 	s.Generations = proctest.FollowGenerations(tb, p, pidFile, upgradeStep)
 	return s
@@ -425,7 +402,7 @@ func p99(d []time.Duration) time.Duration {
 // stateless reset, which is how a connection whose datagrams reach the
 // wrong generation ends.
 func TestUpgradesUnderLoad(t *testing.T) {
-	f := runUpgrades(t, true, envInt(t, "BATON_HTTP3_UPGRADES", 20))
+	f := runUpgrades(t, true, proctest.EnvInt(t, "BATON_HTTP3_UPGRADES", 20))
 	t.Logf("route=on: %v", f)
 	// Every failure but the client library's own race (goawayRace)
 	// fails the test; that one is bounded: seen at most once in a run of

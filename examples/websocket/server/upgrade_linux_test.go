@@ -39,18 +39,6 @@ const upgradeStep = 30 * time.Second
 // being written; generous, so that only a leak per connection trips it.
 const fdSlack = 32
 
-func envInt(t *testing.T, name string, def int) int {
-	v := os.Getenv(name)
-	if v == "" {
-		return def
-	}
-	n, err := strconv.Atoi(v)
-	if err != nil || n <= 0 {
-		t.Fatalf("%s=%q: want a positive number", name, v)
-	}
-	return n
-}
-
 // server is one run of the example: its generations in order.
 type server struct {
 	t       *testing.T
@@ -63,21 +51,8 @@ type server struct {
 func startServer(t *testing.T) *server {
 	t.Helper()
 	pidFile := filepath.Join(t.TempDir(), "ws.pid")
-	var env []string
-	if os.Getenv("GORACE") == "" {
-		// A race-instrumented process sleeps a second at exit by
-		// default, for reports from other goroutines; the test waits
-		// for each old generation to exit, and its races are caught
-		// all the same (the output is checked for reports).
-		env = append(env, "GORACE=atexit_sleep_ms=0")
-	}
-	p := proctest.Start(t, "websocket", env, "-listen", "127.0.0.1:0", "-pid-file", pidFile, "-drain", "20s")
+	p := proctest.StartServer(t, "websocket", nil, "-listen", "127.0.0.1:0", "-pid-file", pidFile, "-drain", "20s")
 	s := &server{t: t, p: p, pidFile: pidFile}
-	t.Cleanup(func() {
-		if strings.Contains(p.Output(), "WARNING: DATA RACE") {
-			t.Error("a generation of the server reported a data race")
-		}
-	})
 	s.addr = proctest.Field(p.WaitLog(t, "msg=serving", upgradeStep), "addr")
 	s.Generations = proctest.FollowGenerations(t, p, pidFile, upgradeStep)
 	return s
@@ -163,8 +138,8 @@ func (c *echoClient) check(seq int) error {
 // connection is answered by every generation in turn, and its message
 // count (the application's state) survives every handover.
 func TestUpgradesKeepWebSockets(t *testing.T) {
-	conns := envInt(t, "BATON_WS_CONNS", 200)
-	upgrades := envInt(t, "BATON_WS_UPGRADES", 10)
+	conns := proctest.EnvInt(t, "BATON_WS_CONNS", 200)
+	upgrades := proctest.EnvInt(t, "BATON_WS_UPGRADES", 10)
 	srv := startServer(t)
 
 	// Each client waits pace between rounds: ~4,000 messages a second in
